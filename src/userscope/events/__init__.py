@@ -1,0 +1,57 @@
+"""Per-user event delivery: brokers, subscriptions, run liveness and the socket bridge.
+
+Example:
+    >>> import asyncio, userscope as us
+    >>> from userscope.events import InMemoryBroker
+    >>> async def main():
+    ...     broker = InMemoryBroker()
+    ...     ctx = us.UserExecutionContext(user_id="alice", thread_id="t")
+    ...     async with broker.subscribe(ctx) as sub:
+    ...         await broker.publish(ctx, {"type": "token", "text": "hi"})
+    ...         item = await anext(sub)
+    ...     await broker.aclose()
+    ...     return item.payload["text"]
+    >>> asyncio.run(main())
+    'hi'
+"""
+
+from ._errors import BrokerClosedError, EventIdError, EventPayloadError, WeakSecretError
+from ._identity import MIN_SECRET_BYTES, UserLike, VerifiedUser
+from ._memory import InMemoryBroker
+from ._redis import RedisBroker
+from ._runs import RunHandle
+from ._subscription import Subscription
+from ._types import (
+    BEGINNING,
+    RUN_FINISHED,
+    RUN_HEARTBEAT,
+    RUN_LOST,
+    RUN_STARTED,
+    Broker,
+    BrokerStats,
+    Delivery,
+    Gap,
+)
+
+__all__ = [
+    "BEGINNING",
+    "MIN_SECRET_BYTES",
+    "RUN_FINISHED",
+    "RUN_HEARTBEAT",
+    "RUN_LOST",
+    "RUN_STARTED",
+    "Broker",
+    "BrokerClosedError",
+    "BrokerStats",
+    "Delivery",
+    "EventIdError",
+    "EventPayloadError",
+    "Gap",
+    "InMemoryBroker",
+    "RedisBroker",
+    "RunHandle",
+    "Subscription",
+    "UserLike",
+    "VerifiedUser",
+    "WeakSecretError",
+]

@@ -1,0 +1,440 @@
+"""Redis Streams broker: per-user delivery across worker processes and hosts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._errors import BrokerClosedError
+from ._identity import KeyDeriver, UserLike, as_verified
+from ._json import encode_event
+from ._runs import RunHandle, check_heartbeat
+from ._subscription import Lost, Record, Subscription
+from ._types import BEGINNING, BrokerStats, id_key, parse_after
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisBroker"]
+
+logger = logging.getLogger("userscope.events")
+
+# Appends one envelope atomically: reads the id of the previous event (for gap
+# detection), adds the entry with approximate trimming and refreshes the idle expiry.
+_PUBLISH_LUA = """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local prev = '0-0'
+if last[1] then prev = last[1][1] end
+local id = redis.call(
+  'XADD', KEYS[1], 'MAXLEN', ARGV[5], ARGV[1], '*', 'u', ARGV[2], 'p', prev, 'd', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return id
+"""
+
+_WAKE_TTL_MS = 120_000
+
+
+@dataclass(slots=True)
+class _Watch:
+    cursor: str
+    subs: set[Subscription] = field(default_factory=set)
+
+
+def _record(event_id: str, fields: Mapping[str, str]) -> Record:
+    return Record(
+        id=event_id, prev=fields.get("p", ""), owner=fields.get("u", ""), data=fields.get("d", "")
+    )
+
+
+def _entries(raw: Any) -> list[tuple[str, dict[str, str]]]:
+    """Normalise a stream reply (``decode_responses=True``) to ``[(id, fields)]``."""
+    out: list[tuple[str, dict[str, str]]] = []
+    for event_id, fields in raw or ():
+        out.append((str(event_id), {str(k): str(v) for k, v in (fields or {}).items()}))
+    return out
+
+
+class RedisBroker:
+    """Per-user event streams on Redis Streams, shared by every worker process.
+
+    Each user's events live in one stream whose key is derived from the verified
+    identity with HMAC-SHA256 (``secret``, identical on every worker) under
+    ``key_prefix``; no user text ever reaches a key. Each broker instance runs one
+    multiplexed blocking ``XREAD`` reader task for all its subscriptions (one per
+    worker, not one connection per socket), reconnects with backoff when Redis
+    restarts, resumes every subscription from its last id and reports a
+    :class:`Gap` if history was lost.
+
+    Args:
+        url: ``redis://`` or ``rediss://`` (TLS) URL, credentials included.
+        secret: HMAC key for stream names, at least 32 bytes (``WeakSecretError``).
+        key_prefix: namespace of every key (grant the ACL user ``~<prefix>:*``).
+        maxlen: events kept per user (``MAXLEN ~``: Redis may keep up to one
+            stream node, 100 entries by default, more).
+        exact_trim: use exact ``MAXLEN`` instead of ``~`` (slower).
+        idle_ttl: seconds without a publish after which a user's stream expires.
+        socket_timeout: client socket timeout in seconds.
+        block_timeout: seconds one ``XREAD BLOCK`` waits; must be below ``socket_timeout``.
+        read_count: entries read per stream per ``XREAD``.
+        max_event_bytes: largest encoded event accepted.
+        buffer_limit: envelopes buffered per subscription before it re-reads history.
+        heartbeat_interval: default seconds between run heartbeats.
+        heartbeat_timeout: default seconds without heartbeat before ``run_lost``.
+        reconnect_backoff: (first, maximum) seconds between reconnection attempts.
+
+    Example:
+        >>> from userscope.events import RedisBroker
+        >>> broker = RedisBroker("redis://127.0.0.1:6379/0", secret="s" * 32)
+        >>> broker.key_prefix
+        'userscope:events'
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        secret: str | bytes,
+        key_prefix: str = "userscope:events",
+        maxlen: int = 1000,
+        exact_trim: bool = False,
+        idle_ttl: float = 3600.0,
+        socket_timeout: float = 10.0,
+        block_timeout: float = 2.0,
+        read_count: int = 512,
+        max_event_bytes: int = 1 << 20,
+        buffer_limit: int = 10_000,
+        heartbeat_interval: float = 5.0,
+        heartbeat_timeout: float = 15.0,
+        reconnect_backoff: tuple[float, float] = (0.05, 2.0),
+    ) -> None:
+        try:
+            import redis.asyncio as redis_asyncio
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "RedisBroker needs the redis client: pip install 'userscope[redis]'"
+            ) from exc
+        self._keys = KeyDeriver(secret, key_prefix)
+        if maxlen < 1:
+            raise ValueError(f"maxlen must be at least 1, got {maxlen}")
+        if not idle_ttl > 0:
+            raise ValueError(f"idle_ttl must be positive seconds, got {idle_ttl}")
+        if not 0 < block_timeout < socket_timeout:
+            raise ValueError(
+                f"block_timeout={block_timeout} must be positive and below "
+                f"socket_timeout={socket_timeout}, or every idle XREAD would time the "
+                "socket out; keep it about half of socket_timeout"
+            )
+        if read_count < 1 or buffer_limit < 1:
+            raise ValueError("read_count and buffer_limit must be at least 1")
+        if not 0 < reconnect_backoff[0] <= reconnect_backoff[1]:
+            raise ValueError("reconnect_backoff must be (first, maximum) with 0 < first <= maximum")
+        check_heartbeat(heartbeat_interval, heartbeat_timeout)
+        self.key_prefix = key_prefix
+        self.maxlen = maxlen
+        self.exact_trim = exact_trim
+        self.idle_ttl = idle_ttl
+        self.block_timeout = block_timeout
+        self.read_count = read_count
+        self.max_event_bytes = max_event_bytes
+        self.buffer_limit = buffer_limit
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self._backoff = reconnect_backoff
+        self._client: Redis = redis_asyncio.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=min(socket_timeout, 5.0),
+        )
+        self._publish_script = self._client.register_script(_PUBLISH_LUA)
+        self._wake_key = f"{key_prefix}:wake:{uuid.uuid4().hex}"
+        self._wake_cursor = BEGINNING
+        self._watches: dict[str, _Watch] = {}
+        self._requests: deque[tuple[Subscription, asyncio.Future[None] | None]] = deque()
+        self._reader: asyncio.Task[None] | None = None
+        self._closed = False
+        self.stats = BrokerStats()
+
+    # -- public API ---------------------------------------------------------------
+    def stream_key(self, user: UserLike) -> str:
+        """The exact Redis key of a user's stream (for operators and tests).
+
+        Example:
+            >>> # broker.stream_key(ctx) -> 'userscope:events:u:3f2a...'
+        """
+        return self._keys.stream_key(as_verified(user))
+
+    async def publish(self, user: UserLike, event: Mapping[str, Any]) -> str:
+        """Append ``event`` to the user's stream (one atomic script call).
+
+        Args:
+            user: the verified identity (a ``UserExecutionContext`` or ``VerifiedUser``).
+            event: a JSON object; anything else raises :class:`EventPayloadError`.
+
+        Returns:
+            The Redis stream id of the new event.
+
+        Raises:
+            redis.exceptions.ConnectionError: Redis is unreachable; nothing was stored
+                (or, rarely, it was stored but the reply was lost: ids make duplicates
+                visible to clients).
+
+        Example:
+            >>> # event_id = await broker.publish(ctx, {"type": "token", "text": "hi"})
+        """
+        self._check_open()
+        identity = as_verified(user)
+        data = encode_event(event, self.max_event_bytes)
+        key = self._keys.stream_key(identity)
+        owner = self._keys.user_hash(identity)
+        result = await self._publish_script(
+            keys=[key],
+            args=[
+                self.maxlen,
+                owner,
+                data,
+                max(1, int(self.idle_ttl * 1000)),
+                "=" if self.exact_trim else "~",
+            ],
+        )
+        self.stats.published += 1
+        return str(result)
+
+    def subscribe(self, user: UserLike, after: str | None = None) -> Subscription:
+        """Subscribe to the user's events through this worker's shared reader.
+
+        Args:
+            user: the verified identity.
+            after: resume after this event id; ``"0-0"`` for all retained history;
+                ``None`` for only events published after attaching.
+
+        Returns:
+            A :class:`Subscription`.
+
+        Example:
+            >>> # async with broker.subscribe(ctx, after=last_id) as sub:
+            >>> #     async for item in sub: ...
+        """
+        self._check_open()
+        identity = as_verified(user)
+        return Subscription(
+            self, identity, self._keys.user_hash(identity), parse_after(after), self.buffer_limit
+        )
+
+    def run(
+        self,
+        user: UserLike,
+        run_id: str,
+        *,
+        heartbeat_interval: float | None = None,
+        heartbeat_timeout: float | None = None,
+    ) -> RunHandle:
+        """Announce a run and keep it alive with heartbeats (see :class:`RunHandle`).
+
+        Example:
+            >>> # async with broker.run(ctx, "run-1") as run:
+            >>> #     await run.publish({"type": "token", "text": "hi"})
+        """
+        return RunHandle(
+            self,
+            user,
+            run_id,
+            self.heartbeat_interval if heartbeat_interval is None else heartbeat_interval,
+            self.heartbeat_timeout if heartbeat_timeout is None else heartbeat_timeout,
+        )
+
+    async def ping(self) -> bool:
+        """Check that Redis answers (for readiness probes).
+
+        Example:
+            >>> # assert await broker.ping()
+        """
+        return bool(await self._client.ping())
+
+    async def aclose(self) -> None:
+        """Stop the reader, end every subscription, close connections; idempotent.
+
+        Example:
+            >>> # await broker.aclose()   # at application shutdown
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        for watch in self._watches.values():
+            for sub in list(watch.subs):
+                sub._end()
+        self._watches.clear()
+        while self._requests:
+            sub, fut = self._requests.popleft()
+            sub._end()
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):
+                await self._client.delete(self._wake_key)
+        await self._client.aclose()
+
+    # -- subscription backend -------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BrokerClosedError(type(self).__name__)
+
+    async def _wake(self) -> None:
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.xadd(self._wake_key, {"w": "1"}, maxlen=1, approximate=False)
+                pipe.pexpire(self._wake_key, _WAKE_TTL_MS)
+                await pipe.execute()
+        except Exception:  # the reader is reconnecting; it handles requests once back
+            logger.debug("wake-up of the event reader failed", exc_info=True)
+
+    def _ensure_reader(self) -> None:
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read_loop(), name="userscope-redis-reader")
+
+    async def _attach(self, sub: Subscription) -> None:
+        self._check_open()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._requests.append((sub, fut))
+        self._ensure_reader()
+        await self._wake()
+        await fut
+
+    def _detach(self, sub: Subscription) -> None:
+        key = self._keys.stream_key(sub.identity)
+        watch = self._watches.get(key)
+        if watch is not None:
+            watch.subs.discard(sub)
+            if not watch.subs:
+                del self._watches[key]
+
+    async def _rewind(self, sub: Subscription) -> None:
+        sub.resyncing = True  # drop live envelopes until the reader has caught it up
+        self._requests.append((sub, None))
+        self._ensure_reader()
+        await self._wake()
+
+    # -- the reader task --------------------------------------------------------------
+    async def _last_id(self, key: str) -> str | None:
+        entries = _entries(await self._client.xrevrange(key, "+", "-", count=1))
+        return entries[0][0] if entries else None
+
+    async def _catch_up(self, sub: Subscription, key: str, start: str, end: str) -> None:
+        """Push entries in (start, end] of ``key`` to ``sub`` (history replay)."""
+        cursor = start
+        while id_key(cursor) < id_key(end):
+            page = _entries(
+                await self._client.xrange(key, f"({cursor}", end, count=self.read_count)
+            )
+            for event_id, fields in page:
+                sub._push(_record(event_id, fields))
+                cursor = event_id
+            if len(page) < self.read_count:
+                break
+
+    async def _handle_request(self, sub: Subscription, fut: asyncio.Future[None] | None) -> None:
+        key = self._keys.stream_key(sub.identity)
+        watch = self._watches.get(key)
+        if fut is None:  # rewind after the subscription overflowed
+            sub.resyncing = False
+            if watch is not None and sub in watch.subs:
+                await self._catch_up(sub, key, sub.last_id, watch.cursor)
+            return
+        last = await self._last_id(key)
+        after = sub.requested_after
+        if after is None:
+            start = last or BEGINNING
+            sub._set_position(start)
+        elif after != BEGINNING and (last is None or id_key(last) < id_key(after)):
+            sub._push(Lost())
+            start = BEGINNING
+        else:
+            start = after
+        if watch is None:
+            watch = self._watches[key] = _Watch(cursor=start)
+        elif id_key(start) < id_key(watch.cursor):
+            await self._catch_up(sub, key, start, watch.cursor)
+        watch.subs.add(sub)
+        if not fut.done():
+            fut.set_result(None)
+
+    async def _resync(self) -> None:
+        """After a reconnect: detect streams that Redis lost and tell their subscribers."""
+        self._wake_cursor = await self._last_id(self._wake_key) or BEGINNING
+        for key, watch in list(self._watches.items()):
+            if watch.cursor == BEGINNING:
+                continue
+            last = await self._last_id(key)
+            if last is None or id_key(last) < id_key(watch.cursor):
+                logger.warning("stream history lost while reconnecting; reporting a gap")
+                for sub in watch.subs:
+                    sub._push(Lost())
+                watch.cursor = BEGINNING
+
+    async def _read_once(self) -> None:
+        while self._requests:
+            sub, fut = self._requests[0]
+            await self._handle_request(sub, fut)
+            self._requests.popleft()
+        streams: dict[Any, Any] = {self._wake_key: self._wake_cursor}
+        for key, watch in self._watches.items():
+            streams[key] = watch.cursor
+        response = await self._client.xread(
+            streams, count=self.read_count, block=max(1, int(self.block_timeout * 1000))
+        )
+        raw: Any = response
+        for raw_key, raw_entries in raw or ():
+            key = str(raw_key)
+            entries = _entries(raw_entries)
+            if key == self._wake_key:
+                if entries:
+                    self._wake_cursor = entries[-1][0]
+                continue
+            found = self._watches.get(key)
+            if found is None:
+                continue
+            for event_id, fields in entries:
+                record = _record(event_id, fields)
+                found.cursor = event_id
+                for sub in list(found.subs):
+                    sub._push(record)
+
+    async def _read_loop(self) -> None:
+        import redis.exceptions as redis_errors
+
+        delay = self._backoff[0]
+        need_resync = False
+        while not self._closed:
+            try:
+                if need_resync:
+                    await self._resync()
+                    need_resync = False
+                    delay = self._backoff[0]
+                    logger.info("event reader reconnected to Redis")
+                await self._read_once()
+            except asyncio.CancelledError:
+                raise
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+                if not need_resync:
+                    self.stats.reconnects += 1
+                    logger.warning("event reader lost Redis (%s); reconnecting", exc)
+                need_resync = True
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, self._backoff[1])
+            except Exception:
+                logger.exception("event reader failed; retrying")
+                need_resync = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._backoff[1])
