@@ -1,0 +1,436 @@
+"""FastAPI end to end: one GET endpoint returning data from the request-scoped Agent.
+
+Run::
+
+    .venv/bin/python benchmarks/bench_fastapi.py [--n N] [--reps R] [--smoke]
+
+Every app is driven by direct ASGI calls (the scope dict, ``receive`` and ``send`` are built
+here; no HTTP client, no server). Every app does the same work per request: read the
+``x-user`` header, build the same context object, get the user's ``AgentRegistry`` (one per
+user, kept across requests), open a ``WebSocketBridge`` from an async generator whose
+cleanup must run, build the ``Agent``, return ``agent.answer()`` as JSON. Apps alternate
+inside every repetition (rotating order); the script fails if any request is not a 200
+with the expected body or if any app's bridge cleanup did not run once per request.
+"""
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Annotated, Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _graph as g
+from fastapi import APIRouter, Depends, FastAPI, Request
+
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[
+    [Message, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+    Awaitable[None],
+]
+
+USER = "alice"
+EXPECTED_BODY = {"user": USER, "model": "gpt-bench"}
+
+
+def ctx_from(request: Any) -> Any:
+    """The one identity step every app performs (stands in for verifying a token)."""
+    return g.make_ctx(request.headers["x-user"])
+
+
+class BenchApp:
+    """One contender: an ASGI app plus the counter its bridge cleanup increments."""
+
+    def __init__(self, name: str, app: FastAPI, counter: g.Counter) -> None:
+        self.name = name
+        self.app = app
+        self.counter = counter
+        self.state: dict[str, Any] = {}
+        self._lifespan_task: asyncio.Task[None] | None = None
+        self._to_app: asyncio.Queue[Message] = asyncio.Queue()
+        self._from_app: asyncio.Queue[Message] = asyncio.Queue()
+
+    async def startup(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": self.state}
+        self._lifespan_task = asyncio.ensure_future(
+            self.app(scope, self._to_app.get, self._from_app.put)
+        )
+        await self._to_app.put({"type": "lifespan.startup"})
+        message = await self._from_app.get()
+        if message["type"] != "lifespan.startup.complete":
+            raise RuntimeError(f"{self.name}: lifespan startup failed: {message}")
+
+    async def shutdown(self) -> None:
+        if self._lifespan_task is None:
+            return
+        await self._to_app.put({"type": "lifespan.shutdown"})
+        message = await self._from_app.get()
+        await self._lifespan_task
+        if message["type"] != "lifespan.shutdown.complete":
+            raise RuntimeError(f"{self.name}: lifespan shutdown failed: {message}")
+
+
+# ------------------------------------------------------------------------------ apps
+
+
+def bare_app() -> BenchApp:
+    """No DI at all: the endpoint wires the graph by hand (the floor's code, inline)."""
+    counter = g.Counter()
+    aopen_bridge = g.abridge_factory(counter)
+    users: dict[str, g.AgentRegistry] = {}
+    llm = g.LLMClient(g.Settings())
+    app = FastAPI()
+
+    @app.get("/agent")
+    async def endpoint(request: Request) -> dict[str, str]:
+        ctx = ctx_from(request)
+        registry = users.get(ctx.user_id)
+        if registry is None:
+            registry = users[ctx.user_id] = g.AgentRegistry(ctx)
+        agen = aopen_bridge(ctx)
+        bridge = await agen.__anext__()
+        try:
+            return g.Agent(registry, bridge, llm).answer()
+        finally:
+            try:
+                await agen.__anext__()
+            except StopAsyncIteration:
+                pass
+            else:
+                raise RuntimeError("bridge generator yielded twice")
+
+    return BenchApp("bare", app, counter)
+
+
+def depends_app() -> BenchApp:
+    """FastAPI's own ``Depends``: async dependencies, the bridge as a yield dependency."""
+    counter = g.Counter()
+    aopen_bridge = g.abridge_factory(counter)
+    users: dict[str, g.AgentRegistry] = {}
+    llm = g.LLMClient(g.Settings())
+
+    async def get_ctx(request: Request) -> Any:
+        return ctx_from(request)
+
+    Ctx = Annotated[Any, Depends(get_ctx)]
+
+    async def get_registry(ctx: Ctx) -> g.AgentRegistry:
+        registry = users.get(ctx.user_id)
+        if registry is None:
+            registry = users[ctx.user_id] = g.AgentRegistry(ctx)
+        return registry
+
+    async def get_bridge(ctx: Ctx) -> AsyncIterator[g.WebSocketBridge]:
+        async for bridge in aopen_bridge(ctx):
+            yield bridge
+
+    async def get_llm() -> g.LLMClient:
+        return llm
+
+    async def get_agent(
+        registry: Annotated[g.AgentRegistry, Depends(get_registry)],
+        bridge: Annotated[g.WebSocketBridge, Depends(get_bridge)],
+        llm: Annotated[g.LLMClient, Depends(get_llm)],
+    ) -> g.Agent:
+        return g.Agent(registry, bridge, llm)
+
+    app = FastAPI()
+
+    @app.get("/agent")
+    async def endpoint(agent: Annotated[g.Agent, Depends(get_agent)]) -> dict[str, str]:
+        return agent.answer()
+
+    return BenchApp("fastapi-depends", app, counter)
+
+
+def dishka_app() -> BenchApp:
+    """dishka's FastAPI integration: ``setup_dishka`` + ``DishkaRoute``; its middleware opens
+    a REQUEST scope per request (HTTP: connection = request); user-lived registries come from
+    an APP-scoped dict through a REQUEST-scoped factory."""
+    from dishka import Provider, Scope, make_async_container
+    from dishka.integrations.fastapi import (
+        DishkaRoute,
+        FastapiProvider,
+        FromDishka,
+        setup_dishka,
+    )
+
+    counter = g.Counter()
+
+    class UserRegistries:
+        def __init__(self) -> None:
+            self.by_user: dict[str, g.AgentRegistry] = {}
+
+    def context(request: Request) -> g.Ctx:
+        return ctx_from(request)
+
+    def registry(ctx: g.Ctx, registries: UserRegistries) -> g.AgentRegistry:
+        found = registries.by_user.get(ctx.user_id)
+        if found is None:
+            found = registries.by_user[ctx.user_id] = g.AgentRegistry(ctx)
+        return found
+
+    p = Provider()
+    p.provide(context, scope=Scope.REQUEST)
+    p.provide(UserRegistries, scope=Scope.APP)
+    p.provide(g.Settings, scope=Scope.APP)
+    p.provide(g.LLMClient, scope=Scope.APP)
+    p.provide(registry, scope=Scope.REQUEST)
+    p.provide(g.abridge_factory(counter), scope=Scope.REQUEST, provides=g.WebSocketBridge)
+    p.provide(g.Agent, scope=Scope.REQUEST)
+    container = make_async_container(p, FastapiProvider())
+
+    router = APIRouter(route_class=DishkaRoute)
+
+    @router.get("/agent")
+    async def endpoint(agent: FromDishka[g.Agent]) -> dict[str, str]:
+        return agent.answer()
+
+    app = FastAPI()
+    app.include_router(router)
+    setup_dishka(container, app)
+    return BenchApp("dishka", app, counter)
+
+
+def wireup_app() -> BenchApp:
+    """wireup's FastAPI integration: ``WireupRoute`` + ``setup``; one ``scoped`` lifetime
+    per request, user-lived registries from a singleton dict through a scoped factory."""
+    import wireup
+    import wireup.integration.fastapi as wf
+
+    counter = g.Counter()
+
+    @wireup.injectable
+    class UserRegistries:
+        def __init__(self) -> None:
+            self.by_user: dict[str, g.AgentRegistry] = {}
+
+    @wireup.injectable(lifetime="scoped")
+    def context(request: Request) -> g.Ctx:
+        return ctx_from(request)
+
+    @wireup.injectable(lifetime="scoped")
+    def registry(ctx: g.Ctx, registries: UserRegistries) -> g.AgentRegistry:
+        found = registries.by_user.get(ctx.user_id)
+        if found is None:
+            found = registries.by_user[ctx.user_id] = g.AgentRegistry(ctx)
+        return found
+
+    container = wireup.create_async_container(
+        injectables=[
+            wf.request_factory,
+            context,
+            UserRegistries,
+            wireup.injectable(g.Settings),
+            wireup.injectable(g.LLMClient),
+            registry,
+            wireup.injectable(g.abridge_factory(counter), lifetime="scoped"),
+            wireup.injectable(g.Agent, lifetime="scoped"),
+        ]
+    )
+    router = APIRouter(route_class=wf.WireupRoute)
+
+    @router.get("/agent")
+    async def endpoint(agent: wireup.Injected[g.Agent]) -> dict[str, str]:
+        return agent.answer()
+
+    app = FastAPI()
+    app.include_router(router)
+    wf.setup(container, app)
+    return BenchApp("wireup", app, counter)
+
+
+def userscope_app() -> BenchApp:
+    """userscope's adapter: ``install`` + ``Inject``; alice's USER scope (and registry)
+    lives across requests, each request opens CONNECTION + REQUEST."""
+    from dependency_injector import containers, providers
+
+    from userscope.adapters.fastapi import Inject, install
+
+    us = g.us
+    assert us is not None
+    counter = g.Counter()
+
+    class Container(containers.DeclarativeContainer):
+        settings = providers.Singleton(g.Settings)
+        llm = providers.Singleton(g.LLMClient, settings)
+        context = us.CurrentContext()
+        registry = us.UserScoped(g.AgentRegistry, context)
+        bridge = us.ConnectionScoped(g.abridge_factory(counter), context)
+        agent = us.RequestScoped(g.Agent, registry=registry, bridge=bridge, llm=llm)
+
+    container = Container()
+    sessions = us.UserSessions()
+
+    async def authenticate(conn: Any) -> Any:
+        return ctx_from(conn)
+
+    app = FastAPI()
+
+    @app.get("/agent")
+    async def endpoint(agent: g.Agent = Inject(Container.agent)) -> dict[str, str]:  # noqa: B008
+        return agent.answer()
+
+    install(app, container, sessions, authenticate=authenticate)
+    return BenchApp("userscope", app, counter)
+
+
+APP_BUILDERS: dict[str, tuple[Callable[[], BenchApp], str]] = {
+    "bare": (bare_app, ""),
+    "fastapi-depends": (depends_app, ""),
+    "dishka": (dishka_app, "dishka.integrations.fastapi"),
+    "wireup": (wireup_app, "wireup.integration.fastapi"),
+    "userscope": (userscope_app, "userscope.adapters.fastapi"),
+}
+
+
+def load_apps(notes: list[str]) -> list[BenchApp]:
+    apps: list[BenchApp] = []
+    for name, (build, module) in APP_BUILDERS.items():
+        if name == "userscope" and g.us is None:
+            notes.append(f"skipped userscope: {g.US_IMPORT_ERROR}")
+            continue
+        if module:
+            _, err = g.try_import(module)
+            if err:
+                notes.append(f"skipped {name}: {module} does not import ({err})")
+                continue
+        try:
+            apps.append(build())
+        except Exception as exc:
+            notes.append(f"skipped {name}: setup failed: {type(exc).__name__}: {exc}")
+    return apps
+
+
+# ---------------------------------------------------------------------------- driver
+
+_BASE_SCOPE: dict[str, Any] = {
+    "type": "http",
+    "asgi": {"version": "3.0", "spec_version": "2.3"},
+    "http_version": "1.1",
+    "method": "GET",
+    "scheme": "http",
+    "path": "/agent",
+    "raw_path": b"/agent",
+    "root_path": "",
+    "query_string": b"",
+    "headers": [(b"host", b"bench.local"), (b"x-user", USER.encode())],
+    "client": ("127.0.0.1", 50000),
+    "server": ("127.0.0.1", 8000),
+}
+_REQUEST_MESSAGE: Message = {"type": "http.request", "body": b"", "more_body": False}
+
+
+class _Recorder:
+    """Collects statuses and the last body without allocating per message beyond need."""
+
+    __slots__ = ("bad", "last_body")
+
+    def __init__(self) -> None:
+        self.bad = 0
+        self.last_body = b""
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            if message["status"] != 200:
+                self.bad += 1
+        elif message["type"] == "http.response.body":
+            self.last_body = message.get("body", b"")
+
+
+async def _receive() -> Message:
+    return _REQUEST_MESSAGE
+
+
+async def drive(bench: BenchApp, n: int) -> int:
+    """Send ``n`` GET requests straight into the ASGI app; return elapsed ns."""
+    app, state, recorder = bench.app, bench.state, _Recorder()
+    send, base = recorder.send, _BASE_SCOPE
+    bench.counter.reset()
+    gc.collect()
+    t0 = g.now_ns()
+    for _ in range(n):
+        scope = dict(base)
+        scope["state"] = dict(state)
+        await app(scope, _receive, send)
+    elapsed = g.now_ns() - t0
+    if recorder.bad:
+        raise AssertionError(f"{bench.name}: {recorder.bad} of {n} responses were not 200")
+    body = json.loads(recorder.last_body)
+    if body != EXPECTED_BODY:
+        raise AssertionError(f"{bench.name}: unexpected body {body!r}")
+    bench.counter.check(bench.name, "fastapi end to end", n)
+    return elapsed
+
+
+async def run(n: int, reps: int, apps: list[BenchApp]) -> dict[str, list[float]]:
+    """Return ``{app: [requests per second, one per repetition]}``."""
+    for bench in apps:
+        await bench.startup()
+    try:
+        for bench in apps:
+            await drive(bench, max(n // 5, 10))  # warm-up
+        results: dict[str, list[float]] = {bench.name: [] for bench in apps}
+        for rep in range(reps):
+            shift = rep % len(apps)
+            for bench in apps[shift:] + apps[:shift]:
+                ns = await drive(bench, n)
+                results[bench.name].append(n / (ns / 1e9))
+        return results
+    finally:
+        for bench in apps:
+            await bench.shutdown()
+
+
+def format_table(results: dict[str, list[float]]) -> str:
+    lines = [
+        "| app | median req/s | best req/s | median us/req | median / bare | best / bare |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    bare = results.get("bare")
+    for name, samples in results.items():
+        med, best = g.median(samples), max(samples)
+        if bare:
+            r_med, r_best = f"{med / g.median(bare):.2f}x", f"{best / max(bare):.2f}x"
+        else:
+            r_med = r_best = "n/a"
+        lines.append(
+            f"| {name} | {med:,.0f} | {best:,.0f} | {1e6 / med:,.1f} | {r_med} | {r_best} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=5_000, help="requests per repetition (>= 5000)")
+    parser.add_argument("--reps", type=int, default=7, help="repetitions (>= 7 for a real run)")
+    parser.add_argument("--smoke", action="store_true", help="tiny N, for CI")
+    args = parser.parse_args(argv)
+    n, reps = (10, 2) if args.smoke else (args.n, args.reps)
+
+    notes: list[str] = []
+    apps = load_apps(notes)
+    gc.collect()
+    gc.freeze()  # long-lived objects out of the collector's reach, equally for every app
+    results = asyncio.run(run(n, reps, apps))
+
+    print("# bench_fastapi")
+    print()
+    facts = g.versions()
+    facts["nproc"] = str(os.cpu_count())
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
+    print(f"n={n} requests per repetition, reps={reps}, direct ASGI calls, one event loop")
+    for note in notes:
+        print(f"note: {note}")
+    print()
+    print(format_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

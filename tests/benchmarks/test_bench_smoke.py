@@ -1,0 +1,139 @@
+"""Smoke tests for the benchmark scripts: they run with tiny N, print every row, and their
+cleanup checks really fail when a library's cleanup does not run. No timing assertions."""
+
+import asyncio
+import importlib.util
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _has(module: str, attribute: str | None = None) -> bool:
+    try:
+        loaded = importlib.import_module(module)
+    except ImportError:
+        return False
+    return attribute is None or hasattr(loaded, attribute)
+
+
+def _run(script: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def _rows(output: str) -> set[tuple[str, str]]:
+    """``(first column, second column)`` of every markdown table row."""
+    rows = set()
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) >= 2:
+            rows.add((cells[0], cells[1]))
+    return rows
+
+
+def _load(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_resolve_prints_every_row_for_every_library() -> None:
+    output = _run("bench_resolve.py")
+    libraries = ["floor", "di-contextlocal", "dishka", "wireup"]
+    if _has("userscope", "UserSessions"):
+        libraries.append("userscope")
+    else:
+        assert "note: skipped userscope" in output
+    rows = _rows(output)
+    for row in ("sync cycle", "async cycle", "cached scoped resolve", "app singleton resolve"):
+        for library in libraries:
+            assert (row, library) in rows, f"missing {row} / {library}:\n{output}"
+    assert "skipped" not in output.replace("note: skipped userscope", "")
+
+
+def test_bench_fastapi_prints_every_app() -> None:
+    output = _run("bench_fastapi.py")
+    apps = ["bare", "fastapi-depends", "dishka", "wireup"]
+    if _has("userscope.adapters.fastapi"):
+        apps.append("userscope")
+    else:
+        assert "note: skipped userscope" in output
+    names = {first for first, _ in _rows(output)}
+    for app in apps:
+        assert app in names, f"missing {app}:\n{output}"
+
+
+def test_bench_memory_prints_every_row() -> None:
+    output = _run("bench_memory.py")
+    if not _has("userscope", "UserSessions"):
+        assert "note: skipped userscope" in output
+        return
+    text = output.lower()
+    for needle in ("bytes per idle user session", "retained growth", "retained after"):
+        assert needle in text, f"missing {needle}:\n{output}"
+    assert "sweep 10% / sweep 1%" in text or "skipped sweep" in text
+
+
+def test_cycle_check_fails_when_a_library_skips_its_cleanup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bench = _load("bench_resolve", monkeypatch)
+    floor = bench.Floor()
+    loop = asyncio.new_event_loop()
+    try:
+        assert bench.measure(floor, "sync cycle", 5, loop) > 0  # intact: passes
+        monkeypatch.setattr(bench.Floor, "close_scope", staticmethod(lambda scope: None))
+        with pytest.raises(AssertionError, match="cleanup did not run") as raised:
+            bench.measure(floor, "sync cycle", 5, loop)
+        assert "opened=5 closed=0" in str(raised.value)
+    finally:
+        loop.close()
+
+
+def test_fastapi_check_fails_when_an_app_skips_its_cleanup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bench = _load("bench_fastapi", monkeypatch)
+
+    def leaky_factory(counter: object) -> object:
+        async def aopen_bridge(ctx: object) -> AsyncIterator[object]:
+            counter.opened += 1  # type: ignore[attr-defined]
+            yield object()  # no cleanup after the yield
+
+        return aopen_bridge
+
+    intact = bench.bare_app()
+    monkeypatch.setattr(bench.g, "abridge_factory", leaky_factory)
+    leaky = bench.bare_app()
+
+    async def go() -> None:
+        for app in (intact, leaky):
+            await app.startup()
+        try:
+            assert await bench.drive(intact, 3) > 0
+            with pytest.raises(AssertionError, match="cleanup did not run") as raised:
+                await bench.drive(leaky, 3)
+            assert "opened=3 closed=0" in str(raised.value)
+        finally:
+            for app in (intact, leaky):
+                await app.shutdown()
+
+    asyncio.run(go())
