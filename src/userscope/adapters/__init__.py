@@ -1,0 +1,1 @@
+"""Integrations: FastAPI, pytest, legacy migration shims."""

@@ -1,0 +1,15 @@
+"""Scope runtime: scope levels, `UserSessions`, and container validation."""
+
+from userscope.container._scope import Scope, current_context, current_scope
+from userscope.container._sessions import LeakReport, SessionStats, UserSessions
+from userscope.container._validate import validate
+
+__all__ = [
+    "LeakReport",
+    "Scope",
+    "SessionStats",
+    "UserSessions",
+    "current_context",
+    "current_scope",
+    "validate",
+]

@@ -1,0 +1,275 @@
+"""Scope levels, per-scope state, the active-scope ContextVar and the cleanup runner.
+
+The active scope chain lives in one :class:`~contextvars.ContextVar` holding a
+*frame*: a tuple ``(ctx, request_state, connection_state, user_state, sessions)``
+indexed by :class:`Scope` value, so a provider finds its scope with one
+``ContextVar.get`` and one tuple index.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import logging
+import threading
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any, Final
+
+from userscope.context import UserExecutionContext
+from userscope.errors import CleanupError, UserscopeError
+
+if TYPE_CHECKING:
+    from userscope.container._sessions import UserSessions, _UserSession
+
+__all__ = ["Scope", "current_context", "current_scope"]
+
+logger = logging.getLogger("userscope")
+
+
+class Scope(IntEnum):
+    """Scope levels, widest first: ``USER > CONNECTION > REQUEST``.
+
+    ``USER`` spans everything one user does in this process, ``CONNECTION`` one
+    HTTP request or one WebSocket connection, ``REQUEST`` one unit of work (an
+    HTTP request, one WebSocket message, one agent run).
+
+    Example:
+        >>> import userscope as us
+        >>> us.Scope.USER > us.Scope.CONNECTION > us.Scope.REQUEST
+        True
+    """
+
+    REQUEST = 1
+    CONNECTION = 2
+    USER = 3
+
+
+# Frame layout: index 0 is the context, 1..3 the states by Scope value, 4 the sessions,
+# 5 whether the innermost scope was entered with `async with`.
+Frame = tuple[
+    UserExecutionContext,
+    "ScopeState | None",
+    "ScopeState | None",
+    "ScopeState",
+    "UserSessions",
+    bool,
+]
+
+ACTIVE: Final[contextvars.ContextVar[Frame | None]] = contextvars.ContextVar(
+    "userscope_active", default=None
+)
+
+# Finalizer kinds.
+GEN: Final = 0
+AGEN: Final = 1
+CLOSE: Final = 2
+
+
+class ScopeState:
+    """Cache and finalizers of one open scope (internal)."""
+
+    __slots__ = (
+        "async_",
+        "cache",
+        "closed",
+        "ctx",
+        "finalizers",
+        "level",
+        "lock",
+        "pending",
+        "session",
+    )
+
+    def __init__(
+        self,
+        level: Scope,
+        ctx: UserExecutionContext,
+        session: _UserSession,
+        lock: threading.RLock,
+        async_: bool,
+    ) -> None:
+        self.level = level
+        self.ctx = ctx
+        self.session = session
+        self.lock = lock
+        self.async_ = async_
+        self.cache: dict[object, Any] = {}
+        self.pending: dict[object, Any] | None = None
+        # Entries: (kind, object, provider name, provider) in creation order.
+        self.finalizers: list[tuple[int, Any, str, object]] = []
+        self.closed = False
+
+    def add(
+        self, provider: object, value: Any, finalizer: tuple[int, Any, str, object] | None
+    ) -> None:
+        """Cache a freshly created instance and register its finalizer."""
+        self.cache[provider] = value
+        if finalizer is not None:
+            self.finalizers.append(finalizer)
+        self.session.on_created(provider, value, self)
+
+    def has_async_finalizers(self) -> bool:
+        """Whether closing needs an event loop."""
+        return any(
+            kind == AGEN or (kind == CLOSE and _is_async_close(obj))
+            for kind, obj, _, _ in self.finalizers
+        )
+
+    def detach(self) -> list[tuple[int, Any, str, object]]:
+        """Mark closed, drop every cached reference and hand back the finalizers."""
+        self.closed = True
+        finalizers = self.finalizers
+        self.finalizers = []
+        self.cache.clear()
+        self.pending = None
+        return finalizers
+
+
+def _is_async_close(obj: Any) -> bool:
+    aclose = getattr(obj, "aclose", None)
+    return aclose is not None and inspect.iscoroutinefunction(aclose)
+
+
+def _note(exc: BaseException, name: str, failure: BaseException) -> None:
+    exc.add_note(f"userscope: cleanup of {name} also failed: {failure!r}")
+
+
+def run_finalizers_sync(
+    finalizers: list[tuple[int, Any, str, object]], exc: BaseException | None
+) -> list[BaseException]:
+    """Run finalizers in reverse creation order; return every failure."""
+    failures: list[BaseException] = []
+    while finalizers:
+        kind, obj, name, _ = finalizers.pop()
+        try:
+            if kind == GEN:
+                _finish_generator(obj, exc, name)
+            elif kind == CLOSE:
+                obj.close()
+            else:  # pragma: no cover - guarded by has_async_finalizers()
+                raise UserscopeError(
+                    f"{name} needs an async cleanup; close its scope with `async with`"
+                )
+        except BaseException as failure:
+            if failure is not exc:
+                _record(failure, name)
+                failures.append(failure)
+    return failures
+
+
+async def run_finalizers_async(
+    finalizers: list[tuple[int, Any, str, object]], exc: BaseException | None
+) -> list[BaseException]:
+    """Async twin of :func:`run_finalizers_sync`; awaits async generators and ``aclose``."""
+    failures: list[BaseException] = []
+    while finalizers:
+        kind, obj, name, _ = finalizers.pop()
+        try:
+            if kind == GEN:
+                _finish_generator(obj, exc, name)
+            elif kind == AGEN:
+                await _finish_async_generator(obj, exc, name)
+            elif _is_async_close(obj):
+                await obj.aclose()
+            else:
+                obj.close()
+        except BaseException as failure:
+            if failure is not exc:
+                _record(failure, name)
+                failures.append(failure)
+    return failures
+
+
+def _record(failure: BaseException, name: str) -> None:
+    failure.add_note(f"userscope: raised by the cleanup of {name}")
+    logger.error("cleanup of %s failed", name, exc_info=failure)
+
+
+def _finish_generator(gen: Any, exc: BaseException | None, name: str) -> None:
+    try:
+        if exc is None:
+            next(gen)
+        else:
+            gen.throw(exc)
+    except StopIteration:
+        return
+    gen.close()
+    raise RuntimeError(f"the generator of {name} yielded more than once; yield exactly once")
+
+
+async def _finish_async_generator(agen: Any, exc: BaseException | None, name: str) -> None:
+    try:
+        if exc is None:
+            await agen.__anext__()
+        else:
+            await agen.athrow(exc)
+    except StopAsyncIteration:
+        return
+    await agen.aclose()
+    raise RuntimeError(f"the async generator of {name} yielded more than once; yield exactly once")
+
+
+def settle(
+    exc: BaseException | None,
+    failures: list[BaseException],
+    level: Scope,
+    user_id: str,
+) -> None:
+    """Apply contract 3 to the outcome of a scope exit.
+
+    If the body raised, its exception propagates unchanged with the failures attached as
+    notes; otherwise the failures are raised together as one :class:`CleanupError`
+    (a non-``Exception`` failure such as a cancellation is re-raised as it is).
+    """
+    if not failures:
+        return
+    if exc is not None:
+        for failure in failures:
+            _note(exc, f"the {level.name} scope of {user_id!r}", failure)
+        return
+    plain = [f for f in failures if isinstance(f, Exception)]
+    special = [f for f in failures if not isinstance(f, Exception)]
+    if special:
+        for failure in plain:
+            _note(special[0], f"the {level.name} scope of {user_id!r}", failure)
+        raise special[0]
+    raise CleanupError(
+        f"{len(plain)} cleanup(s) of the {level.name} scope of user {user_id!r} failed",
+        plain,
+        scope=level,
+        user_id=user_id,
+    )
+
+
+def current_context() -> UserExecutionContext | None:
+    """Return the active :class:`~userscope.UserExecutionContext`, or ``None``.
+
+    Example:
+        >>> import userscope as us
+        >>> us.current_context() is None
+        True
+    """
+    frame = ACTIVE.get()
+    return None if frame is None else frame[0]
+
+
+def current_scope() -> Scope | None:
+    """Return the innermost active scope level, or ``None`` when no scope is active.
+
+    Example:
+        >>> import userscope as us
+        >>> us.current_scope() is None
+        True
+    """
+    return innermost(ACTIVE.get())
+
+
+def innermost(frame: Frame | None) -> Scope | None:
+    """Innermost open level of a frame."""
+    if frame is None:
+        return None
+    if frame[1] is not None:
+        return Scope.REQUEST
+    if frame[2] is not None:
+        return Scope.CONNECTION
+    return Scope.USER

@@ -1,0 +1,457 @@
+"""Scoped providers on dependency-injector: `UserScoped`, `ConnectionScoped`, `RequestScoped`,
+and `CurrentContext`.
+
+A scoped provider keeps one instance per open scope of its level. It is a real
+dependency-injector :class:`~dependency_injector.providers.Provider`: overriding,
+container copying, ``traverse()``, wiring and async mode keep working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator
+from copy import deepcopy
+from types import AsyncGeneratorType, CoroutineType, GeneratorType
+from typing import Any, ClassVar, Generic, Self, TypeVar, overload
+
+from dependency_injector import providers
+
+from userscope.container._scope import (
+    ACTIVE,
+    AGEN,
+    CLOSE,
+    GEN,
+    Frame,
+    Scope,
+    ScopeState,
+    innermost,
+)
+from userscope.context import UserExecutionContext
+from userscope.errors import OutOfScopeError, ScopeClosedError, UserscopeError
+
+__all__ = ["ConnectionScoped", "CurrentContext", "RequestScoped", "ScopedProvider", "UserScoped"]
+
+T = TypeVar("T")
+
+
+async def _ready(value: T) -> T:
+    return value
+
+
+def _describe(obj: object) -> str:
+    return getattr(obj, "__qualname__", None) or type(obj).__qualname__
+
+
+class _Named:
+    """Mixin: remember the attribute name a provider got in its container class."""
+
+    _us_name: str | None
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        if getattr(self, "_us_name", None) is None:
+            self._us_name = f"{owner.__name__}.{name}"
+
+
+class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
+    """Base of the scoped providers: one instance per active scope of :attr:`scope`.
+
+    Subclasses fix the level; use :class:`UserScoped`, :class:`ConnectionScoped` or
+    :class:`RequestScoped`. The factory may be a class, a callable, a coroutine
+    function, or a generator / async generator function whose code after ``yield``
+    is the cleanup. Arguments are injected the dependency-injector way (providers
+    are called, values passed as they are).
+
+    Example:
+        >>> import userscope as us
+        >>> from dependency_injector import containers
+        >>> class C(containers.DeclarativeContainer):
+        ...     items = us.RequestScoped(list)
+        >>> sessions = us.UserSessions()
+        >>> with sessions.request(us.UserExecutionContext(user_id="a", thread_id="t")):
+        ...     C.items() is C.items()
+        True
+    """
+
+    scope: ClassVar[Scope]
+    __slots__ = ("_args", "_closing", "_factory", "_is_async", "_kwargs", "_provides", "_us_name")
+
+    @overload
+    def __init__(
+        self, provides: Callable[..., Generator[T, Any, Any]], /, *args: Any, **kwargs: Any
+    ) -> None: ...
+    @overload
+    def __init__(
+        self, provides: Callable[..., AsyncIterator[T]], /, *args: Any, **kwargs: Any
+    ) -> None: ...
+    @overload
+    def __init__(
+        self, provides: Callable[..., Coroutine[Any, Any, T]], /, *args: Any, **kwargs: Any
+    ) -> None: ...
+    @overload
+    def __init__(self, provides: Callable[..., T], /, *args: Any, **kwargs: Any) -> None: ...
+    def __init__(self, provides: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
+        if not callable(provides):
+            raise TypeError(
+                f"{type(self).__name__} needs a class or callable to build instances, got "
+                f"{provides!r}; to share a ready value use providers.Object(value)"
+            )
+        super().__init__()
+        self._provides = provides
+        self._args = args
+        self._kwargs = kwargs
+        self._factory = providers.Factory(provides, *args, **kwargs)
+        self._closing = False
+        self._us_name = None
+        self._is_async = inspect.iscoroutinefunction(provides) or inspect.isasyncgenfunction(
+            provides
+        )
+
+    # -- identity ---------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """Name used in errors: ``Container.attr`` when declared in a container class."""
+        return self._us_name or f"{type(self).__name__}({_describe(self._provides)})"
+
+    @property
+    def provides(self) -> Callable[..., Any]:
+        """The factory this provider calls to build an instance."""
+        return self._provides
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        """Positional injections."""
+        return self._args
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword injections."""
+        return dict(self._kwargs)
+
+    def closing(self) -> Self:
+        """Also call the instance's ``close()`` (or await ``aclose()``) at scope exit.
+
+        For factories that return a resource object rather than a generator.
+
+        Example:
+            >>> import io, userscope as us
+            >>> buffer = us.RequestScoped(io.StringIO).closing()
+        """
+        self._closing = True
+        return self
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} of {_describe(self._provides)}>"
+
+    __str__ = __repr__
+
+    # -- dependency-injector protocol ---------------------------------------------
+    @property
+    def related(self) -> Iterator[providers.Provider[Any]]:
+        """Providers this one depends on, then its overriding providers."""
+        for value in (*self._args, *self._kwargs.values()):
+            if providers.is_provider(value):
+                yield value
+        yield from self.overridden
+
+    def __deepcopy__(self, memo: dict[int, Any] | None) -> Self:
+        memo = {} if memo is None else memo
+        copied = memo.get(id(self))
+        if copied is not None:
+            return copied  # type: ignore[no-any-return]
+        cls = type(self)
+        copied = cls.__new__(cls)
+        memo[id(self)] = copied
+        copied.__init__(  # type: ignore[misc]
+            self._provides,
+            *deepcopy(self._args, memo),
+            **deepcopy(self._kwargs, memo),
+        )
+        copied._us_name = self._us_name
+        copied._closing = self._closing
+        self._copy_overridings(copied, memo)
+        return copied
+
+    def async_(self, *args: Any, **kwargs: Any) -> Awaitable[T]:
+        """Resolve for ``await``: always returns an awaitable.
+
+        Example:
+            >>> # inside `async with sessions.request(ctx):`
+            >>> # agent = await container.agent.async_()
+        """
+        result = self(*args, **kwargs)
+        if inspect.isawaitable(result):
+            return result
+        return _ready(result)
+
+    # -- resolution -------------------------------------------------------------------
+    # dependency-injector's stub overloads __call__ twice with identical parameters (T and
+    # Awaitable[T]); no single signature can match both, so the override is declared on T.
+    def __call__(self, *args: Any, **kwargs: Any) -> T:  # type: ignore[override]
+        overriding = self.last_overriding
+        if overriding is not None:
+            return overriding(*args, **kwargs)  # type: ignore[no-any-return]
+        frame = ACTIVE.get()
+        if frame is not None:
+            state: ScopeState | None = frame[self.scope]  # type: ignore[assignment]
+            if state is not None:
+                try:
+                    value = state.cache[self]
+                except KeyError:
+                    return self._create(state, frame, args, kwargs)  # type: ignore[no-any-return]
+                if self._is_async:
+                    return _ready(value)  # type: ignore[return-value]
+                return value  # type: ignore[no-any-return]
+        raise OutOfScopeError(self.name, self.scope, innermost(frame))
+
+    def _create(
+        self, state: ScopeState, frame: Frame, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if state.closed:
+            raise ScopeClosedError(state.level, state.session.user_id, self.name)
+        with state.lock:
+            try:
+                value = state.cache[self]
+            except KeyError:
+                pass
+            else:
+                return _ready(value) if self._is_async else value
+            pending = state.pending.get(self) if state.pending else None
+            if pending is not None:
+                return _await_pending(pending)
+            state.session.admit(self.name)
+            result = self._factory(*args, **kwargs)
+            if type(result) is GeneratorType:
+                value = self._start_generator(result)
+                state.add(self, value, (GEN, result, self.name, self))
+                return _ready(value) if self._is_async else value
+            if inspect.isawaitable(result) or isinstance(result, AsyncGeneratorType):
+                if not frame[5]:
+                    _discard(result)
+                    raise UserscopeError(
+                        f"{self.name} is created asynchronously but its {state.level.name} scope "
+                        "was entered with a plain `with`; enter it with `async with` and resolve "
+                        f"with `await {self.name}.async_()`"
+                    )
+                self._is_async = True
+                self.enable_async_mode()
+                future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                if state.pending is None:
+                    state.pending = {}
+                state.pending[self] = future
+                return self._finish_async(state, result, future)
+            state.add(self, result, self._closer(result))
+            return _ready(result) if self._is_async else result
+
+    def _closer(self, value: Any) -> tuple[int, Any, str, object] | None:
+        if not self._closing:
+            return None
+        if not (
+            callable(getattr(value, "close", None)) or callable(getattr(value, "aclose", None))
+        ):
+            raise UserscopeError(
+                f"{self.name} was declared .closing() but {type(value).__qualname__} has no "
+                "close() or aclose() method; drop .closing() or use a generator factory"
+            )
+        return (CLOSE, value, self.name, self)
+
+    def _start_generator(self, gen: Generator[Any, Any, Any]) -> Any:
+        try:
+            return next(gen)
+        except StopIteration:
+            raise UserscopeError(
+                f"the generator factory of {self.name} returned without yielding; "
+                "yield the instance exactly once"
+            ) from None
+
+    async def _finish_async(
+        self, state: ScopeState, result: Any, future: asyncio.Future[Any]
+    ) -> Any:
+        finalizer: tuple[int, Any, str, object] | None = None
+        try:
+            if isinstance(result, AsyncGeneratorType):
+                value, finalizer = await self._start_async_generator(result)
+            else:
+                value = await result
+                if type(value) is GeneratorType:
+                    gen = value
+                    value = self._start_generator(gen)
+                    finalizer = (GEN, gen, self.name, self)
+                elif isinstance(value, AsyncGeneratorType):
+                    value, finalizer = await self._start_async_generator(value)
+                else:
+                    finalizer = self._closer(value)
+            if state.closed:
+                raise ScopeClosedError(state.level, state.session.user_id, self.name)
+            state.add(self, value, finalizer)
+            finalizer = None
+            future.set_result(value)
+            return value
+        except BaseException as exc:
+            if not future.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(exc)
+                    future.exception()  # mark retrieved: the creator re-raises it below
+            raise
+        finally:
+            if state.pending is not None:
+                state.pending.pop(self, None)
+            if finalizer is not None:  # built but never handed out: clean it up now
+                from userscope.container._scope import run_finalizers_async
+
+                await run_finalizers_async([finalizer], None)
+
+    async def _start_async_generator(self, agen: Any) -> tuple[Any, tuple[int, Any, str, object]]:
+        try:
+            value = await agen.__anext__()
+        except StopAsyncIteration:
+            raise UserscopeError(
+                f"the async generator factory of {self.name} returned without yielding; "
+                "yield the instance exactly once"
+            ) from None
+        return value, (AGEN, agen, self.name, self)
+
+
+async def _await_pending(future: asyncio.Future[Any]) -> Any:
+    return await asyncio.shield(future)
+
+
+def _discard(result: Any) -> None:
+    if isinstance(result, CoroutineType):
+        result.close()
+    elif isinstance(result, asyncio.Future):
+        result.cancel()
+
+
+class UserScoped(ScopedProvider[T]):
+    """One instance per user session (USER scope), shared by the user's connections.
+
+    Example:
+        >>> import userscope as us
+        >>> from dependency_injector import containers
+        >>> class AgentRegistry:
+        ...     def __init__(self, ctx): self.user_id = ctx.user_id
+        >>> class C(containers.DeclarativeContainer):
+        ...     context = us.CurrentContext()
+        ...     registry = us.UserScoped(AgentRegistry, context)
+        >>> sessions = us.UserSessions()
+        >>> with sessions.request(us.UserExecutionContext(user_id="alice", thread_id="t")):
+        ...     C.registry().user_id
+        'alice'
+    """
+
+    scope = Scope.USER
+    __slots__ = ()
+
+
+class ConnectionScoped(ScopedProvider[T]):
+    """One instance per connection (an HTTP request or a WebSocket connection).
+
+    Example:
+        >>> import userscope as us
+        >>> from dependency_injector import containers
+        >>> closed = []
+        >>> def open_bridge(ctx):
+        ...     yield f"bridge for {ctx.user_id}"
+        ...     closed.append(ctx.user_id)
+        >>> class C(containers.DeclarativeContainer):
+        ...     context = us.CurrentContext()
+        ...     bridge = us.ConnectionScoped(open_bridge, context)
+        >>> sessions = us.UserSessions()
+        >>> with sessions.connection(us.UserExecutionContext(user_id="bob", thread_id="t")):
+        ...     C.bridge()
+        'bridge for bob'
+        >>> closed
+        ['bob']
+    """
+
+    scope = Scope.CONNECTION
+    __slots__ = ()
+
+
+class RequestScoped(ScopedProvider[T]):
+    """One instance per request (an HTTP request, one WebSocket message, one agent run).
+
+    Example:
+        >>> import userscope as us
+        >>> from dependency_injector import containers
+        >>> class C(containers.DeclarativeContainer):
+        ...     scratch = us.RequestScoped(dict)
+        >>> sessions = us.UserSessions()
+        >>> ctx = us.UserExecutionContext(user_id="a", thread_id="t")
+        >>> with sessions.request(ctx):
+        ...     first = C.scratch()
+        >>> with sessions.request(ctx.for_request()):
+        ...     C.scratch() is first
+        False
+    """
+
+    scope = Scope.REQUEST
+    __slots__ = ()
+
+
+class CurrentContext(_Named, providers.Provider[UserExecutionContext]):
+    """Resolves to the active :class:`~userscope.UserExecutionContext`.
+
+    Outside any scope it raises :class:`~userscope.OutOfScopeError`, like the scoped
+    providers. For validation it counts as USER-scoped: scoped providers of any level
+    may depend on it; application singletons may not.
+
+    Example:
+        >>> import userscope as us
+        >>> from dependency_injector import containers
+        >>> class C(containers.DeclarativeContainer):
+        ...     context = us.CurrentContext()
+        >>> sessions = us.UserSessions()
+        >>> with sessions.request(us.UserExecutionContext(user_id="a", thread_id="t")):
+        ...     C.context().user_id
+        'a'
+    """
+
+    scope: ClassVar[Scope] = Scope.USER
+    __slots__ = ("_us_name",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._us_name = None
+
+    @property
+    def name(self) -> str:
+        """Name used in errors."""
+        return self._us_name or "CurrentContext()"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> UserExecutionContext:  # type: ignore[override]
+        overriding = self.last_overriding
+        if overriding is not None:
+            return overriding(*args, **kwargs)  # type: ignore[no-any-return]
+        frame = ACTIVE.get()
+        if frame is None:
+            raise OutOfScopeError(
+                self.name,
+                Scope.USER,
+                None,
+                hint="open any scope, e.g. `async with sessions.request(ctx):`",
+            )
+        return frame[0]
+
+    def async_(self, *args: Any, **kwargs: Any) -> Awaitable[UserExecutionContext]:
+        """Awaitable twin of calling the provider."""
+        return _ready(self(*args, **kwargs))
+
+    def __deepcopy__(self, memo: dict[int, Any] | None) -> Self:
+        memo = {} if memo is None else memo
+        copied = memo.get(id(self))
+        if copied is not None:
+            return copied  # type: ignore[no-any-return]
+        copied = type(self)()
+        memo[id(self)] = copied
+        copied._us_name = self._us_name
+        self._copy_overridings(copied, memo)
+        return copied
+
+    def __repr__(self) -> str:
+        return f"<CurrentContext {self.name}>"
+
+    __str__ = __repr__

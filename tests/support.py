@@ -1,0 +1,77 @@
+"""Shared test support: a typical agent-backend container and context helpers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+
+from dependency_injector import containers, providers
+
+import userscope as us
+
+
+class Settings:
+    model = "fake-llm"
+
+
+class LLMClient:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+
+class AgentRegistry:
+    def __init__(self, ctx: us.UserExecutionContext) -> None:
+        self.user_id = ctx.user_id
+        self.agents: list[str] = []
+
+
+@dataclass
+class Bridge:
+    user_id: str
+    events: list[str] = field(default_factory=list)
+    closed: bool = False
+
+
+class Agent:
+    def __init__(self, registry: AgentRegistry, bridge: Bridge, llm: LLMClient) -> None:
+        self.registry = registry
+        self.bridge = bridge
+        self.llm = llm
+
+
+class Log:
+    """Records lifecycle events in order (shared by a test's factories)."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+
+def make_container(log: Log) -> type[containers.DeclarativeContainer]:
+    def open_bridge(ctx: us.UserExecutionContext) -> Iterator[Bridge]:
+        bridge = Bridge(ctx.user_id)
+        log.events.append(f"open bridge {ctx.user_id}")
+        try:
+            yield bridge
+        finally:
+            bridge.closed = True
+            log.events.append(f"close bridge {ctx.user_id}")
+
+    class Container(containers.DeclarativeContainer):
+        settings = providers.Singleton(Settings)
+        llm = providers.Singleton(LLMClient, settings)
+        context = us.CurrentContext()
+        registry = us.UserScoped(AgentRegistry, context)
+        bridge = us.ConnectionScoped(open_bridge, context)
+        agent = us.RequestScoped(Agent, registry=registry, bridge=bridge, llm=llm)
+
+    return Container
+
+
+async def open_async_bridge(ctx: us.UserExecutionContext) -> AsyncIterator[Bridge]:
+    bridge = Bridge(ctx.user_id)
+    yield bridge
+    bridge.closed = True
+
+
+def ctx_for(user: str, request: str = "r-1") -> us.UserExecutionContext:
+    return us.UserExecutionContext(user_id=user, thread_id=f"t-{user}", request_id=request)

@@ -1,0 +1,89 @@
+"""UserExecutionContext: validation of ids and child contexts."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+import userscope as us
+
+
+def make(**overrides: object) -> us.UserExecutionContext:
+    fields: dict[str, object] = {"user_id": "alice", "thread_id": "t-1", "request_id": "r-1"}
+    fields.update(overrides)
+    return us.UserExecutionContext(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("field", ["user_id", "thread_id", "request_id", "connection_id"])
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("None", "placeholder"),
+        ("null", "placeholder"),
+        ("NULL", "placeholder"),
+        ("undefined", "placeholder"),
+        (" Undefined ", "placeholder"),
+        ("al\x00ice", "control character"),
+        ("bob\nadmin", "control character"),
+        ("x" * 257, "at most 256"),
+    ],
+)
+def test_bad_ids_are_refused_naming_the_field(field: str, bad: str, reason: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        make(**{field: bad})
+    errors = info.value.errors()
+    assert [e["loc"] for e in errors] == [(field,)]
+    assert reason in errors[0]["msg"]
+
+
+def test_longest_allowed_id_and_unicode_are_accepted() -> None:
+    ctx = make(user_id="x" * 256, thread_id="tråd-✓")
+    assert len(ctx.user_id) == 256
+    assert ctx.thread_id == "tråd-✓"
+
+
+def test_non_string_ids_are_refused() -> None:
+    with pytest.raises(ValidationError) as info:
+        make(user_id=42)
+    assert info.value.errors()[0]["loc"] == ("user_id",)
+
+
+def test_unknown_fields_are_refused() -> None:
+    with pytest.raises(ValidationError) as info:
+        make(role="admin")
+    assert info.value.errors()[0]["loc"] == ("role",)
+
+
+def test_context_is_frozen_and_hashable() -> None:
+    ctx = make()
+    with pytest.raises(ValidationError):
+        ctx.user_id = "mallory"  # type: ignore[misc]
+    assert hash(ctx) == hash(make())
+    assert ctx == make()
+
+
+def test_for_request_keeps_user_and_makes_fresh_ids() -> None:
+    ctx = make(connection_id="c-1", metadata={"tenant": "acme"})
+    first, second = ctx.for_request(), ctx.for_request()
+    assert first.user_id == second.user_id == "alice"
+    assert first.thread_id == "t-1"
+    assert first.connection_id == "c-1"
+    assert first.metadata == {"tenant": "acme"}
+    assert len({ctx.request_id, first.request_id, second.request_id}) == 3
+    assert ctx.for_request(request_id="r-9", thread_id="t-9").model_dump(
+        include={"request_id", "thread_id"}
+    ) == {"request_id": "r-9", "thread_id": "t-9"}
+
+
+def test_for_request_validates_the_new_ids() -> None:
+    with pytest.raises(ValidationError) as info:
+        make().for_request(request_id="null")
+    assert info.value.errors()[0]["loc"] == ("request_id",)
+
+
+def test_request_id_defaults_to_a_fresh_unique_id() -> None:
+    a = us.UserExecutionContext(user_id="alice", thread_id="t")
+    b = us.UserExecutionContext(user_id="alice", thread_id="t")
+    assert a.request_id != b.request_id

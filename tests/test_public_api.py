@@ -1,0 +1,66 @@
+"""The public surface is exactly what `__all__` says, and every name is documented."""
+
+from __future__ import annotations
+
+import inspect
+
+import userscope
+
+EXPECTED = {
+    "CaptiveDependencyError",
+    "CleanupError",
+    "ConnectionScoped",
+    "CurrentContext",
+    "IsolationError",
+    "LeakReport",
+    "OutOfScopeError",
+    "RequestScoped",
+    "Scope",
+    "ScopeClosedError",
+    "ScopeLimitError",
+    "ScopedProvider",
+    "SessionStats",
+    "UserExecutionContext",
+    "UserScoped",
+    "UserSessions",
+    "UserscopeError",
+    "current_context",
+    "current_scope",
+    "validate",
+}
+
+
+def test_all_is_exactly_the_public_names() -> None:
+    assert set(userscope.__all__) == EXPECTED
+    assert list(userscope.__all__) == sorted(userscope.__all__)
+    public = {n for n in dir(userscope) if not n.startswith("_")}
+    modules = {n for n in public if inspect.ismodule(getattr(userscope, n))}
+    assert public - modules == EXPECTED
+
+
+def test_every_public_name_has_a_docstring_with_an_example() -> None:
+    for name in userscope.__all__:
+        doc = inspect.getdoc(getattr(userscope, name)) or ""
+        assert doc, name
+        assert "Example" in doc or ">>>" in doc, name
+
+
+def test_errors_derive_from_the_base_and_a_builtin() -> None:
+    builtin = {
+        "OutOfScopeError": LookupError,
+        "IsolationError": PermissionError,
+        "ScopeClosedError": RuntimeError,
+        "ScopeLimitError": RuntimeError,
+        "CaptiveDependencyError": TypeError,
+        "CleanupError": ExceptionGroup,
+    }
+    for name, base in builtin.items():
+        cls = getattr(userscope, name)
+        assert issubclass(cls, userscope.UserscopeError), name
+        assert issubclass(cls, base), name
+
+
+def test_package_ships_py_typed() -> None:
+    from importlib.resources import files
+
+    assert files("userscope").joinpath("py.typed").is_file()

@@ -1,0 +1,260 @@
+"""Contracts 1 and 2: no scope, no object; isolation; caching per scope."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+from dependency_injector import containers, providers
+
+import userscope as us
+from support import Agent, AgentRegistry, Bridge, ctx_for
+
+
+def test_every_scoped_provider_refuses_outside_a_scope(Container: Any) -> None:
+    container = Container()
+    cases = [
+        (container.registry, "Container.registry", us.Scope.USER),
+        (container.bridge, "Container.bridge", us.Scope.CONNECTION),
+        (container.agent, "Container.agent", us.Scope.REQUEST),
+        (container.context, "Container.context", us.Scope.USER),
+    ]
+    for provider, name, level in cases:
+        with pytest.raises(us.OutOfScopeError) as info:
+            provider()
+        err = info.value
+        assert (err.provider, err.required_scope, err.active_scope) == (name, level, None)
+        assert isinstance(err, LookupError)
+        assert "open one with" in str(err) or "open any scope" in str(err)
+
+
+def test_narrow_provider_refuses_in_a_wider_scope(
+    Container: Any, sessions: Any, alice: Any
+) -> None:
+    container = Container()
+    with sessions.connection(alice):
+        assert container.bridge().user_id == "alice"
+        with pytest.raises(us.OutOfScopeError) as info:
+            container.agent()
+    assert info.value.required_scope is us.Scope.REQUEST
+    assert info.value.active_scope is us.Scope.CONNECTION
+    assert "sessions.request(ctx)" in str(info.value)
+    with sessions.user(alice), pytest.raises(us.OutOfScopeError) as info2:
+        container.bridge()
+    assert info2.value.active_scope is us.Scope.USER
+
+
+def test_refusal_through_a_plain_factory(Container: Any) -> None:
+    container = Container()
+    wrapper = providers.Factory(list, providers.List(container.agent))
+    with pytest.raises(us.OutOfScopeError) as info:
+        wrapper()
+    assert info.value.provider == "Container.agent"
+
+
+async def test_refusal_async(Container: Any) -> None:
+    container = Container()
+    with pytest.raises(us.OutOfScopeError):
+        await container.agent.async_()
+
+
+def test_one_instance_per_scope(Container: Any, sessions: Any, alice: Any) -> None:
+    container = Container()
+    with sessions.request(alice):
+        agent = container.agent()
+        assert agent is container.agent()
+        assert isinstance(agent, Agent)
+        assert agent.bridge is container.bridge()
+        assert agent.registry is container.registry()
+        assert agent.llm is container.llm()
+    with sessions.request(alice.for_request()):
+        second = container.agent()
+        assert second is not agent
+        assert second.bridge is not agent.bridge  # new connection for a new HTTP request
+        assert second.registry is agent.registry  # same user session
+
+
+def test_user_scope_is_per_user_and_per_sessions(Container: Any, sessions: Any) -> None:
+    container = Container()
+    with sessions.request(ctx_for("alice")):
+        a = container.registry()
+    with sessions.request(ctx_for("bob")):
+        b = container.registry()
+    other = us.UserSessions()
+    with other.request(ctx_for("alice")):
+        a_elsewhere = container.registry()
+    other.close()
+    assert a is not b
+    assert a is not a_elsewhere
+    assert (a.user_id, b.user_id) == ("alice", "bob")
+
+
+def test_nested_request_joins_the_connection(Container: Any, sessions: Any, alice: Any) -> None:
+    container = Container()
+    with sessions.connection(alice):
+        bridge = container.bridge()
+        with sessions.request(alice.for_request()):
+            first = container.agent()
+            assert first.bridge is bridge
+        with sessions.request(alice.for_request()):
+            assert container.agent() is not first
+            assert container.agent().bridge is bridge
+        assert sessions.stats().connections == 1
+
+
+def test_context_follows_the_innermost_scope(Container: Any, sessions: Any, alice: Any) -> None:
+    container = Container()
+    child = alice.for_request(request_id="r-child")
+    with sessions.connection(alice):
+        assert container.context() is alice
+        with sessions.request(child):
+            assert container.context() is child
+            assert us.current_context() is child
+        assert us.current_context() is alice
+    assert us.current_context() is None
+    assert us.current_scope() is None
+
+
+@pytest.mark.parametrize("kind", ["request", "connection", "user"])
+def test_nested_scope_for_another_user_is_refused(
+    Container: Any, sessions: Any, alice: Any, bob: Any, kind: str
+) -> None:
+    container = Container()
+    with sessions.request(alice):
+        before = sessions.stats()
+        with pytest.raises(us.IsolationError) as info:
+            getattr(sessions, kind)(bob).__enter__()
+        assert (info.value.expected_user_id, info.value.actual_user_id) == ("alice", "bob")
+        assert isinstance(info.value, PermissionError)
+        assert container.context() is alice  # nothing was opened, the outer scope is intact
+        after = sessions.stats()
+        assert (after.users, after.connections, after.requests) == (
+            before.users,
+            before.connections,
+            before.requests,
+        )
+
+
+async def test_nested_scope_for_another_user_is_refused_async(
+    sessions: Any, alice: Any, bob: Any
+) -> None:
+    async with sessions.connection(alice):
+        with pytest.raises(us.IsolationError):
+            async with sessions.request(bob):
+                pass  # pragma: no cover
+        assert us.current_context() is alice
+
+
+def test_closed_scope_refuses_resolution(Container: Any, sessions: Any, alice: Any) -> None:
+    container = Container()
+    import contextvars
+
+    with sessions.request(alice):
+        captured = contextvars.copy_context()
+    with pytest.raises(us.ScopeClosedError) as info:
+        captured.run(container.agent)
+    assert info.value.user_id == "alice"
+    assert info.value.provider == "Container.agent"
+    assert isinstance(info.value, RuntimeError)
+
+
+async def test_task_outliving_its_scope_gets_scope_closed(
+    Container: Any, sessions: Any, alice: Any
+) -> None:
+    container = Container()
+    gate = asyncio.Event()
+
+    async def late() -> Any:
+        await gate.wait()
+        return container.agent()
+
+    async with sessions.request(alice):
+        task = asyncio.create_task(late())
+    gate.set()
+    with pytest.raises(us.ScopeClosedError):
+        await task
+
+
+def test_closed_sessions_refuse_new_scopes(sessions: Any, alice: Any) -> None:
+    sessions.close()
+    with pytest.raises(us.ScopeClosedError) as info:
+        sessions.request(alice).__enter__()
+    assert info.value.scope is None
+    assert us.current_context() is None
+
+
+def test_scope_requires_a_context_object(sessions: Any) -> None:
+    with pytest.raises(TypeError, match="UserExecutionContext"):
+        sessions.request({"user_id": "alice"})
+
+
+def test_concurrent_first_resolves_in_threads_build_one_instance(sessions: Any, alice: Any) -> None:
+    built: list[int] = []
+
+    def slow_registry(ctx: us.UserExecutionContext) -> AgentRegistry:
+        built.append(1)
+        time.sleep(0.02)
+        return AgentRegistry(ctx)
+
+    class C(containers.DeclarativeContainer):
+        context = us.CurrentContext()
+        registry = us.UserScoped(slow_registry, context)
+
+    results: list[AgentRegistry] = []
+    barrier = threading.Barrier(8)
+
+    def worker() -> None:
+        with sessions.request(alice.for_request()):
+            barrier.wait()
+            results.append(C.registry())
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(built) == 1
+    assert len(results) == 8
+    assert all(r is results[0] for r in results)
+
+
+async def test_concurrent_first_resolves_in_tasks_build_one_instance(
+    sessions: Any, alice: Any
+) -> None:
+    built: list[int] = []
+
+    async def make_bridge(ctx: us.UserExecutionContext) -> Bridge:
+        built.append(1)
+        await asyncio.sleep(0.01)
+        return Bridge(ctx.user_id)
+
+    class C(containers.DeclarativeContainer):
+        context = us.CurrentContext()
+        bridge = us.ConnectionScoped(make_bridge, context)
+
+    async with sessions.connection(alice):
+        results = await asyncio.gather(*(C.bridge.async_() for _ in range(10)))
+    assert len(built) == 1
+    assert all(r is results[0] for r in results)
+
+
+async def test_many_users_concurrently_never_share(Container: Any, sessions: Any) -> None:
+    container = Container()
+    seen: dict[str, set[int]] = {}
+
+    async def user_work(user: str) -> None:
+        for _ in range(3):
+            async with sessions.request(ctx_for(user).for_request()):
+                await asyncio.sleep(0)
+                agent = await container.agent.async_()
+                assert agent.registry.user_id == user
+                assert agent.bridge.user_id == user
+                assert container.context().user_id == user
+                seen.setdefault(user, set()).add(id(agent.registry))
+
+    await asyncio.gather(*(user_work(f"user-{i}") for i in range(20)))
+    assert all(len(ids) == 1 for ids in seen.values())
+    assert len({next(iter(ids)) for ids in seen.values()}) == 20
