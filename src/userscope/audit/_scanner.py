@@ -567,8 +567,10 @@ class _FileScanner:
         dotted = _dotted(func)
         if dotted is None:
             return
-        if self.check_providers and _last(dotted) in _SINGLETON_PROVIDERS:
-            self._provider(call, dotted, scope)
+        if self.check_providers:
+            kind = _last(self._resolve(dotted))
+            if kind in _SINGLETON_PROVIDERS:
+                self._provider(call, dotted, kind, scope)
         if self.accessors_bare or self.accessors_dotted:
             self._deprecated(call, dotted, scope)
 
@@ -590,7 +592,7 @@ class _FileScanner:
             )
             self._record_mutation(owner.id, scope, keyed)
 
-    def _provider(self, call: ast.Call, dotted: str, scope: _Scope) -> None:
+    def _provider(self, call: ast.Call, dotted: str, kind: str, scope: _Scope) -> None:
         resolved = self._resolve(dotted)
         if not (resolved.startswith("dependency_injector.") or dotted.startswith("providers.")):
             return
@@ -613,7 +615,6 @@ class _FileScanner:
             reason = "its name marks it as stateful"
         else:
             return
-        kind = _last(dotted)
         where = scope.child(self.target) if self.target else f"{scope.qualname}:{name}"
         self._add(
             "US005",
