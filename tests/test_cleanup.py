@@ -179,7 +179,7 @@ async def test_async_body_exception_is_thrown_into_async_generators(
         w = us.RequestScoped(watcher)
 
     boom = ValueError("boom")
-    with pytest.raises(ValueError) as info:  # noqa: PT012
+    with pytest.raises(ValueError, match="boom") as info:
         async with sessions.request(alice):
             await C.w.async_()
             raise boom

@@ -83,7 +83,8 @@ def test_wider_scopes_on_narrower_ones() -> None:
     assert paths_of(C) == (
         "C.conn_on_req (ConnectionScoped) -> C.agent (RequestScoped)",
         "C.user_on_conn (UserScoped) -> C.bridge (ConnectionScoped)",
-        "C.user_on_req (UserScoped) -> <inline Factory(Thing)> (Factory) -> C.agent (RequestScoped)",
+        "C.user_on_req (UserScoped) -> <inline Factory(Thing)> (Factory) "
+        "-> C.agent (RequestScoped)",
     )
 
 
