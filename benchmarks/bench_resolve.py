@@ -2,7 +2,8 @@
 
 Run::
 
-    .venv/bin/python benchmarks/bench_resolve.py [--n N] [--reps R] [--smoke] [--profile LIB]
+    .venv/bin/python benchmarks/bench_resolve.py [--n N] [--reps R] [--smoke]
+    .venv/bin/python benchmarks/bench_resolve.py --profile userscope [--profile-row async]
 
 Rows (see benchmarks/README.md): ``sync cycle``, ``async cycle``, ``cached scoped resolve``,
 ``app singleton resolve``. Inside every repetition the libraries run one after the other,
@@ -635,15 +636,28 @@ def format_table(results: dict[str, dict[str, list[float]]]) -> str:
     return "\n".join(lines)
 
 
-def profile(lib: Library, n: int) -> None:
-    """cProfile ``n`` sync cycles of one library and print the top functions."""
-    lib.sync_cycle(min(n, 1000))
-    prof = cProfile.Profile()
-    prof.enable()
-    lib.sync_cycle(n)
-    prof.disable()
+def profile(lib: Library, n: int, row: str) -> None:
+    """cProfile ``n`` sync or async cycles of one library; print the top functions twice,
+    by own time and by cumulative time (time spent inside dependency-injector's compiled
+    providers shows up as own time of the Python function that called them)."""
+    loop = asyncio.new_event_loop()
+    try:
+        if row == "async":
+            loop.run_until_complete(lib.async_cycle(min(n, 1000)))
+        else:
+            lib.sync_cycle(min(n, 1000))
+        prof = cProfile.Profile()
+        prof.enable()
+        if row == "async":
+            loop.run_until_complete(lib.async_cycle(n))
+        else:
+            lib.sync_cycle(n)
+        prof.disable()
+    finally:
+        loop.close()
     stats = pstats.Stats(prof)
     stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats(25)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -651,7 +665,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=20_000, help="cycles per repetition")
     parser.add_argument("--reps", type=int, default=9, help="repetitions (>= 7 for a real run)")
     parser.add_argument("--smoke", action="store_true", help="tiny N, for CI")
-    parser.add_argument("--profile", metavar="LIB", help="cProfile LIB's sync cycle instead")
+    parser.add_argument("--profile", metavar="LIB", help="cProfile LIB's cycle instead")
+    parser.add_argument(
+        "--profile-row", choices=("sync", "async"), default="sync", help="cycle to profile"
+    )
     args = parser.parse_args(argv)
     n, reps = (10, 3) if args.smoke else (args.n, args.reps)
 
@@ -667,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
             if not chosen:
                 print(f"no such library loaded: {args.profile}; notes: {notes}")
                 return 2
-            profile(chosen[0], n)
+            profile(chosen[0], n, args.profile_row)
             return 0
         results = run(n, reps, libs)
     finally:
