@@ -1,0 +1,88 @@
+"""Errors raised by the FastAPI adapter when credentials are missing, bad or expired."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+__all__ = ["AuthenticationError", "AuthenticationRequiredError", "CredentialsExpiredError"]
+
+
+class AuthenticationError(PermissionError):
+    """The request carried credentials that could not be verified.
+
+    The adapter turns it into ``401`` (HTTP, ``WWW-Authenticate: Bearer
+    error="invalid_token"``) or closes the WebSocket with ``1008``.
+
+    Attributes:
+        reason: why the credentials were refused (safe to show to the client:
+            it never contains the token).
+
+    Example:
+        >>> err = AuthenticationError("signature verification failed")
+        >>> err.reason
+        'signature verification failed'
+    """
+
+    #: short machine-readable code used in the JSON refusal body
+    code: str = "invalid_token"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"invalid credentials: {reason}; send a valid token as "
+            "`Authorization: Bearer <token>` (or, for WebSockets, in `Sec-WebSocket-Protocol`)"
+        )
+
+
+class AuthenticationRequiredError(AuthenticationError):
+    """An endpoint needs a scoped object but the request carried no credentials.
+
+    Raised by :func:`Inject` when the provider cannot be resolved because no
+    user scope is active; the adapter answers ``401`` with
+    ``WWW-Authenticate: Bearer``.
+
+    Attributes:
+        reason: why the request was refused.
+        provider: repr of the provider the endpoint asked for (logged, never
+            sent to the client).
+
+    Example:
+        >>> err = AuthenticationRequiredError(provider="Container.agent")
+        >>> err.provider
+        'Container.agent'
+    """
+
+    code = "unauthenticated"
+
+    def __init__(self, provider: str, reason: str = "this endpoint needs a signed-in user") -> None:
+        self.provider = provider
+        super().__init__(reason)
+
+
+class CredentialsExpiredError(AuthenticationError):
+    """The token was valid once but its ``exp`` has passed.
+
+    Raised at authentication time and by :func:`message_scope` when a
+    WebSocket outlives its token; the adapter answers ``401`` or closes the
+    WebSocket with ``1008``.
+
+    Attributes:
+        reason: why the credentials were refused.
+        expired_at: the token's ``exp`` as a Unix timestamp (seconds), when known.
+
+    Example:
+        >>> err = CredentialsExpiredError(expired_at=0.0)
+        >>> err.expired_at
+        0.0
+    """
+
+    code = "token_expired"
+
+    def __init__(self, expired_at: float | None = None) -> None:
+        self.expired_at = expired_at
+        when = (
+            ""
+            if expired_at is None
+            else f" at {datetime.fromtimestamp(expired_at, UTC).isoformat(timespec='seconds')}"
+        )
+        super().__init__(f"the token expired{when}; sign in again to get a fresh token")

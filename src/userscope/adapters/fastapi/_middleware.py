@@ -1,0 +1,269 @@
+"""The pure ASGI middleware that opens userscope scopes around each connection (private)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+from dependency_injector import containers
+from dependency_injector.wiring import ProvidersMap
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocketDisconnect
+
+import userscope as us
+
+from ._auth import BEARER_SUBPROTOCOL, Authenticator
+from ._errors import AuthenticationError
+from ._refusals import (
+    WS_POLICY_VIOLATION,
+    WS_TRY_AGAIN_LATER,
+    Refusal,
+    refusal_for,
+    send_http_refusal,
+)
+from ._state import PROVIDERS_KEY, STATE_KEY, credentials_expiry
+
+__all__ = ["ConnectionState", "StatsGuard", "UserscopeMiddleware"]
+
+logger = logging.getLogger("userscope.adapters.fastapi")
+
+StatsGuard = Callable[[HTTPConnection], Awaitable[bool]]
+
+
+@dataclass(eq=False)
+class ConnectionState:
+    """What the middleware knows about one open WebSocket (kept in the ASGI scope)."""
+
+    sessions: us.UserSessions
+    context: us.UserExecutionContext
+    expires_at: float | None
+    send: Send
+    bearer_offered: bool = False
+    connect_received: bool = False
+    accepted: bool = False
+    closed: bool = False
+    close_code: int | None = None
+
+    def expired(self) -> bool:
+        """Whether the connection's credentials have expired by now."""
+        return self.expires_at is not None and time.time() >= self.expires_at
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the socket once (before or after accept); later calls do nothing."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code = code
+        await self.send({"type": "websocket.close", "code": code, "reason": reason})
+
+    async def close_expired(self) -> None:
+        """Close the socket with 1008 because its token expired."""
+        await self.close(WS_POLICY_VIOLATION, "token_expired: the token expired; sign in again")
+
+
+class UserscopeMiddleware:
+    """Pure ASGI middleware: verified identity in, userscope scopes around every connection.
+
+    Added by `install`; use that rather than this class directly.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        container: containers.Container,
+        sessions: us.UserSessions,
+        authenticate: Authenticator,
+        stats_path: str | None = None,
+        stats_guard: StatsGuard | None = None,
+    ) -> None:
+        self.app = app
+        self.container = container
+        self.providers_map = ProvidersMap(container)
+        self.sessions = sessions
+        self.authenticate = authenticate
+        self.stats_path = stats_path
+        self.stats_guard = stats_guard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope[PROVIDERS_KEY] = self.providers_map
+        if scope["type"] == "http":
+            if self.stats_path is not None and scope["path"] == self.stats_path:
+                await self._stats(scope, send)
+            else:
+                await self._http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            context = await self.authenticate(HTTPConnection(scope))
+        except Exception as exc:
+            await self._refuse_http(send, exc, authenticated=False)
+            return
+
+        started = False
+        finished = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started, finished
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                finished = True
+            await send(message)
+
+        try:
+            if context is None:
+                await self.app(scope, receive, tracking_send)
+            else:
+                async with self.sessions.request(context):
+                    await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if finished:
+                # The response went out; only a cleanup failed afterwards.
+                logger.error("error after the response was sent", exc_info=exc)
+                return
+            if started:
+                raise  # half a response is out: let the server drop the connection
+            await self._refuse_http(send, exc, authenticated=context is not None)
+
+    async def _refuse_http(self, send: Send, exc: Exception, *, authenticated: bool) -> None:
+        refusal = refusal_for(exc, authenticated=authenticated)
+        _log_refusal(refusal, exc)
+        await send_http_refusal(send, refusal)
+
+    async def _stats(self, scope: Scope, send: Send) -> None:
+        connection = HTTPConnection(scope)
+        if scope["method"] not in ("GET", "HEAD"):
+            refusal = Refusal(405, 1008, "method_not_allowed", "use GET")
+        elif self.stats_guard is None or not await self.stats_guard(connection):
+            refusal = Refusal(403, 1008, "forbidden", "the stats endpoint is not open to you")
+        else:
+            body = json.dumps(self.sessions.stats().model_dump(mode="json")).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"cache-control", b"no-store"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await send_http_refusal(send, refusal)
+
+    # -- WebSocket ----------------------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            context = await self.authenticate(HTTPConnection(scope))
+            if context is None:
+                raise AuthenticationError("no credentials")
+        except Exception as exc:
+            refusal = refusal_for(exc, authenticated=False)
+            _log_refusal(refusal, exc)
+            await _expect_connect(receive)
+            await send(
+                {
+                    "type": "websocket.close",
+                    "code": refusal.close_code,
+                    "reason": refusal.close_reason,
+                }
+            )
+            return
+
+        offered = [p.strip().lower() for p in scope.get("subprotocols") or ()]
+        state = ConnectionState(
+            sessions=self.sessions,
+            context=context,
+            expires_at=credentials_expiry(scope),
+            send=send,
+            bearer_offered=BEARER_SUBPROTOCOL in offered,
+        )
+        scope[STATE_KEY] = state
+
+        async def guarded_receive() -> Message:
+            message: Message | None = None
+            if not state.connect_received or state.expires_at is None:
+                message = await receive()
+            else:
+                remaining = state.expires_at - time.time()
+                if remaining > 0:
+                    with anyio.move_on_after(remaining):
+                        message = await receive()
+                if message is None:
+                    await state.close_expired()
+                    return {"type": "websocket.disconnect", "code": WS_POLICY_VIOLATION}
+            if message["type"] == "websocket.connect":
+                state.connect_received = True
+            elif message["type"] == "websocket.disconnect":
+                state.closed = True
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            kind = message["type"]
+            if state.closed:
+                if kind == "websocket.close":
+                    return
+                raise WebSocketDisconnect(code=state.close_code or 1000)
+            if kind == "websocket.send" and state.expired():
+                await state.close_expired()
+                raise WebSocketDisconnect(code=WS_POLICY_VIOLATION)
+            if (
+                kind == "websocket.accept"
+                and state.bearer_offered
+                and not message.get("subprotocol")
+            ):
+                message = {**message, "subprotocol": BEARER_SUBPROTOCOL}
+            await send(message)
+            if kind == "websocket.accept":
+                state.accepted = True
+            elif kind in ("websocket.close", "websocket.http.response.body"):
+                state.closed = True
+
+        try:
+            async with self.sessions.connection(context):
+                await self.app(scope, guarded_receive, guarded_send)
+        except WebSocketDisconnect:
+            return
+        except Exception as exc:
+            refusal = refusal_for(exc, authenticated=True)
+            _log_refusal(refusal, exc)
+            if state.closed:
+                return
+            if not state.connect_received:
+                await _expect_connect(receive)
+                state.connect_received = True
+            if not state.accepted and refusal.close_code == WS_TRY_AGAIN_LATER:
+                # Accept first so that the client sees 1013 rather than a bare HTTP 403.
+                await guarded_send({"type": "websocket.accept"})
+            await state.close(refusal.close_code, refusal.close_reason)
+        finally:
+            scope.pop(STATE_KEY, None)
+
+
+async def _expect_connect(receive: Receive) -> None:
+    message = await receive()
+    if message["type"] != "websocket.connect":  # pragma: no cover - server bug
+        logger.warning("expected websocket.connect, got %s", message["type"])
+
+
+def _log_refusal(refusal: Refusal, exc: BaseException) -> None:
+    if refusal.status >= 500:
+        logger.error("request failed: %s", type(exc).__name__, exc_info=exc)
+    else:
+        logger.info("refused with %s (%s): %s", refusal.status, refusal.error, exc)
