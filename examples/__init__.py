@@ -1,0 +1,1 @@
+"""Runnable examples for userscope (each one has its own test)."""
