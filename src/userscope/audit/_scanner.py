@@ -10,6 +10,7 @@ import os
 import re
 import tokenize
 import warnings
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,7 @@ _CONTAINER_FACTORIES = frozenset(
 _CONTAINER_LITERALS = (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)
 _INSTANCE_ACCESSORS = ("get_instance", "instance", "getInstance", "shared_instance", "shared")
 _USERISH_NAME = re.compile(r"user|session", re.IGNORECASE)
+_AS_NAME = re.compile(r"\bas\s+([A-Za-z_][A-Za-z0-9_]*)")
 _IGNORE = re.compile(r"#\s*userscope:\s*ignore(?:\[([^\]]*)\])?")
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _NESTED_BODIES = (ast.If, ast.Try, ast.TryStar, ast.With, ast.AsyncWith, ast.For, ast.While)
@@ -181,6 +183,7 @@ class _FileScanner:
             "Singleton" in source or "Resource" in source
         )
         self.needs_calls = False
+        self.candidates: list[int] = []
 
     # -- driver -------------------------------------------------------------------
 
@@ -188,14 +191,43 @@ class _FileScanner:
         self._collect(self.tree.body)
         if "US006" in self.disabled:
             self.containers.clear()
-        self.needs_calls = bool(
-            self.check_providers
-            or self.containers
-            or (("US007" not in self.disabled) and (self.accessors_bare or self.accessors_dotted))
-        )
+        if "US007" in self.disabled:
+            self.accessors_bare.clear()
+            self.accessors_dotted.clear()
+        self.candidates = self._candidate_lines()
+        self.needs_calls = bool(self.candidates)
         self._stmts(self.tree.body, _Scope("module", ""))
         self._emit_containers()
         return self.raw
+
+    def _candidate_lines(self) -> list[int]:
+        """Sorted lines holding a name some call check cares about.
+
+        Expressions spanning none of these lines cannot contain a relevant call,
+        so they are skipped without walking them (most expressions in a file).
+        """
+        tokens: set[str] = set(self.containers)
+        if self.check_providers:
+            tokens.update(_SINGLETON_PROVIDERS)
+        tokens.update(_last(name) for name in (*self.accessors_bare, *self.accessors_dotted))
+        if not tokens:
+            return []
+        if self.check_providers or self.accessors_bare or self.accessors_dotted:
+            # aliases (`import x as y`, possibly inside a function) may rename a target
+            tokens.update(_AS_NAME.findall(self.source))
+            tokens.update(self.imports)
+        pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(tokens))) + r")\b")
+        lines: list[int] = []
+        text = self.source
+        line = 1
+        position = 0
+        for match in pattern.finditer(text):
+            start = match.start()
+            line += text.count("\n", position, start)
+            position = start
+            if not lines or lines[-1] != line:
+                lines.append(line)
+        return lines
 
     def _add(self, code: str, node: ast.AST, message: str, symbol: str) -> None:
         if code not in self.disabled:
@@ -550,6 +582,10 @@ class _FileScanner:
 
     def _expr(self, expr: ast.expr, scope: _Scope) -> None:
         if not self.needs_calls:
+            return
+        candidates = self.candidates
+        index = bisect_left(candidates, expr.lineno)
+        if index == len(candidates) or candidates[index] > (expr.end_lineno or expr.lineno):
             return
         for node in ast.walk(expr):
             if type(node) is ast.Call:
