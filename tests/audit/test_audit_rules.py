@@ -166,6 +166,9 @@ def test_us003_class_level_singleton(source: str, evidence: str) -> None:
         # Enum-style __new__ without an instance cache
         "class P(int, Enum):\n    def __new__(cls, v):\n        o = int.__new__(cls, v)\n"
         "        o._value_ = v\n        return o\n",
+        # __new__ of a metaclass that merely overrides __instancecheck__
+        "class Meta(type):\n    def __new__(mcs, *a):\n        mcs.__instancecheck__\n"
+        "        return super().__new__(mcs, *a)\n",
         # an instance method called instance() is not a class accessor
         "class C:\n    def instance(self):\n        return self\n",
     ],
@@ -195,6 +198,10 @@ def test_us004_cached_zero_arg_factory(decorator: str) -> None:
         "    return Settings()\n",
         "from functools import lru_cache\n@lru_cache\ndef get_config():\n    return AppConfig()\n",
         "from mylib import cache\n@cache\ndef get_manager():\n    return Manager()\n",
+        # immutable results cannot carry per-user state
+        "from functools import cache\n@cache\ndef names() -> frozenset[str]:\n    return x\n",
+        "from functools import cache\n@cache\ndef pattern() -> 're.Pattern[str]':\n    return x\n",
+        "from functools import cache\n@cache\ndef setup_logging() -> None:\n    configure()\n",
         "def get_manager():\n    return Manager()\n",
     ],
 )

@@ -68,6 +68,11 @@ _CONTAINER_FACTORIES = frozenset(
 )
 _CONTAINER_LITERALS = (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)
 _INSTANCE_ACCESSORS = ("get_instance", "instance", "getInstance", "shared_instance", "shared")
+_INSTANCE_ATTR = re.compile(r"_\w*(?:instances?|singleton)$", re.IGNORECASE)
+_IMMUTABLE_RESULTS = frozenset(
+    {"str", "int", "float", "bool", "bytes", "complex", "frozenset", "tuple", "type", "Pattern"}
+    | {"FrozenSet", "Tuple", "Type", "None"}
+)
 _USERISH_NAME = re.compile(r"user|session", re.IGNORECASE)
 _AS_NAME = re.compile(r"\bas\s+([A-Za-z_][A-Za-z0-9_]*)")
 _IGNORE = re.compile(r"#\s*userscope:\s*ignore(?:\[([^\]]*)\])?")
@@ -134,9 +139,17 @@ def _none_test(test: ast.expr) -> ast.expr | None:
 def _annotation_name(node: ast.expr | None) -> str | None:
     if node is None:
         return None
-    if type(node) is ast.Constant and isinstance(node.value, str):
-        words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", node.value)
-        return words[-1] if words else None
+    if isinstance(node, ast.Constant):
+        if node.value is None:
+            return "None"
+        if not isinstance(node.value, str):
+            return None
+        try:  # a string annotation: "AgentFactory", "tuple[str, ...]"
+            node = ast.parse(node.value, mode="eval").body
+        except SyntaxError:
+            return None
+    if isinstance(node, ast.Subscript):  # tuple[str, ...], type[Model]
+        node = node.value
     dotted = _dotted(node)
     return _last(dotted) if dotted else None
 
@@ -463,7 +476,7 @@ class _FileScanner:
     def _returns_safe(self, fn: _Func) -> bool:
         name = _annotation_name(fn.returns)
         if name is not None:
-            return self.config.is_safe(name)
+            return name in _IMMUTABLE_RESULTS or self.config.is_safe(name)
         returned = [
             _annotation_name(node.value.func)
             for node in ast.walk(fn)
@@ -498,12 +511,12 @@ class _FileScanner:
                 attrs.extend(_store_names(stmt.target))
             elif isinstance(stmt, _FUNCTIONS):
                 methods[stmt.name] = stmt
-        instance_attrs = [a for a in attrs if "instance" in a.lower()]
+        instance_attrs = [a for a in attrs if _INSTANCE_ATTR.match(a)]
         if "__new__" in methods:
             if instance_attrs:
                 return f"`{instance_attrs[0]}` + `__new__`"
             for node in ast.walk(methods["__new__"]):
-                if type(node) is ast.Attribute and "instance" in node.attr.lower():
+                if isinstance(node, ast.Attribute) and _INSTANCE_ATTR.match(node.attr):
                     return f"`{node.attr}` + `__new__`"
         if "__call__" in methods and instance_attrs:
             bases = {_dotted(b) for b in cls.bases}
