@@ -22,6 +22,7 @@ def found(source: str, config: AuditConfig | None = None) -> list[tuple[str, int
         "registry = AgentRegistry()",
         "pool: ConnectionPool = redis.ConnectionPool(max_connections=10)",
         "a = b = SessionManager()",
+        "Logger.manager = Manager(Logger.root)",
         "if True:\n    cache = TTLCache(maxsize=10)",
         "try:\n    store = RedisStore()\nexcept ImportError:\n    store = None",
     ],
@@ -169,6 +170,9 @@ def test_us003_class_level_singleton(source: str, evidence: str) -> None:
         # __new__ of a metaclass that merely overrides __instancecheck__
         "class Meta(type):\n    def __new__(mcs, *a):\n        mcs.__instancecheck__\n"
         "        return super().__new__(mcs, *a)\n",
+        # a factory classmethod named like an instance attribute, called from __new__
+        "class Zone:\n    @classmethod\n    def _new_instance(cls, key):\n        return key\n"
+        "    def __new__(cls, key):\n        return cls._new_instance(key)\n",
         # an instance method called instance() is not a class accessor
         "class C:\n    def instance(self):\n        return self\n",
     ],

@@ -404,8 +404,9 @@ class _FileScanner:
                 self._note_store(names, scope)
             for target in targets:
                 self._subscript_mutation(target, scope)
-        elif scope.kind == "module" and not aug and type(value) is ast.Call:
-            self._module_instance(stmt, names, value)
+        elif scope.kind == "module" and not aug and isinstance(value, ast.Call):
+            shown = names or [d for d in map(_dotted, targets) if d]  # Logger.manager = ...
+            self._module_instance(stmt, shown, value)
         if not self.needs_calls:
             return
         if names:
@@ -446,8 +447,8 @@ class _FileScanner:
             self._add(
                 "US002",
                 fn,
-                f"`{fn.name}()` lazily assigns module global {shown}: one instance ends up "
-                "shared by every user",
+                f"`{fn.name}()` assigns module global {shown} at run time: one object "
+                "shared by every user and request",
                 qualname,
             )
 
@@ -516,7 +517,11 @@ class _FileScanner:
             if instance_attrs:
                 return f"`{instance_attrs[0]}` + `__new__`"
             for node in ast.walk(methods["__new__"]):
-                if isinstance(node, ast.Attribute) and _INSTANCE_ATTR.match(node.attr):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and _INSTANCE_ATTR.match(node.attr)
+                    and node.attr not in methods  # cls._new_instance(key) is a factory call
+                ):
                     return f"`{node.attr}` + `__new__`"
         if "__call__" in methods and instance_attrs:
             bases = {_dotted(b) for b in cls.bases}
