@@ -370,3 +370,38 @@ def test_python_dash_m_entry_point(project: Path) -> None:
     )
     assert usage.returncode == 2
     assert "usage: userscope" in usage.stderr
+
+
+def test_sarif_uris_for_files_outside_the_working_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outside = write(tmp_path / "other dir" / "legacy.py", LEGACY)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    code, out, _ = run(capsys, str(outside), "--format", "sarif")
+    assert code == 1
+    location = json.loads(out)["runs"][0]["results"][0]["locations"][0]
+    assert location["physicalLocation"]["artifactLocation"] == {"uri": outside.as_uri()}
+
+
+def test_relative_sarif_uris_are_percent_encoded(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(project / "my app" / "x.py", "registry = AgentRegistry()\n")
+    code, out, _ = run(capsys, "my app", "--format", "sarif")
+    assert code == 1
+    location = json.loads(out)["runs"][0]["results"][0]["locations"][0]["physicalLocation"]
+    assert location["artifactLocation"]["uri"] == "my%20app/x.py"
+
+
+def test_directory_walk_skips_default_excludes_and_deduplicates(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(project / "app" / ".venv" / "lib" / "x.py", "registry = AgentRegistry()\n")
+    write(project / "app" / "__pycache__" / "y.py", "registry = AgentRegistry()\n")
+    write(project / "app" / "notes.txt", "registry = AgentRegistry()\n")
+    code, out, _ = run(capsys, "app", "app/legacy.py", "--format", "json")
+    assert code == 1
+    document = json.loads(out)
+    assert document["summary"]["files"] == 2
+    assert {f["path"] for f in document["findings"]} == {"app/legacy.py"}

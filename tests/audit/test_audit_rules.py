@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from userscope.audit import RULES, AuditConfig, Finding, scan_source
 
@@ -415,3 +417,20 @@ def test_finding_exposes_rule_and_hint() -> None:
     finding = Finding("a.py", 1, 1, "US003", "m", "C")
     assert finding.rule is RULES["US003"]
     assert finding.hint == RULES["US003"].hint
+
+
+# -- robustness ------------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet=st.sampled_from("abc_ =()[]{}:.,'\"#\n\t\\@1\x00é")))
+def test_never_crashes_on_arbitrary_text(source: str) -> None:
+    for finding in scan_source(source, config=AuditConfig(deprecated_accessors={"a": ""})):
+        assert finding.code in RULES
+        assert finding.line >= 1
+        assert finding.col >= 1
+
+
+def test_deeply_nested_expressions_do_not_crash() -> None:
+    source = "x = " + "+".join(["a"] * 5000) + "\nregistry = AgentRegistry()\n"
+    assert [code for code, _ in found(source)] in (["US001"], ["US000"])

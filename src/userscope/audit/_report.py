@@ -6,7 +6,9 @@ import hashlib
 import json
 from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path, PurePath
 from typing import Any
+from urllib.parse import quote
 
 from ._finding import Finding
 from ._rules import RULES
@@ -139,9 +141,12 @@ def to_sarif(findings: Sequence[Finding]) -> str:
     ]
     results: list[dict[str, Any]] = []
     for f in findings:
-        location: dict[str, Any] = {"uri": f.path}
-        if not f.path.startswith("/"):
-            location["uriBaseId"] = "%SRCROOT%"
+        path = PurePath(f.path)
+        location: dict[str, Any] = (
+            {"uri": Path(path).as_uri()}
+            if path.is_absolute()
+            else {"uri": quote(path.as_posix()), "uriBaseId": "%SRCROOT%"}
+        )
         results.append(
             {
                 "ruleId": f.code,

@@ -814,7 +814,12 @@ def _scan_text(data: str | bytes, path: str, config: AuditConfig) -> tuple[list[
         if "US000" in config.disable:
             return [], lines_count, 0
         return [_unparsable(path, 1, 1, f"could not parse file: {err}")], lines_count, 0
-    raw = _FileScanner(tree, text, config).run()
+    try:
+        raw = _FileScanner(tree, text, config).run()
+    except RecursionError:
+        if "US000" in config.disable:
+            return [], lines_count, 0
+        return [_unparsable(path, 1, 1, "too deeply nested to audit")], lines_count, 0
     if not raw:
         return [], lines_count, 0
     raw.sort()
