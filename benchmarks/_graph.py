@@ -166,6 +166,8 @@ def versions() -> dict[str, str]:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out[dist] = "not installed"
+    if us is not None:
+        out["userscope from"] = str(Path(us.__file__).resolve().parent)
     return out
 
 
