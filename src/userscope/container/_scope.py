@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextvars
 import inspect
 import logging
-import threading
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Final
 
@@ -66,32 +65,17 @@ CLOSE: Final = 2
 
 
 class ScopeState:
-    """Cache and finalizers of one open scope (internal)."""
+    """Cache and finalizers of one open scope (internal).
 
-    __slots__ = (
-        "async_",
-        "cache",
-        "closed",
-        "ctx",
-        "finalizers",
-        "level",
-        "lock",
-        "pending",
-        "session",
-    )
+    Mutated only under ``session.lock`` (one re-entrant lock per user session, shared by
+    all of that user's scopes), so concurrent first resolves build one instance.
+    """
 
-    def __init__(
-        self,
-        level: Scope,
-        ctx: UserExecutionContext,
-        session: _UserSession,
-        lock: threading.RLock,
-        async_: bool,
-    ) -> None:
+    __slots__ = ("async_", "cache", "closed", "finalizers", "level", "pending", "session")
+
+    def __init__(self, level: Scope, session: _UserSession, async_: bool) -> None:
         self.level = level
-        self.ctx = ctx
         self.session = session
-        self.lock = lock
         self.async_ = async_
         self.cache: dict[object, Any] = {}
         self.pending: dict[object, Any] | None = None
@@ -102,11 +86,11 @@ class ScopeState:
     def add(
         self, provider: object, value: Any, finalizer: tuple[int, Any, str, object] | None
     ) -> None:
-        """Cache a freshly created instance and register its finalizer."""
+        """Cache a freshly created instance and register its finalizer (lock held)."""
         self.cache[provider] = value
         if finalizer is not None:
             self.finalizers.append(finalizer)
-        self.session.on_created(provider, value, self)
+        self.session.instances += 1
 
     def has_async_finalizers(self) -> bool:
         """Whether closing needs an event loop."""
@@ -116,8 +100,9 @@ class ScopeState:
         )
 
     def detach(self) -> list[tuple[int, Any, str, object]]:
-        """Mark closed, drop every cached reference and hand back the finalizers."""
+        """Mark closed, drop every cached reference and hand back the finalizers (lock held)."""
         self.closed = True
+        self.session.instances -= len(self.cache)
         finalizers = self.finalizers
         self.finalizers = []
         self.cache.clear()
@@ -143,6 +128,15 @@ def run_finalizers_sync(
         kind, obj, name, _ = finalizers.pop()
         try:
             if kind == GEN:
+                if exc is None:  # the common case, inlined
+                    try:
+                        next(obj)
+                    except StopIteration:
+                        continue
+                    obj.close()
+                    raise RuntimeError(
+                        f"the generator of {name} yielded more than once; yield exactly once"
+                    )
                 _finish_generator(obj, exc, name)
             elif kind == CLOSE:
                 obj.close()

@@ -94,55 +94,62 @@ class SessionStats(BaseModel):
 
 
 class _UserSession:
-    """One user's USER scope plus its counters (internal)."""
+    """One user's USER scope plus its counters (internal).
+
+    Counters are changed under ``lock``; the session table and the deadline heap under
+    the owner's lock. The hot path (a user that already has a session) takes only
+    ``lock``.
+    """
 
     __slots__ = (
         "__weakref__",
         "active",
+        "cleanups_failed",
+        "cleanups_run",
         "connections",
         "created_at",
-        "deadline_version",
         "instances",
         "last_used",
         "lock",
         "owner",
         "requests",
         "retired",
+        "scheduled",
         "state",
         "user_id",
     )
 
-    def __init__(self, owner: UserSessions, ctx: UserExecutionContext, now: float) -> None:
+    def __init__(self, owner: UserSessions, user_id: str, now: float) -> None:
         self.owner = owner
-        self.user_id = ctx.user_id
+        self.user_id = user_id
         self.lock = threading.RLock()
-        self.state = ScopeState(Scope.USER, ctx, self, self.lock, False)
+        self.state = ScopeState(Scope.USER, self, False)
         self.active = 0  # open scopes holding this session (user, connection, nested request)
         self.connections = 0
         self.requests = 0
         self.instances = 0
         self.created_at = now
         self.last_used = now
-        self.retired = False  # removed from the table; closes when `active` drops to 0
-        self.deadline_version = 0
+        self.retired = False  # out of the table; finished when `active` drops to 0
+        self.scheduled = False  # has an entry in the owner's deadline heap
+        self.cleanups_run = 0  # finalizers of this user's CONNECTION/REQUEST scopes
+        self.cleanups_failed = 0
 
     def admit(self, provider_name: str) -> None:
-        """Refuse a new scoped instance when the per-user budget is spent."""
+        """Refuse a new scoped instance when the per-user budget is spent (lock held)."""
         maximum = self.owner.max_instances_per_user
         if maximum is not None and self.instances >= maximum:
             self.owner._refuse("max_instances_per_user")
             raise ScopeLimitError("max_instances_per_user", self.user_id, self.instances, maximum)
 
-    def on_created(self, provider: object, value: Any, state: ScopeState) -> None:
-        owner = self.owner
-        with owner._lock:
-            self.instances += 1
-            owner._live[_name_of(provider)] += 1
-
 
 def _name_of(provider: object) -> str:
     name = getattr(provider, "name", None)
     return name if isinstance(name, str) else repr(provider)
+
+
+_get_active = ACTIVE.get
+_set_active = ACTIVE.set
 
 
 class _ScopeCM:
@@ -151,7 +158,7 @@ class _ScopeCM:
     __slots__ = ("_ctx", "_kind", "_opened", "_owner", "_session", "_token")
 
     def __init__(self, owner: UserSessions, ctx: UserExecutionContext, kind: Scope) -> None:
-        if not isinstance(ctx, UserExecutionContext):
+        if type(ctx) is not UserExecutionContext and not isinstance(ctx, UserExecutionContext):
             raise TypeError(
                 f"expected a UserExecutionContext, got {type(ctx).__name__}; build one from a "
                 "verified identity: UserExecutionContext(user_id=..., thread_id=...)"
@@ -164,69 +171,89 @@ class _ScopeCM:
         self._token: Any = None
 
     # -- entering -----------------------------------------------------------------
-    def _enter(self, async_: bool) -> list[_UserSession]:
+    def _open(self, async_: bool) -> list[_UserSession] | None:
         if self._token is not None:
-            raise UserscopeError(
-                "this scope object is already open; call sessions.request(ctx) again"
-            )
+            raise UserscopeError("this scope object is already open; call sessions.request(ctx) again")
         owner = self._owner
         ctx = self._ctx
-        frame = ACTIVE.get()
-        same = frame is not None and frame[4] is owner
-        if same:
-            assert frame is not None
-            outer = frame[3].session.user_id
-            if outer != ctx.user_id:
-                raise IsolationError(outer, ctx.user_id)
         kind = self._kind
-        evicted: list[_UserSession] = []
-        if kind is Scope.REQUEST and same and frame is not None and frame[2] is not None:
+        frame = _get_active()
+        if frame is not None and frame[4] is owner:
+            outer = frame[3].session
+            if outer.user_id != ctx.user_id:
+                raise IsolationError(outer.user_id, ctx.user_id)
             conn = frame[2]
-            if conn.closed:
-                raise ScopeClosedError(Scope.CONNECTION, ctx.user_id)
-            session = frame[3].session
-            owner._hold(session, request=True, connection=False)
-            req = ScopeState(Scope.REQUEST, ctx, session, session.lock, async_)
-            new: Frame = (ctx, req, conn, frame[3], owner, async_)
-            self._opened = req
-        else:
-            session, evicted = owner._acquire(
-                ctx, connection=kind is not Scope.USER, request=kind is Scope.REQUEST, async_=async_
-            )
-            if kind is Scope.USER:
-                new = (ctx, None, None, session.state, owner, async_)
-            else:
-                state = ScopeState(Scope.CONNECTION, ctx, session, session.lock, async_)
-                req_state = state if kind is Scope.REQUEST else None
-                new = (ctx, req_state, state, session.state, owner, async_)
+            if kind is Scope.REQUEST and conn is not None:
+                if conn.closed:
+                    raise ScopeClosedError(Scope.CONNECTION, ctx.user_id)
+                owner._hold(outer, connection=False, request=True)
+                state = ScopeState(Scope.REQUEST, outer, async_)
+                owner._open_states.add(state)
+                self._session = outer
                 self._opened = state
+                self._token = _set_active((ctx, state, conn, frame[3], owner, async_))
+                return None
+        evicted: list[_UserSession] | None = None
+        connection = kind is not Scope.USER
+        request = kind is Scope.REQUEST
+        session = owner._users.get(ctx.user_id)
+        joined = False
+        if session is not None and owner.max_users is None:  # fast path: hold a live session
+            with session.lock:
+                if not session.retired and not owner._closed:
+                    now = owner._clock()
+                    if session.active or not owner._is_expired(session, now):
+                        if owner._limited:
+                            owner._check_limits(session, connection, request)
+                        session.active += 1
+                        session.connections += connection
+                        session.requests += request
+                        session.last_used = now
+                        joined = True
+        if not joined:
+            session, evicted = owner._acquire(ctx.user_id, connection, request, async_)
         self._session = session
-        self._token = ACTIVE.set(new)
+        if connection:
+            state = ScopeState(Scope.CONNECTION, session, async_)
+            owner._open_states.add(state)
+            self._opened = state
+            request_state = state if kind is Scope.REQUEST else None
+            self._token = _set_active((ctx, request_state, state, session.state, owner, async_))
+        else:
+            self._token = _set_active((ctx, None, None, session.state, owner, async_))
         return evicted
 
     def __enter__(self) -> UserExecutionContext:
-        evicted = self._enter(False)
-        for session in evicted:
-            self._owner._finish_user_sync(session, log_only=True)
+        evicted = self._open(False)
+        if evicted:
+            for session in evicted:
+                self._owner._finish_user_sync(session, log_only=True)
         return self._ctx
 
     async def __aenter__(self) -> UserExecutionContext:
-        evicted = self._enter(True)
-        for session in evicted:
-            await self._owner._finish_user_async(session, log_only=True)
+        evicted = self._open(True)
+        if evicted:
+            for session in evicted:
+                await self._owner._finish_user_async(session, log_only=True)
         return self._ctx
 
     # -- leaving --------------------------------------------------------------------
-    def _leave(self) -> tuple[ScopeState | None, _UserSession]:
+    def _leave(self) -> list[tuple[int, Any, str, object]] | None:
+        """Restore the outer frame and detach this scope's state; return its finalizers."""
         token, self._token = self._token, None
         try:
             ACTIVE.reset(token)
         except ValueError:  # exited in another context (e.g. a generator-based wrapper)
-            ACTIVE.set(token.old_value if token.old_value is not token.MISSING else None)
-        session = self._session
-        assert session is not None
-        opened, self._opened = self._opened, None
-        return opened, session
+            _set_active(None if token.old_value is token.MISSING else token.old_value)
+        state = self._opened
+        if state is None:
+            return None
+        owner = self._owner
+        owner._open_states.discard(state)
+        with state.session.lock:
+            if owner.leak_check and state.cache:
+                owner._watch(state)
+            return state.detach()
 
     def __exit__(
         self,
@@ -234,17 +261,22 @@ class _ScopeCM:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        opened, session = self._leave()
+        finalizers = self._leave()
         owner = self._owner
+        session = self._session
+        assert session is not None
         failures: list[BaseException] = []
+        ran = 0
         try:
-            if opened is not None:
-                failures = owner._run_state_sync(opened, exc)
+            if finalizers:
+                ran = len(finalizers)
+                failures = run_finalizers_sync(finalizers, exc)
         finally:
-            retired = owner._release(session, self._kind, nested=self._is_nested(opened))
-            if retired:
+            opened, self._opened = self._opened, None
+            if owner._release(session, self._kind, opened, ran, len(failures)):
                 failures += owner._finish_user_sync(session, log_only=False, exc=exc)
-        settle(exc, failures, opened.level if opened else Scope.USER, session.user_id)
+        if failures:
+            settle(exc, failures, opened.level if opened else Scope.USER, session.user_id)
 
     async def __aexit__(
         self,
@@ -252,20 +284,22 @@ class _ScopeCM:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        opened, session = self._leave()
+        finalizers = self._leave()
         owner = self._owner
+        session = self._session
+        assert session is not None
         failures: list[BaseException] = []
+        ran = 0
         try:
-            if opened is not None:
-                failures = await owner._run_state_async(opened, exc)
+            if finalizers:
+                ran = len(finalizers)
+                failures = await run_finalizers_async(finalizers, exc)
         finally:
-            retired = owner._release(session, self._kind, nested=self._is_nested(opened))
-            if retired:
+            opened, self._opened = self._opened, None
+            if owner._release(session, self._kind, opened, ran, len(failures)):
                 failures += await owner._finish_user_async(session, log_only=False, exc=exc)
-        settle(exc, failures, opened.level if opened else Scope.USER, session.user_id)
-
-    def _is_nested(self, opened: ScopeState | None) -> bool:
-        return opened is not None and opened.level is Scope.REQUEST
+        if failures:
+            settle(exc, failures, opened.level if opened else Scope.USER, session.user_id)
 
 
 class UserSessions:
@@ -329,14 +363,14 @@ class UserSessions:
         self.leak_check = leak_check
         self._clock = clock
         self._lock = threading.Lock()
-        self._users: OrderedDict[str, _UserSession] = OrderedDict()  # LRU order
-        self._retired: set[_UserSession] = set()
-        self._deadlines: list[tuple[float, int, int, _UserSession]] = []
+        self._users: OrderedDict[str, _UserSession] = OrderedDict()  # LRU order if max_users
+        self._retired: set[_UserSession] = set()  # out of the table, scopes still open
+        self._open_states: set[ScopeState] = set()  # open CONNECTION/REQUEST states
+        self._deadlines: list[tuple[float, int, _UserSession]] = []  # one entry per session
         self._seq = itertools.count()
         self._closed = False
-        self._connections = 0
-        self._requests = 0
-        self._live: Counter[str] = Counter()
+        self._timed = max_age is not None or idle_timeout is not None
+        self._limited = max_connections_per_user is not None or max_requests_per_user is not None
         self._cleanups_run = 0
         self._cleanups_failed = 0
         self._evictions = 0
@@ -394,45 +428,13 @@ class UserSessions:
 
     # -- table management (internal) -----------------------------------------------
     def _refuse(self, limit: str) -> None:
-        self._refusals[limit] += 1
-
-    def _acquire(
-        self, ctx: UserExecutionContext, *, connection: bool, request: bool, async_: bool
-    ) -> tuple[_UserSession, list[_UserSession]]:
-        now = self._clock()
-        evicted: list[_UserSession] = []
         with self._lock:
-            if self._closed:
-                raise ScopeClosedError(None, ctx.user_id)
-            session = self._users.get(ctx.user_id)
-            if session is not None and session.active == 0 and self._is_expired(session, now):
-                self._retire(session)
-                self._expired += 1
-                evicted.append(session)
-                session = None
-            if session is None:
-                if self.max_users is not None and len(self._users) >= self.max_users:
-                    victim = self._pick_victim(async_)
-                    if victim is None:
-                        self._refuse("max_users")
-                        raise ScopeLimitError(
-                            "max_users", ctx.user_id, len(self._users), self.max_users
-                        )
-                    self._retire(victim)
-                    self._evictions += 1
-                    evicted.append(victim)
-                session = _UserSession(self, ctx, now)
-                self._users[ctx.user_id] = session
-            self._check_and_hold(session, connection=connection, request=request)
-            self._users.move_to_end(ctx.user_id)
-            session.last_used = now
-        return session, evicted
+            self._refusals[limit] += 1
 
-    def _check_and_hold(self, session: _UserSession, *, connection: bool, request: bool) -> None:
-        if (
-            connection
-            and self.max_connections_per_user is not None
-            and (session.connections >= self.max_connections_per_user)
+    def _check_limits(self, session: _UserSession, connection: bool, request: bool) -> None:
+        """Raise ScopeLimitError when a per-user concurrency limit is reached (lock held)."""
+        if connection and self.max_connections_per_user is not None and (
+            session.connections >= self.max_connections_per_user
         ):
             self._refuse("max_connections_per_user")
             raise ScopeLimitError(
@@ -441,49 +443,102 @@ class UserSessions:
                 session.connections,
                 self.max_connections_per_user,
             )
-        if (
-            request
-            and self.max_requests_per_user is not None
-            and (session.requests >= self.max_requests_per_user)
+        if request and self.max_requests_per_user is not None and (
+            session.requests >= self.max_requests_per_user
         ):
             self._refuse("max_requests_per_user")
             raise ScopeLimitError(
-                "max_requests_per_user",
-                session.user_id,
-                session.requests,
-                self.max_requests_per_user,
+                "max_requests_per_user", session.user_id, session.requests, self.max_requests_per_user
             )
-        session.active += 1
-        if connection:
-            session.connections += 1
-            self._connections += 1
-        if request:
-            session.requests += 1
-            self._requests += 1
 
-    def _hold(self, session: _UserSession, *, request: bool, connection: bool) -> None:
+    def _join(self, session: _UserSession, connection: bool, request: bool) -> bool:
+        """Fast path: hold an existing, live session; False sends the caller to `_acquire`."""
+        if self.max_users is not None:
+            return False  # LRU bookkeeping needs the table lock
+        with session.lock:
+            if session.retired or self._closed:
+                return False
+            now = self._clock() if self._timed else 0.0
+            if session.active == 0 and self._timed and self._is_expired(session, now):
+                return False
+            self._check_limits(session, connection, request)
+            session.active += 1
+            session.connections += connection
+            session.requests += request
+            session.last_used = now
+        return True
+
+    def _acquire(
+        self, user_id: str, connection: bool, request: bool, async_: bool
+    ) -> tuple[_UserSession, list[_UserSession]]:
+        """Slow path: create, replace or evict sessions under the table lock."""
+        now = self._clock()
+        evicted: list[_UserSession] = []
         with self._lock:
             if self._closed:
-                raise ScopeClosedError(None, session.user_id)
-            self._check_and_hold(session, connection=connection, request=request)
-            session.last_used = self._clock()
+                raise ScopeClosedError(None, user_id)
+            session = self._users.get(user_id)
+            if session is not None and session.active == 0 and self._is_expired(session, now):
+                self._retire(session)
+                self._retired.discard(session)
+                self._expired += 1
+                evicted.append(session)
+                session = None
+            if session is None:
+                if self.max_users is not None and len(self._users) >= self.max_users:
+                    victim = self._pick_victim(async_)
+                    if victim is None:
+                        self._refusals["max_users"] += 1
+                        raise ScopeLimitError("max_users", user_id, len(self._users), self.max_users)
+                    self._retire(victim)
+                    self._retired.discard(victim)
+                    self._evictions += 1
+                    evicted.append(victim)
+                session = _UserSession(self, user_id, now)
+                self._users[user_id] = session
+            with session.lock:
+                self._check_limits(session, connection, request)
+                session.active += 1
+                session.connections += connection
+                session.requests += request
+                session.last_used = now
+            if self.max_users is not None:
+                self._users.move_to_end(user_id)
+        return session, evicted
 
-    def _release(self, session: _UserSession, kind: Scope, *, nested: bool) -> bool:
+    def _hold(self, session: _UserSession, *, connection: bool, request: bool) -> None:
+        with session.lock:
+            if self._closed:
+                raise ScopeClosedError(None, session.user_id)
+            self._check_limits(session, connection, request)
+            session.active += 1
+            session.connections += connection
+            session.requests += request
+
+    def _release(
+        self, session: _UserSession, kind: Scope, opened: ScopeState | None, ran: int, failed: int
+    ) -> bool:
         """Drop one hold; return True when a retired session must now be finished."""
-        with self._lock:
+        with session.lock:
             session.active -= 1
             if kind is Scope.REQUEST:
                 session.requests -= 1
-                self._requests -= 1
-            if kind is not Scope.USER and not nested:
+            if opened is not None and opened.level is Scope.CONNECTION:
                 session.connections -= 1
-                self._connections -= 1
-            now = self._clock()
-            session.last_used = now
-            if session.active == 0:
-                if session.retired:
-                    return True
-                self._schedule(session, now)
+            if ran:
+                session.cleanups_run += ran
+                session.cleanups_failed += failed
+            if session.active:
+                return False
+            if self._timed:
+                session.last_used = self._clock()
+            if session.retired:
+                return True
+            if session.scheduled or not self._timed:
+                return False
+            session.scheduled = True
+        with self._lock:
+            self._push_deadline(session)
         return False
 
     def _is_expired(self, session: _UserSession, now: float) -> bool:
@@ -491,22 +546,14 @@ class UserSessions:
             return True
         return self.idle_timeout is not None and now - session.last_used >= self.idle_timeout
 
-    def _deadline(self, session: _UserSession) -> float | None:
+    def _push_deadline(self, session: _UserSession) -> None:
+        """Queue the session's next possible expiry (table lock held)."""
         candidates = []
         if self.max_age is not None:
             candidates.append(session.created_at + self.max_age)
         if self.idle_timeout is not None:
             candidates.append(session.last_used + self.idle_timeout)
-        return min(candidates) if candidates else None
-
-    def _schedule(self, session: _UserSession, now: float) -> None:
-        deadline = self._deadline(session)
-        if deadline is None:
-            return
-        session.deadline_version += 1
-        heapq.heappush(
-            self._deadlines, (deadline, next(self._seq), session.deadline_version, session)
-        )
+        heapq.heappush(self._deadlines, (min(candidates), next(self._seq), session))
 
     def _pick_victim(self, async_: bool) -> _UserSession | None:
         for session in self._users.values():  # least recently used first
@@ -515,28 +562,14 @@ class UserSessions:
         return None
 
     def _retire(self, session: _UserSession) -> None:
+        """Take a session out of the table (table lock held)."""
         if self._users.get(session.user_id) is session:
             del self._users[session.user_id]
-        session.retired = True
+        with session.lock:
+            session.retired = True
         self._retired.add(session)
 
     # -- cleanup plumbing (internal) ------------------------------------------------
-    def _detach(self, state: ScopeState) -> list[tuple[int, Any, str, object]]:
-        session = state.session
-        with state.lock:
-            count = len(state.cache)
-            if count:
-                live = self._live
-                for key in state.cache:
-                    name = _name_of(key)
-                    live[name] -= 1
-                    if live[name] <= 0:
-                        del live[name]
-                session.instances -= count
-                if self.leak_check:
-                    self._watch(state)
-            return state.detach()
-
     def _watch(self, state: ScopeState) -> None:
         for key, value in state.cache.items():
             try:
@@ -544,13 +577,7 @@ class UserSessions:
             except TypeError:
                 continue
             self._suspects.append(
-                (
-                    ref,
-                    type(value).__qualname__,
-                    _name_of(key),
-                    state.session.user_id,
-                    state.level.name,
-                )
+                (ref, type(value).__qualname__, _name_of(key), state.session.user_id, state.level.name)
             )
 
     def _count(self, ran: int, failures: list[BaseException]) -> None:
@@ -558,21 +585,35 @@ class UserSessions:
             self._cleanups_run += ran
             self._cleanups_failed += len(failures)
 
-    def _run_state_sync(self, state: ScopeState, exc: BaseException | None) -> list[BaseException]:
-        finalizers = self._detach(state)
+    def _run_sync(
+        self, finalizers: list[tuple[int, Any, str, object]], exc: BaseException | None
+    ) -> list[BaseException]:
         ran = len(finalizers)
         failures = run_finalizers_sync(finalizers, exc)
         self._count(ran, failures)
         return failures
 
-    async def _run_state_async(
-        self, state: ScopeState, exc: BaseException | None
+    async def _run_async(
+        self, finalizers: list[tuple[int, Any, str, object]], exc: BaseException | None
     ) -> list[BaseException]:
-        finalizers = self._detach(state)
         ran = len(finalizers)
         failures = await run_finalizers_async(finalizers, exc)
         self._count(ran, failures)
         return failures
+
+    def _detach_user(self, session: _UserSession) -> list[tuple[int, Any, str, object]]:
+        with session.lock:
+            if self.leak_check and session.state.cache:
+                self._watch(session.state)
+            return session.state.detach()
+
+    def _run_state_sync(self, state: ScopeState, exc: BaseException | None) -> list[BaseException]:
+        return self._run_sync(self._detach_user(state.session), exc)
+
+    async def _run_state_async(
+        self, state: ScopeState, exc: BaseException | None
+    ) -> list[BaseException]:
+        return await self._run_async(self._detach_user(state.session), exc)
 
     def _finish_user_sync(
         self, session: _UserSession, *, log_only: bool, exc: BaseException | None = None
@@ -740,27 +781,30 @@ class UserSessions:
     def _pop_expired(self, async_: bool) -> list[_UserSession]:
         now = self._clock()
         due: list[_UserSession] = []
+        requeued: list[_UserSession] = []
         with self._lock:
             heap = self._deadlines
             while heap and heap[0][0] <= now:
-                _, _, version, session = heapq.heappop(heap)
-                if (
-                    session.retired
-                    or version != session.deadline_version
-                    or session.active
-                    or self._users.get(session.user_id) is not session
-                ):
-                    continue  # stale entry: reused, retired or in use since
-                if not self._is_expired(session, now):
-                    self._schedule(session, now)
-                    continue
-                if not async_ and session.state.has_async_finalizers():
-                    self._schedule(session, now)
+                _, _, session = heapq.heappop(heap)
+                with session.lock:
+                    session.scheduled = False
+                    if session.retired or session.active:
+                        continue  # gone, or in use: rescheduled when it next goes idle
+                    expired = self._is_expired(session, now)
+                    if not expired or (not async_ and session.state.has_async_finalizers()):
+                        session.scheduled = True  # used since, or needs the async sweep
+                        requeue = True
+                    else:
+                        requeue = False
+                if requeue:
+                    requeued.append(session)
                     continue
                 self._retire(session)
                 self._retired.discard(session)
                 self._expired += 1
                 due.append(session)
+            for session in requeued:  # after the loop: an entry due now must not be popped again
+                self._push_deadline(session)
         return due
 
     def sweep(self) -> int:
@@ -893,14 +937,20 @@ class UserSessions:
             0
         """
         with self._lock:
+            sessions = [*self._users.values(), *self._retired]
+            states = [*self._open_states.copy(), *(session.state for session in sessions)]
+            live: Counter[str] = Counter()
+            for state in states:
+                for provider in list(state.cache):
+                    live[_name_of(provider)] += 1
             return SessionStats(
                 users=len(self._users),
-                connections=self._connections,
-                requests=self._requests,
-                instances=sum(self._live.values()),
-                instances_by_provider=dict(self._live),
-                cleanups_run=self._cleanups_run,
-                cleanups_failed=self._cleanups_failed,
+                connections=sum(session.connections for session in sessions),
+                requests=sum(session.requests for session in sessions),
+                instances=sum(live.values()),
+                instances_by_provider=dict(live),
+                cleanups_run=self._cleanups_run + sum(s.cleanups_run for s in sessions),
+                cleanups_failed=self._cleanups_failed + sum(s.cleanups_failed for s in sessions),
                 evictions=self._evictions,
                 expired=self._expired,
                 refusals=dict(self._refusals),

@@ -39,6 +39,10 @@ async def _ready(value: T) -> T:
     return value
 
 
+_MISSING: Any = object()
+_get_active = ACTIVE.get
+
+
 def _describe(obj: object) -> str:
     return getattr(obj, "__qualname__", None) or type(obj).__qualname__
 
@@ -74,7 +78,17 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
     """
 
     scope: ClassVar[Scope]
-    __slots__ = ("_args", "_closing", "_factory", "_is_async", "_kwargs", "_provides", "_us_name")
+    __slots__ = (
+        "_args",
+        "_closing",
+        "_factory",
+        "_is_async",
+        "_kwargs",
+        "_plan_args",
+        "_plan_kwargs",
+        "_provides",
+        "_us_name",
+    )
 
     @overload
     def __init__(
@@ -100,7 +114,11 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
         self._provides = provides
         self._args = args
         self._kwargs = kwargs
+        # Full dependency-injector semantics for calls with extra arguments ...
         self._factory = providers.Factory(provides, *args, **kwargs)
+        # ... and a precomputed plan for the common call with none: (call it?, value).
+        self._plan_args = tuple((_injection_kind(a), a) for a in args)
+        self._plan_kwargs = tuple((k, _injection_kind(v), v) for k, v in kwargs.items())
         self._closing = False
         self._us_name = None
         self._is_async = inspect.iscoroutinefunction(provides) or inspect.isasyncgenfunction(
@@ -191,13 +209,12 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
         overriding = self.last_overriding
         if overriding is not None:
             return overriding(*args, **kwargs)  # type: ignore[no-any-return]
-        frame = ACTIVE.get()
+        frame = _get_active()
         if frame is not None:
             state: ScopeState | None = frame[self.scope]  # type: ignore[assignment]
             if state is not None:
-                try:
-                    value = state.cache[self]
-                except KeyError:
+                value = state.cache.get(self, _MISSING)
+                if value is _MISSING:
                     return self._create(state, frame, args, kwargs)  # type: ignore[no-any-return]
                 if self._is_async:
                     return _ready(value)  # type: ignore[return-value]
@@ -209,23 +226,32 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
     ) -> Any:
         if state.closed:
             raise ScopeClosedError(state.level, state.session.user_id, self.name)
-        with state.lock:
-            try:
-                value = state.cache[self]
-            except KeyError:
-                pass
-            else:
+        session = state.session
+        with session.lock:
+            value = state.cache.get(self, _MISSING)
+            if value is not _MISSING:
                 return _ready(value) if self._is_async else value
             pending = state.pending.get(self) if state.pending else None
             if pending is not None:
                 return _await_pending(pending)
-            state.session.admit(self.name)
-            result = self._factory(*args, **kwargs)
-            if type(result) is GeneratorType:
-                value = self._start_generator(result)
-                state.add(self, value, (GEN, result, self.name, self))
+            limit = session.owner.max_instances_per_user
+            if limit is not None and session.instances >= limit:
+                session.admit(self.name)
+            result = self._build(frame[0]) if not (args or kwargs) else self._factory(*args, **kwargs)
+            kind = type(result)
+            if kind is GeneratorType:
+                try:
+                    value = next(result)
+                except StopIteration:
+                    raise UserscopeError(
+                        f"the generator factory of {self.name} returned without yielding; "
+                        "yield the instance exactly once"
+                    ) from None
+                state.cache[self] = value
+                state.finalizers.append((GEN, result, self.name, self))
+                session.instances += 1
                 return _ready(value) if self._is_async else value
-            if inspect.isawaitable(result) or isinstance(result, AsyncGeneratorType):
+            if kind not in _PLAIN_TYPES and _needs_await(result):
                 if not frame[5]:
                     _discard(result)
                     raise UserscopeError(
@@ -240,8 +266,51 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
                     state.pending = {}
                 state.pending[self] = future
                 return self._finish_async(state, result, future)
-            state.add(self, result, self._closer(result))
+            if self._closing:
+                state.finalizers.append(self._closer(result))
+            state.cache[self] = result
+            session.instances += 1
             return _ready(result) if self._is_async else result
+
+    def _build(self, context: UserExecutionContext) -> Any:
+        """Resolve the injections and call the factory; an awaitable if any is async."""
+        waiting = False
+        positional = []
+        for how, value in self._plan_args:
+            if how:
+                if how == _CONTEXT and value.last_overriding is None:
+                    value = context
+                else:
+                    value = value()
+                    if type(value) not in _PLAIN_TYPES and _needs_await(value):
+                        waiting = True
+            positional.append(value)
+        named = {}
+        for key, how, value in self._plan_kwargs:
+            if how:
+                if how == _CONTEXT and value.last_overriding is None:
+                    value = context
+                else:
+                    value = value()
+                    if type(value) not in _PLAIN_TYPES and _needs_await(value):
+                        waiting = True
+            named[key] = value
+        if waiting:
+            return self._build_async(positional, named)
+        return self._provides(*positional, **named)
+
+    async def _build_async(self, positional: list[Any], named: dict[str, Any]) -> Any:
+        """Await async injections one by one (no extra tasks), then call the factory."""
+        for index, value in enumerate(positional):
+            if inspect.isawaitable(value):
+                positional[index] = await value
+        for key, value in named.items():
+            if inspect.isawaitable(value):
+                named[key] = await value
+        result = self._provides(*positional, **named)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
 
     def _closer(self, value: Any) -> tuple[int, Any, str, object] | None:
         if not self._closing:
@@ -312,6 +381,29 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
                 "yield the instance exactly once"
             ) from None
         return value, (AGEN, agen, self.name, self)
+
+
+_VALUE, _CALL, _CONTEXT = 0, 1, 2  # how a plan entry is resolved
+
+
+def _injection_kind(value: Any) -> int:
+    """dependency-injector's rule: providers are called, delegates passed as they are."""
+    if isinstance(value, CurrentContext):
+        return _CONTEXT  # read from the frame while not overridden
+    if providers.is_provider(value) and not providers.is_delegated(value):
+        return _CALL
+    return _VALUE
+
+
+_PLAIN_TYPES: set[type] = set()  # result types seen to be neither awaitable nor async generators
+
+
+def _needs_await(result: Any) -> bool:
+    if inspect.isawaitable(result) or isinstance(result, AsyncGeneratorType):
+        return True
+    if len(_PLAIN_TYPES) < 4096:  # bounded: a type is only ever added once
+        _PLAIN_TYPES.add(type(result))
+    return False
 
 
 async def _await_pending(future: asyncio.Future[Any]) -> Any:
