@@ -47,6 +47,7 @@ def test_us001_module_level_stateful_instance(source: str) -> None:
         "config = StateConfig()",
         "def f():\n    registry = AgentRegistry()\n    return registry",
         "class C:\n    registry = AgentRegistry()",
+        "if __name__ == '__main__':\n    agent = ChatAgent()\n    agent.run()",
     ],
 )
 def test_us001_leaves_stateless_and_non_module_objects_alone(source: str) -> None:
@@ -104,6 +105,8 @@ def test_us002_attribute_on_module_holder() -> None:
     [
         # resets and counters are not lazy creation
         "_x = 1\ndef reset():\n    global _x\n    _x = None\n",
+        "_x = {}\ndef reset():\n    global _x\n    _x = {}\n",
+        "_x = []\ndef reset():\n    global _x\n    _x = list()\n",
         "_n = 0\ndef bump():\n    global _n\n    _n += 1\n",
         # global declared but only read
         "_x = 1\ndef read():\n    global _x\n    return _x\n",
@@ -434,3 +437,14 @@ def test_never_crashes_on_arbitrary_text(source: str) -> None:
 def test_deeply_nested_expressions_do_not_crash() -> None:
     source = "x = " + "+".join(["a"] * 5000) + "\nregistry = AgentRegistry()\n"
     assert [code for code, _ in found(source)] in (["US001"], ["US000"])
+
+
+def test_main_guard_is_script_code_but_calls_are_still_checked() -> None:
+    source = """\
+    from dependency_injector import providers
+
+    if __name__ == "__main__":
+        registry = AgentRegistry()
+        state = providers.Singleton(UserState, user_id="demo")
+    """
+    assert found(source) == [("US005", 5)]

@@ -136,6 +136,30 @@ def _none_test(test: ast.expr) -> ast.expr | None:
     return None
 
 
+def _is_main_guard(test: ast.expr) -> bool:
+    """``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+        return False
+    sides = {ast.unparse(test.left), ast.unparse(test.comparators[0])}
+    return isinstance(test.ops[0], ast.Eq) and sides in (
+        {"__name__", "'__main__'"},
+        {"__name__", '"__main__"'},
+    )
+
+
+def _is_reset_value(value: ast.expr) -> bool:
+    """A constant or an empty container: assigning it resets a global, it creates nothing."""
+    if isinstance(value, ast.Constant):
+        return True
+    if isinstance(value, ast.Dict):
+        return not value.keys
+    if isinstance(value, ast.List | ast.Set | ast.Tuple):
+        return not value.elts
+    if isinstance(value, ast.Call) and not value.args and not value.keywords:
+        return _dotted(value.func) in ("dict", "list", "set", "tuple", "frozenset")
+    return False
+
+
 def _annotation_name(node: ast.expr | None) -> str | None:
     if node is None:
         return None
@@ -228,7 +252,7 @@ class _FileScanner:
         if self.check_providers or self.accessors_bare or self.accessors_dotted:
             # aliases (`import x as y`, possibly inside a function) may rename a target
             tokens.update(_AS_NAME.findall(self.source))
-            tokens.update(self.imports)
+            tokens.update(a for a, full in self.imports.items() if _last(full) in tokens)
         pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(tokens))) + r")\b")
         lines: list[int] = []
         text = self.source
@@ -400,7 +424,7 @@ class _FileScanner:
     ) -> None:
         names = [name for target in targets for name in _store_names(target)]
         if scope.kind == "function":
-            if not aug and not isinstance(value, ast.Constant):
+            if not aug and not _is_reset_value(value):
                 self._note_store(names, scope)
             for target in targets:
                 self._subscript_mutation(target, scope)
@@ -551,7 +575,11 @@ class _FileScanner:
             if tested is not None:
                 self._lazy_if(stmt, tested, scope)
         self._expr(stmt.test, scope)
-        self._stmts(stmt.body, scope)
+        if scope.kind == "module" and _is_main_guard(stmt.test):
+            # script code: runs once per `python module.py`, never per request
+            self._stmts(stmt.body, _Scope("script", "<main>"))
+        else:
+            self._stmts(stmt.body, scope)
         self._stmts(stmt.orelse, scope)
 
     def _lazy_if(self, stmt: ast.If, tested: ast.expr, scope: _Scope) -> None:
