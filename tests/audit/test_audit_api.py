@@ -93,3 +93,22 @@ def test_extend_keys_add_to_defaults() -> None:
     assert config.is_user_name("user_id")
     assert config.is_safe("HttpClient")
     assert config.is_safe("AppSettings")
+
+
+def test_config_is_hashable_and_comparable() -> None:
+    config = AuditConfig(deprecated_accessors={"get_bridge": ""})
+    assert config == AuditConfig(deprecated_accessors={"get_bridge": ""})
+    assert hash(config) == hash(AuditConfig(deprecated_accessors={"get_bridge": ""}))
+
+
+def test_docs_cover_every_rule_with_a_bad_example_and_a_fix() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
+    for code, rule in userscope.audit.RULES.items():
+        start = docs.index(f"\n### {code}\n")
+        end = docs.find("\n### ", start + 1)
+        section = docs[start : end if end != -1 else None]
+        assert f"**{rule.name}**" in section, code
+        assert f"level `{rule.level}`" in section, code
+        if code != "US000":
+            assert "# bad" in section, code
+            assert "# fix" in section, code

@@ -207,7 +207,9 @@ class AuditConfig:
     safe_patterns: tuple[str, ...] = DEFAULT_SAFE_PATTERNS
     user_names: tuple[str, ...] = DEFAULT_USER_NAMES
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
-    deprecated_accessors: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    deprecated_accessors: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
     disable: frozenset[str] = frozenset()
     root: Path | None = None
     _stateful: _NameMatcher = field(init=False, repr=False, compare=False)
