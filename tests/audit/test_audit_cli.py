@@ -405,3 +405,12 @@ def test_directory_walk_skips_default_excludes_and_deduplicates(
     document = json.loads(out)
     assert document["summary"]["files"] == 2
     assert {f["path"] for f in document["findings"]} == {"app/legacy.py"}
+
+
+@pytest.mark.parametrize("option", ["--write-baseline", "--output"])
+def test_unwritable_output_exits_2(
+    project: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    code, out, err = run(capsys, "app", option, "no/such/dir/file.json")
+    assert (code, out) == (2, "")
+    assert "no/such/dir/file.json" in err

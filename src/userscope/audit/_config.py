@@ -443,7 +443,8 @@ def load_config(path: Path | None = None, *, start: Path | None = None) -> Audit
     if path is None:
         path = find_config_file(start if start is not None else Path.cwd())
         if path is None:
-            return AuditConfig(root=(start or Path.cwd()).resolve())
+            here = (start or Path.cwd()).resolve()
+            return AuditConfig(root=here if here.is_dir() else here.parent)
         explicit = False
     else:
         explicit = True
