@@ -40,6 +40,9 @@ return id
 
 _WAKE_TTL_MS = 120_000
 
+CLIENT_NAME = "userscope-events"
+"""``CLIENT SETNAME`` of every broker connection (visible in ``CLIENT LIST``)."""
+
 
 @dataclass(slots=True)
 class _Watch:
@@ -152,6 +155,7 @@ class RedisBroker:
             decode_responses=True,
             socket_timeout=socket_timeout,
             socket_connect_timeout=min(socket_timeout, 5.0),
+            client_name=CLIENT_NAME,
         )
         self._publish_script = self._client.register_script(_PUBLISH_LUA)
         self._wake_key = f"{key_prefix}:wake:{uuid.uuid4().hex}"
@@ -268,6 +272,10 @@ class RedisBroker:
             return
         self._closed = True
         if self._reader is not None:
+            # an XREAD in flight only notices cancellation when it returns: wake it first
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await self._wake()
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader

@@ -182,6 +182,9 @@ class Subscription:
         if id_key(rec.id) <= id_key(self._last):
             return  # duplicate of something already yielded (rewind or resume overlap)
         if not hmac.compare_digest(rec.owner, self.owner):
+            # never deliver it, but step over it so that the next genuine event
+            # (whose predecessor it is) does not look like a gap
+            self._last = rec.id
             self._backend.stats.dropped_foreign += 1
             logger.error(
                 "dropped event %s whose owner hash does not match the subscriber; "
@@ -192,6 +195,7 @@ class Subscription:
         try:
             payload = decode_event(rec.data)
         except ValueError:
+            self._last = rec.id
             self._backend.stats.dropped_foreign += 1
             logger.error("dropped event %s: stored payload is not a JSON object", rec.id)
             return
