@@ -124,12 +124,20 @@ def retained_after_cycles(cycles: int) -> tuple[list[tuple[int, int]], list[str]
         tracemalloc.stop()
     counter.check("userscope", "retained after scope cycles", cycles)
     sessions.close()
+    # The measurement's own allocations (tracemalloc's snapshots, this script's lists)
+    # are not the library's: leave them out of the per-site comparison.
+    own = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, __file__)]
+    first, last = (snap.filter_traces(own) for snap in (snapshots[0], snapshots[-1]))
     growers = [
         f"{stat.traceback[0].filename.split('site-packages/')[-1]}:{stat.traceback[0].lineno} "
         f"{stat.size_diff:+,} B in {stat.count_diff:+,} blocks"
-        for stat in snapshots[-1].compare_to(snapshots[0], "lineno")[:5]
+        for stat in last.compare_to(first, "lineno")[:5]
         if stat.size_diff > 0
     ]
+    library_growth = sum(s.size for s in last.statistics("filename")) - sum(
+        s.size for s in first.statistics("filename")
+    )
+    growers.insert(0, f"total outside the measurement's own frames: {library_growth:+,} B")
     return points, growers
 
 
@@ -207,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| {growth:+,} B ({per_cycle:+.3f} B/cycle) | no growth beyond noise |"
     )
     print()
-    print("top allocation sites that grew between the first and last checkpoint:")
+    print("allocation sites that grew between the first and last checkpoint (top 5):")
     for line in growers:
         print(f"- {line}")
     print()
