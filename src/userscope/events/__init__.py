@@ -15,6 +15,7 @@ Example:
     'hi'
 """
 
+from ._bridge import BROKER_GONE_CLOSE_CODE, RESYNC_CLOSE_CODE, BridgeExit, EventBridge
 from ._errors import BrokerClosedError, EventIdError, EventPayloadError, WeakSecretError
 from ._identity import MIN_SECRET_BYTES, UserLike, VerifiedUser
 from ._memory import InMemoryBroker
@@ -35,19 +36,23 @@ from ._types import (
 
 __all__ = [
     "BEGINNING",
-    "MIN_SECRET_BYTES",
-    "RUN_FINISHED",
-    "RUN_HEARTBEAT",
-    "RUN_LOST",
-    "RUN_STARTED",
+    "BROKER_GONE_CLOSE_CODE",
+    "BridgeExit",
     "Broker",
     "BrokerClosedError",
     "BrokerStats",
     "Delivery",
+    "EventBridge",
     "EventIdError",
     "EventPayloadError",
     "Gap",
     "InMemoryBroker",
+    "MIN_SECRET_BYTES",
+    "RESYNC_CLOSE_CODE",
+    "RUN_FINISHED",
+    "RUN_HEARTBEAT",
+    "RUN_LOST",
+    "RUN_STARTED",
     "RedisBroker",
     "RunHandle",
     "Subscription",
