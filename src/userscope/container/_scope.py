@@ -68,38 +68,40 @@ class ScopeState:
     """Cache and finalizers of one open scope (internal).
 
     Mutated only under ``session.lock`` (one re-entrant lock per user session, shared by
-    all of that user's scopes), so concurrent first resolves build one instance.
+    all of that user's scopes), so concurrent first resolves build one instance. The
+    context manager that opens a CONNECTION/REQUEST scope is itself its state (a
+    subclass in ``_sessions``), so opening a scope allocates one object.
     """
 
     __slots__ = ("async_", "cache", "closed", "finalizers", "level", "pending", "session")
 
-    def __init__(self, level: Scope, session: _UserSession, async_: bool) -> None:
+    level: Scope
+    session: _UserSession
+    async_: bool
+    cache: dict[object, Any]
+    pending: dict[object, Any] | None
+    # Entries: (kind, object, provider) in creation order.
+    finalizers: list[tuple[int, Any, object]]
+    closed: bool
+
+    def setup(self, level: Scope, session: _UserSession, async_: bool) -> None:
+        """(Re)initialise as an empty open scope."""
         self.level = level
         self.session = session
         self.async_ = async_
-        self.cache: dict[object, Any] = {}
-        self.pending: dict[object, Any] | None = None
-        # Entries: (kind, object, provider name, provider) in creation order.
-        self.finalizers: list[tuple[int, Any, str, object]] = []
+        self.cache = {}
+        self.pending = None
+        self.finalizers = []
         self.closed = False
-
-    def add(
-        self, provider: object, value: Any, finalizer: tuple[int, Any, str, object] | None
-    ) -> None:
-        """Cache a freshly created instance and register its finalizer (lock held)."""
-        self.cache[provider] = value
-        if finalizer is not None:
-            self.finalizers.append(finalizer)
-        self.session.instances += 1
 
     def has_async_finalizers(self) -> bool:
         """Whether closing needs an event loop."""
         return any(
             kind == AGEN or (kind == CLOSE and _is_async_close(obj))
-            for kind, obj, _, _ in self.finalizers
+            for kind, obj, _ in self.finalizers
         )
 
-    def detach(self) -> list[tuple[int, Any, str, object]]:
+    def detach(self) -> list[tuple[int, Any, object]]:
         """Mark closed, drop every cached reference and hand back the finalizers (lock held)."""
         self.closed = True
         self.session.instances -= len(self.cache)
@@ -108,6 +110,12 @@ class ScopeState:
         self.cache.clear()
         self.pending = None
         return finalizers
+
+
+def provider_name(provider: object) -> str:
+    """Name of a provider for messages (``Container.attr`` when known)."""
+    name = getattr(provider, "name", None)
+    return name if isinstance(name, str) else repr(provider)
 
 
 def _is_async_close(obj: Any) -> bool:
@@ -120,12 +128,12 @@ def _note(exc: BaseException, name: str, failure: BaseException) -> None:
 
 
 def run_finalizers_sync(
-    finalizers: list[tuple[int, Any, str, object]], exc: BaseException | None
+    finalizers: list[tuple[int, Any, object]], exc: BaseException | None
 ) -> list[BaseException]:
     """Run finalizers in reverse creation order; return every failure."""
     failures: list[BaseException] = []
     while finalizers:
-        kind, obj, name, _ = finalizers.pop()
+        kind, obj, provider = finalizers.pop()
         try:
             if kind == GEN:
                 if exc is None:  # the common case, inlined
@@ -135,41 +143,43 @@ def run_finalizers_sync(
                         continue
                     obj.close()
                     raise RuntimeError(
-                        f"the generator of {name} yielded more than once; yield exactly once"
+                        f"the generator of {provider_name(provider)} yielded more than once; "
+                        "yield exactly once"
                     )
-                _finish_generator(obj, exc, name)
+                _finish_generator(obj, exc, provider_name(provider))
             elif kind == CLOSE:
                 obj.close()
             else:  # pragma: no cover - guarded by has_async_finalizers()
                 raise UserscopeError(
-                    f"{name} needs an async cleanup; close its scope with `async with`"
+                    f"{provider_name(provider)} needs an async cleanup; close its scope with "
+                    "`async with`"
                 )
         except BaseException as failure:
             if failure is not exc:
-                _record(failure, name)
+                _record(failure, provider_name(provider))
                 failures.append(failure)
     return failures
 
 
 async def run_finalizers_async(
-    finalizers: list[tuple[int, Any, str, object]], exc: BaseException | None
+    finalizers: list[tuple[int, Any, object]], exc: BaseException | None
 ) -> list[BaseException]:
     """Async twin of :func:`run_finalizers_sync`; awaits async generators and ``aclose``."""
     failures: list[BaseException] = []
     while finalizers:
-        kind, obj, name, _ = finalizers.pop()
+        kind, obj, provider = finalizers.pop()
         try:
             if kind == GEN:
-                _finish_generator(obj, exc, name)
+                _finish_generator(obj, exc, provider_name(provider))
             elif kind == AGEN:
-                await _finish_async_generator(obj, exc, name)
+                await _finish_async_generator(obj, exc, provider_name(provider))
             elif _is_async_close(obj):
                 await obj.aclose()
             else:
                 obj.close()
         except BaseException as failure:
             if failure is not exc:
-                _record(failure, name)
+                _record(failure, provider_name(provider))
                 failures.append(failure)
     return failures
 

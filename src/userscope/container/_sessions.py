@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict
 
 from userscope.container._scope import (
     ACTIVE,
-    Frame,
     Scope,
     ScopeState,
+    provider_name,
     run_finalizers_async,
     run_finalizers_sync,
     settle,
@@ -123,7 +123,8 @@ class _UserSession:
         self.owner = owner
         self.user_id = user_id
         self.lock = threading.RLock()
-        self.state = ScopeState(Scope.USER, self, False)
+        self.state = ScopeState()
+        self.state.setup(Scope.USER, self, False)
         self.active = 0  # open scopes holding this session (user, connection, nested request)
         self.connections = 0
         self.requests = 0
@@ -143,19 +144,23 @@ class _UserSession:
             raise ScopeLimitError("max_instances_per_user", self.user_id, self.instances, maximum)
 
 
-def _name_of(provider: object) -> str:
-    name = getattr(provider, "name", None)
-    return name if isinstance(name, str) else repr(provider)
-
-
+_USER: Final = Scope.USER  # enum member lookups cost ~0.1 us each: bind them once
+_CONNECTION: Final = Scope.CONNECTION
+_REQUEST: Final = Scope.REQUEST
+_name_of = provider_name
 _get_active = ACTIVE.get
 _set_active = ACTIVE.set
+_reset_active = ACTIVE.reset
 
 
-class _ScopeCM:
-    """Context manager returned by :meth:`UserSessions.request` and friends (internal)."""
+class _ScopeCM(ScopeState):
+    """A CONNECTION/REQUEST scope: its own context manager and its own state (internal).
 
-    __slots__ = ("_ctx", "_kind", "_opened", "_owner", "_session", "_token")
+    Returned by :meth:`UserSessions.request`, :meth:`~UserSessions.connection` and
+    :meth:`~UserSessions.user`; usable once, with ``with`` or ``async with``.
+    """
+
+    __slots__ = ("_ctx", "_kind", "_opened", "_owner", "_token")
 
     def __init__(self, owner: UserSessions, ctx: UserExecutionContext, kind: Scope) -> None:
         if type(ctx) is not UserExecutionContext and not isinstance(ctx, UserExecutionContext):
@@ -166,14 +171,15 @@ class _ScopeCM:
         self._owner = owner
         self._ctx = ctx
         self._kind = kind
-        self._opened: ScopeState | None = None
-        self._session: _UserSession | None = None
+        self._opened = False  # True while this object is an open CONNECTION/REQUEST scope
         self._token: Any = None
 
     # -- entering -----------------------------------------------------------------
     def _open(self, async_: bool) -> list[_UserSession] | None:
         if self._token is not None:
-            raise UserscopeError("this scope object is already open; call sessions.request(ctx) again")
+            raise UserscopeError(
+                "this scope object is already open; call sessions.request(ctx) again"
+            )
         owner = self._owner
         ctx = self._ctx
         kind = self._kind
@@ -183,19 +189,18 @@ class _ScopeCM:
             if outer.user_id != ctx.user_id:
                 raise IsolationError(outer.user_id, ctx.user_id)
             conn = frame[2]
-            if kind is Scope.REQUEST and conn is not None:
+            if kind is _REQUEST and conn is not None:
                 if conn.closed:
-                    raise ScopeClosedError(Scope.CONNECTION, ctx.user_id)
+                    raise ScopeClosedError(_CONNECTION, ctx.user_id)
                 owner._hold(outer, connection=False, request=True)
-                state = ScopeState(Scope.REQUEST, outer, async_)
-                owner._open_states.add(state)
-                self._session = outer
-                self._opened = state
-                self._token = _set_active((ctx, state, conn, frame[3], owner, async_))
+                self.setup(_REQUEST, outer, async_)
+                self._opened = True
+                owner._open_states.add(self)
+                self._token = _set_active((ctx, self, conn, frame[3], owner, async_))
                 return None
         evicted: list[_UserSession] | None = None
-        connection = kind is not Scope.USER
-        request = kind is Scope.REQUEST
+        connection = kind is not _USER
+        request = kind is _REQUEST
         session = owner._users.get(ctx.user_id)
         joined = False
         if session is not None and owner.max_users is None:  # fast path: hold a live session
@@ -210,16 +215,23 @@ class _ScopeCM:
                         session.requests += request
                         session.last_used = now
                         joined = True
-        if not joined:
+        if not joined or session is None:
             session, evicted = owner._acquire(ctx.user_id, connection, request, async_)
-        self._session = session
         if connection:
-            state = ScopeState(Scope.CONNECTION, session, async_)
-            owner._open_states.add(state)
-            self._opened = state
-            request_state = state if kind is Scope.REQUEST else None
-            self._token = _set_active((ctx, request_state, state, session.state, owner, async_))
+            self.level = _CONNECTION
+            self.session = session
+            self.async_ = async_
+            self.cache = {}
+            self.pending = None
+            self.finalizers = []
+            self.closed = False
+            self._opened = True
+            owner._open_states.add(self)
+            self._token = _set_active(
+                (ctx, self if request else None, self, session.state, owner, async_)
+            )
         else:
+            self.session = session
             self._token = _set_active((ctx, None, None, session.state, owner, async_))
         return evicted
 
@@ -238,22 +250,55 @@ class _ScopeCM:
         return self._ctx
 
     # -- leaving --------------------------------------------------------------------
-    def _leave(self) -> list[tuple[int, Any, str, object]] | None:
-        """Restore the outer frame and detach this scope's state; return its finalizers."""
+    def _leave(self) -> tuple[list[tuple[int, Any, object]] | None, bool]:
+        """Restore the outer frame and detach this scope's state.
+
+        Returns ``(finalizers, done)``: with no finalizers to run the session hold is
+        released in the same locked section (``done``); otherwise the caller runs them
+        and then calls :meth:`UserSessions._release`. ``done`` with ``finalizers`` set to
+        ``None`` never happens; ``(None, True)`` means "retired session to finish".
+        """
         token, self._token = self._token, None
         try:
-            ACTIVE.reset(token)
+            _reset_active(token)
         except ValueError:  # exited in another context (e.g. a generator-based wrapper)
             _set_active(None if token.old_value is token.MISSING else token.old_value)
-        state = self._opened
-        if state is None:
-            return None
         owner = self._owner
-        owner._open_states.discard(state)
-        with state.session.lock:
-            if owner.leak_check and state.cache:
-                owner._watch(state)
-            return state.detach()
+        session = self.session
+        request = self._kind is _REQUEST
+        opened = self._opened
+        if opened:
+            owner._open_states.discard(self)
+        with session.lock:
+            if opened:
+                cache = self.cache
+                if cache:
+                    if owner.leak_check:
+                        owner._watch(self)
+                    session.instances -= len(cache)
+                    cache.clear()
+                self.closed = True
+                self.pending = None
+                finalizers = self.finalizers
+                if finalizers:
+                    self.finalizers = []
+                    return finalizers, False
+            # Nothing to run: release the hold right here.
+            session.active -= 1
+            session.requests -= request
+            session.connections -= opened and self.level is _CONNECTION
+            if session.active:
+                return None, False
+            if owner.idle_timeout is not None:
+                session.last_used = owner._clock()
+            if session.retired:
+                return None, True
+            if session.scheduled or not owner._timed:
+                return None, False
+            session.scheduled = True
+        with owner._lock:
+            owner._push_deadline(session)
+        return None, False
 
     def __exit__(
         self,
@@ -261,22 +306,28 @@ class _ScopeCM:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        finalizers = self._leave()
+        finalizers, finish = self._leave()
+        if finalizers is None and not finish:
+            return
         owner = self._owner
-        session = self._session
-        assert session is not None
+        session = self.session
         failures: list[BaseException] = []
-        ran = 0
-        try:
-            if finalizers:
-                ran = len(finalizers)
+        ran = len(finalizers) if finalizers else 0
+        if finalizers:
+            try:
                 failures = run_finalizers_sync(finalizers, exc)
-        finally:
-            opened, self._opened = self._opened, None
-            if owner._release(session, self._kind, opened, ran, len(failures)):
-                failures += owner._finish_user_sync(session, log_only=False, exc=exc)
+            finally:
+                finish = owner._release(
+                    session,
+                    self._kind is _REQUEST,
+                    self._opened and self.level is _CONNECTION,
+                    ran,
+                    len(failures),
+                )
+        if finish:
+            failures += owner._finish_user_sync(session, log_only=False, exc=exc)
         if failures:
-            settle(exc, failures, opened.level if opened else Scope.USER, session.user_id)
+            settle(exc, failures, self.level if self._opened else _USER, session.user_id)
 
     async def __aexit__(
         self,
@@ -284,22 +335,28 @@ class _ScopeCM:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        finalizers = self._leave()
+        finalizers, finish = self._leave()
+        if finalizers is None and not finish:
+            return
         owner = self._owner
-        session = self._session
-        assert session is not None
+        session = self.session
         failures: list[BaseException] = []
-        ran = 0
-        try:
-            if finalizers:
-                ran = len(finalizers)
+        ran = len(finalizers) if finalizers else 0
+        if finalizers:
+            try:
                 failures = await run_finalizers_async(finalizers, exc)
-        finally:
-            opened, self._opened = self._opened, None
-            if owner._release(session, self._kind, opened, ran, len(failures)):
-                failures += await owner._finish_user_async(session, log_only=False, exc=exc)
+            finally:
+                finish = owner._release(
+                    session,
+                    self._kind is _REQUEST,
+                    self._opened and self.level is _CONNECTION,
+                    ran,
+                    len(failures),
+                )
+        if finish:
+            failures += await owner._finish_user_async(session, log_only=False, exc=exc)
         if failures:
-            settle(exc, failures, opened.level if opened else Scope.USER, session.user_id)
+            settle(exc, failures, self.level if self._opened else _USER, session.user_id)
 
 
 class UserSessions:
@@ -400,7 +457,7 @@ class UserSessions:
             ...     us.current_scope()
             <Scope.REQUEST: 1>
         """
-        return _ScopeCM(self, ctx, Scope.REQUEST)
+        return _ScopeCM(self, ctx, _REQUEST)
 
     def connection(self, ctx: UserExecutionContext) -> _ScopeCM:
         """Open a CONNECTION scope (one WebSocket or HTTP connection) in the user's scope.
@@ -412,7 +469,7 @@ class UserSessions:
             ...     us.current_scope()
             <Scope.CONNECTION: 2>
         """
-        return _ScopeCM(self, ctx, Scope.CONNECTION)
+        return _ScopeCM(self, ctx, _CONNECTION)
 
     def user(self, ctx: UserExecutionContext) -> _ScopeCM:
         """Enter only the user's USER scope (background jobs that serve one user).
@@ -424,7 +481,7 @@ class UserSessions:
             ...     us.current_scope()
             <Scope.USER: 3>
         """
-        return _ScopeCM(self, ctx, Scope.USER)
+        return _ScopeCM(self, ctx, _USER)
 
     # -- table management (internal) -----------------------------------------------
     def _refuse(self, limit: str) -> None:
@@ -433,8 +490,10 @@ class UserSessions:
 
     def _check_limits(self, session: _UserSession, connection: bool, request: bool) -> None:
         """Raise ScopeLimitError when a per-user concurrency limit is reached (lock held)."""
-        if connection and self.max_connections_per_user is not None and (
-            session.connections >= self.max_connections_per_user
+        if (
+            connection
+            and self.max_connections_per_user is not None
+            and (session.connections >= self.max_connections_per_user)
         ):
             self._refuse("max_connections_per_user")
             raise ScopeLimitError(
@@ -443,12 +502,17 @@ class UserSessions:
                 session.connections,
                 self.max_connections_per_user,
             )
-        if request and self.max_requests_per_user is not None and (
-            session.requests >= self.max_requests_per_user
+        if (
+            request
+            and self.max_requests_per_user is not None
+            and (session.requests >= self.max_requests_per_user)
         ):
             self._refuse("max_requests_per_user")
             raise ScopeLimitError(
-                "max_requests_per_user", session.user_id, session.requests, self.max_requests_per_user
+                "max_requests_per_user",
+                session.user_id,
+                session.requests,
+                self.max_requests_per_user,
             )
 
     def _join(self, session: _UserSession, connection: bool, request: bool) -> bool:
@@ -489,7 +553,9 @@ class UserSessions:
                     victim = self._pick_victim(async_)
                     if victim is None:
                         self._refusals["max_users"] += 1
-                        raise ScopeLimitError("max_users", user_id, len(self._users), self.max_users)
+                        raise ScopeLimitError(
+                            "max_users", user_id, len(self._users), self.max_users
+                        )
                     self._retire(victim)
                     self._retired.discard(victim)
                     self._evictions += 1
@@ -516,21 +582,19 @@ class UserSessions:
             session.requests += request
 
     def _release(
-        self, session: _UserSession, kind: Scope, opened: ScopeState | None, ran: int, failed: int
+        self, session: _UserSession, request: bool, connection: bool, ran: int, failed: int
     ) -> bool:
         """Drop one hold; return True when a retired session must now be finished."""
         with session.lock:
             session.active -= 1
-            if kind is Scope.REQUEST:
-                session.requests -= 1
-            if opened is not None and opened.level is Scope.CONNECTION:
-                session.connections -= 1
+            session.requests -= request
+            session.connections -= connection
             if ran:
                 session.cleanups_run += ran
                 session.cleanups_failed += failed
             if session.active:
                 return False
-            if self._timed:
+            if self.idle_timeout is not None:
                 session.last_used = self._clock()
             if session.retired:
                 return True
@@ -577,7 +641,13 @@ class UserSessions:
             except TypeError:
                 continue
             self._suspects.append(
-                (ref, type(value).__qualname__, _name_of(key), state.session.user_id, state.level.name)
+                (
+                    ref,
+                    type(value).__qualname__,
+                    _name_of(key),
+                    state.session.user_id,
+                    state.level.name,
+                )
             )
 
     def _count(self, ran: int, failures: list[BaseException]) -> None:
@@ -586,7 +656,7 @@ class UserSessions:
             self._cleanups_failed += len(failures)
 
     def _run_sync(
-        self, finalizers: list[tuple[int, Any, str, object]], exc: BaseException | None
+        self, finalizers: list[tuple[int, Any, object]], exc: BaseException | None
     ) -> list[BaseException]:
         ran = len(finalizers)
         failures = run_finalizers_sync(finalizers, exc)
@@ -594,18 +664,25 @@ class UserSessions:
         return failures
 
     async def _run_async(
-        self, finalizers: list[tuple[int, Any, str, object]], exc: BaseException | None
+        self, finalizers: list[tuple[int, Any, object]], exc: BaseException | None
     ) -> list[BaseException]:
         ran = len(finalizers)
         failures = await run_finalizers_async(finalizers, exc)
         self._count(ran, failures)
         return failures
 
-    def _detach_user(self, session: _UserSession) -> list[tuple[int, Any, str, object]]:
+    def _detach_user(self, session: _UserSession) -> list[tuple[int, Any, object]]:
+        """Close a finished session's USER state; fold its counters into the totals."""
         with session.lock:
             if self.leak_check and session.state.cache:
                 self._watch(session.state)
-            return session.state.detach()
+            finalizers = session.state.detach()
+            ran, failed = session.cleanups_run, session.cleanups_failed
+            session.cleanups_run = session.cleanups_failed = 0
+        with self._lock:
+            self._cleanups_run += ran
+            self._cleanups_failed += failed
+        return finalizers
 
     def _run_state_sync(self, state: ScopeState, exc: BaseException | None) -> list[BaseException]:
         return self._run_sync(self._detach_user(state.session), exc)
@@ -694,7 +771,7 @@ class UserSessions:
         session = self._take_user(user_id)
         if session is not None:
             failures = self._run_state_sync(session.state, None)
-            settle(None, failures, Scope.USER, user_id)
+            settle(None, failures, _USER, user_id)
 
     async def aclose_user(self, user_id: str) -> None:
         """Async twin of :meth:`close_user`; runs async cleanups too.
@@ -706,7 +783,7 @@ class UserSessions:
         session = self._take_user(user_id)
         if session is not None:
             failures = await self._run_state_async(session.state, None)
-            settle(None, failures, Scope.USER, user_id)
+            settle(None, failures, _USER, user_id)
 
     def _begin_close(self) -> list[_UserSession]:
         with self._lock:

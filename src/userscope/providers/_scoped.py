@@ -26,6 +26,7 @@ from userscope.container._scope import (
     Scope,
     ScopeState,
     innermost,
+    run_finalizers_async,
 )
 from userscope.context import UserExecutionContext
 from userscope.errors import OutOfScopeError, ScopeClosedError, UserscopeError
@@ -197,9 +198,9 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
             >>> # inside `async with sessions.request(ctx):`
             >>> # agent = await container.agent.async_()
         """
-        result = self(*args, **kwargs)
-        if inspect.isawaitable(result):
-            return result
+        result: Any = self(*args, **kwargs)
+        if _is_awaitable(result):
+            return result  # type: ignore[no-any-return]
         return _ready(result)
 
     # -- resolution -------------------------------------------------------------------
@@ -231,13 +232,17 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
             value = state.cache.get(self, _MISSING)
             if value is not _MISSING:
                 return _ready(value) if self._is_async else value
-            pending = state.pending.get(self) if state.pending else None
-            if pending is not None:
-                return _await_pending(pending)
+            waiters = state.pending.get(self) if state.pending else None
+            if waiters is not None:  # another task is creating it: wait for that one
+                future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                waiters.append(future)
+                return _await_pending(future)
             limit = session.owner.max_instances_per_user
             if limit is not None and session.instances >= limit:
                 session.admit(self.name)
-            result = self._build(frame[0]) if not (args or kwargs) else self._factory(*args, **kwargs)
+            result = (
+                self._build(frame) if not (args or kwargs) else self._factory(*args, **kwargs)
+            )
             kind = type(result)
             if kind is GeneratorType:
                 try:
@@ -248,7 +253,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
                         "yield the instance exactly once"
                     ) from None
                 state.cache[self] = value
-                state.finalizers.append((GEN, result, self.name, self))
+                state.finalizers.append((GEN, result, self))
                 session.instances += 1
                 return _ready(value) if self._is_async else value
             if kind not in _PLAIN_TYPES and _needs_await(result):
@@ -261,39 +266,32 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
                     )
                 self._is_async = True
                 self.enable_async_mode()
-                future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 if state.pending is None:
                     state.pending = {}
-                state.pending[self] = future
-                return self._finish_async(state, result, future)
+                state.pending[self] = []  # futures of concurrent resolvers, made on demand
+                return self._finish_async(state, result)
             if self._closing:
                 state.finalizers.append(self._closer(result))
             state.cache[self] = result
             session.instances += 1
             return _ready(result) if self._is_async else result
 
-    def _build(self, context: UserExecutionContext) -> Any:
+    def _build(self, frame: Frame) -> Any:
         """Resolve the injections and call the factory; an awaitable if any is async."""
         waiting = False
         positional = []
         for how, value in self._plan_args:
             if how:
-                if how == _CONTEXT and value.last_overriding is None:
-                    value = context
-                else:
-                    value = value()
-                    if type(value) not in _PLAIN_TYPES and _needs_await(value):
-                        waiting = True
+                value = _inject(how, value, frame)
+                if type(value) not in _PLAIN_TYPES and _needs_await(value):
+                    waiting = True
             positional.append(value)
         named = {}
         for key, how, value in self._plan_kwargs:
             if how:
-                if how == _CONTEXT and value.last_overriding is None:
-                    value = context
-                else:
-                    value = value()
-                    if type(value) not in _PLAIN_TYPES and _needs_await(value):
-                        waiting = True
+                value = _inject(how, value, frame)
+                if type(value) not in _PLAIN_TYPES and _needs_await(value):
+                    waiting = True
             named[key] = value
         if waiting:
             return self._build_async(positional, named)
@@ -302,19 +300,17 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
     async def _build_async(self, positional: list[Any], named: dict[str, Any]) -> Any:
         """Await async injections one by one (no extra tasks), then call the factory."""
         for index, value in enumerate(positional):
-            if inspect.isawaitable(value):
+            if _is_awaitable(value):
                 positional[index] = await value
         for key, value in named.items():
-            if inspect.isawaitable(value):
+            if _is_awaitable(value):
                 named[key] = await value
         result = self._provides(*positional, **named)
-        if inspect.isawaitable(result):
+        if _is_awaitable(result):
             result = await result
         return result
 
-    def _closer(self, value: Any) -> tuple[int, Any, str, object] | None:
-        if not self._closing:
-            return None
+    def _closer(self, value: Any) -> tuple[int, Any, object]:
         if not (
             callable(getattr(value, "close", None)) or callable(getattr(value, "aclose", None))
         ):
@@ -322,7 +318,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
                 f"{self.name} was declared .closing() but {type(value).__qualname__} has no "
                 "close() or aclose() method; drop .closing() or use a generator factory"
             )
-        return (CLOSE, value, self.name, self)
+        return (CLOSE, value, self)
 
     def _start_generator(self, gen: Generator[Any, Any, Any]) -> Any:
         try:
@@ -333,10 +329,10 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
                 "yield the instance exactly once"
             ) from None
 
-    async def _finish_async(
-        self, state: ScopeState, result: Any, future: asyncio.Future[Any]
-    ) -> Any:
-        finalizer: tuple[int, Any, str, object] | None = None
+    async def _finish_async(self, state: ScopeState, result: Any) -> Any:
+        finalizer: tuple[int, Any, object] | None = None
+        outcome: BaseException | None = None
+        value: Any = None
         try:
             if isinstance(result, AsyncGeneratorType):
                 value, finalizer = await self._start_async_generator(result)
@@ -345,34 +341,39 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
                 if type(value) is GeneratorType:
                     gen = value
                     value = self._start_generator(gen)
-                    finalizer = (GEN, gen, self.name, self)
+                    finalizer = (GEN, gen, self)
                 elif isinstance(value, AsyncGeneratorType):
                     value, finalizer = await self._start_async_generator(value)
                 else:
-                    finalizer = self._closer(value)
-            if state.closed:
-                raise ScopeClosedError(state.level, state.session.user_id, self.name)
-            state.add(self, value, finalizer)
+                    finalizer = self._closer(value) if self._closing else None
+            with state.session.lock:
+                if state.closed:
+                    raise ScopeClosedError(state.level, state.session.user_id, self.name)
+                state.cache[self] = value
+                if finalizer is not None:
+                    state.finalizers.append(finalizer)
+                state.session.instances += 1
             finalizer = None
-            future.set_result(value)
             return value
         except BaseException as exc:
-            if not future.done():
-                if isinstance(exc, asyncio.CancelledError):
-                    future.cancel()
-                else:
-                    future.set_exception(exc)
-                    future.exception()  # mark retrieved: the creator re-raises it below
+            outcome = exc
             raise
         finally:
-            if state.pending is not None:
-                state.pending.pop(self, None)
+            with state.session.lock:
+                waiters = state.pending.pop(self, None) if state.pending else None
+            for waiter in waiters or ():
+                if waiter.done():
+                    continue
+                if outcome is None:
+                    waiter.set_result(value)
+                elif isinstance(outcome, asyncio.CancelledError):
+                    waiter.cancel()
+                else:
+                    waiter.set_exception(outcome)
             if finalizer is not None:  # built but never handed out: clean it up now
-                from userscope.container._scope import run_finalizers_async
-
                 await run_finalizers_async([finalizer], None)
 
-    async def _start_async_generator(self, agen: Any) -> tuple[Any, tuple[int, Any, str, object]]:
+    async def _start_async_generator(self, agen: Any) -> tuple[Any, tuple[int, Any, object]]:
         try:
             value = await agen.__anext__()
         except StopAsyncIteration:
@@ -380,19 +381,35 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
                 f"the async generator factory of {self.name} returned without yielding; "
                 "yield the instance exactly once"
             ) from None
-        return value, (AGEN, agen, self.name, self)
+        return value, (AGEN, agen, self)
 
 
-_VALUE, _CALL, _CONTEXT = 0, 1, 2  # how a plan entry is resolved
+_VALUE, _CALL, _CONTEXT, _SCOPED = 0, 1, 2, 3  # how a plan entry is resolved
 
 
 def _injection_kind(value: Any) -> int:
     """dependency-injector's rule: providers are called, delegates passed as they are."""
     if isinstance(value, CurrentContext):
         return _CONTEXT  # read from the frame while not overridden
+    if isinstance(value, ScopedProvider):
+        return _SCOPED  # read from the frame's cache while not overridden
     if providers.is_provider(value) and not providers.is_delegated(value):
         return _CALL
     return _VALUE
+
+
+def _inject(how: int, provider: Any, frame: Frame) -> Any:
+    """Resolve one injection; scoped ones straight from the active frame (no overrides)."""
+    if how == _SCOPED and provider.last_overriding is None:
+        state: ScopeState | None = frame[provider.scope]  # type: ignore[assignment]
+        if state is not None:
+            value = state.cache.get(provider, _MISSING)
+            if value is _MISSING:
+                return provider._create(state, frame, (), {})
+            return value
+    elif how == _CONTEXT and provider.last_overriding is None:
+        return frame[0]
+    return provider()
 
 
 _PLAIN_TYPES: set[type] = set()  # result types seen to be neither awaitable nor async generators
@@ -406,8 +423,21 @@ def _needs_await(result: Any) -> bool:
     return False
 
 
+def _is_awaitable(value: Any) -> bool:
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
+        return False
+    if kind is CoroutineType:
+        return True
+    if inspect.isawaitable(value):
+        return True
+    if kind is not AsyncGeneratorType and len(_PLAIN_TYPES) < 4096:
+        _PLAIN_TYPES.add(kind)
+    return False
+
+
 async def _await_pending(future: asyncio.Future[Any]) -> Any:
-    return await asyncio.shield(future)
+    return await future
 
 
 def _discard(result: Any) -> None:
