@@ -1,11 +1,17 @@
-"""pytest plugin (registered through the ``pytest11`` entry point; no conftest needed).
+"""pytest plugin, registered through the ``pytest11`` entry point: no conftest needed.
 
 Fixtures:
     ``userscope_sessions``: a fresh :class:`~userscope.UserSessions` with leak checking
-        on. At teardown the test fails if a scope is still open, a cleanup failed, or a
-        scoped instance outlived its scope. ``@pytest.mark.userscope_no_leak_check``
-        turns the leak check off for one test.
+        on, closed at teardown. The test fails (an error at teardown) when a scope is
+        still open, a cleanup failed, or a scoped instance outlived its scope (reported
+        with its type, provider, user and what holds it). In an ``async def`` test it is
+        closed with ``await sessions.aclose()`` on the test's own event loop.
+    ``userscope_asessions``: the same, as an async fixture (pytest-asyncio).
     ``userscope_context``: a factory of valid :class:`~userscope.UserExecutionContext`.
+
+Marker:
+    ``@pytest.mark.userscope_no_leak_check``: no leak check for this test (open scopes
+    and failed cleanups still fail it).
 
 Example:
     >>> # def test_agent(userscope_sessions, userscope_context):
@@ -15,20 +21,32 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
+import inspect
 import itertools
-from collections.abc import Callable, Iterator
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from userscope.container import UserSessions
+from userscope.container._scope import ACTIVE
 from userscope.context import UserExecutionContext
 from userscope.errors import CleanupError, UserscopeError
 
-__all__ = ["userscope_context", "userscope_sessions"]
+try:  # pytest-asyncio drives the async fixture when installed
+    import pytest_asyncio
+
+    _async_fixture: Callable[..., Any] = pytest_asyncio.fixture
+    _HAS_ASYNCIO = True
+except ImportError:  # pragma: no cover - pytest-asyncio is a dev dependency here
+    _async_fixture = pytest.fixture
+    _HAS_ASYNCIO = False
+
+__all__ = ["userscope_asessions", "userscope_context", "userscope_sessions"]
 
 NO_LEAK_CHECK = "userscope_no_leak_check"
+_MAX_REPORTED = 5
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -43,7 +61,13 @@ def pytest_configure(config: pytest.Config) -> None:
 def userscope_context() -> Callable[..., UserExecutionContext]:
     """Return a factory: ``userscope_context("alice", thread_id=..., **fields)``.
 
-    Each call gives a valid context with a fresh, unique ``request_id``.
+    Each call gives a valid context with a fresh, unique ``request_id``; ``thread_id``
+    defaults to ``"thread-<user>"``.
+
+    Example:
+        >>> # def test_ids(userscope_context):
+        >>> #     ctx = userscope_context("alice", connection_id="ws-1")
+        >>> #     assert ctx.user_id == "alice"
     """
     counter = itertools.count(1)
 
@@ -55,44 +79,139 @@ def userscope_context() -> Callable[..., UserExecutionContext]:
     return make
 
 
+class _CleanupLog(logging.Handler):
+    """Collects the cleanup failures userscope logs while a test runs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.failures: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(("cleanup of", "expiry cleanup of")):
+            failure = record.exc_info[1] if record.exc_info else None
+            text = record.getMessage() + (f": {failure!r}" if failure is not None else "")
+            self.failures.append(text)
+
+
+class _Watch:
+    """One fixture's sessions plus what the teardown check needs."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self.leak_check = request.node.get_closest_marker(NO_LEAK_CHECK) is None
+        self.sessions = UserSessions(leak_check=self.leak_check)
+        self.log = _CleanupLog()
+        self.logger = logging.getLogger("userscope")
+        self.logger.addHandler(self.log)
+        self.problems: list[str] = []
+
+    def before_close(self) -> None:
+        stats = self.sessions.stats()
+        held = _open_scopes(self.sessions)
+        if stats.connections or stats.requests or held:
+            self.problems.append(
+                f"{held or stats.connections + stats.requests} scope(s) still open at teardown "
+                f"({stats.connections} connection, {stats.requests} request): every "
+                "`with`/`async with sessions...` block must exit before the test ends"
+            )
+        frame = ACTIVE.get()
+        if frame is not None and frame[4] is self.sessions:
+            ACTIVE.set(None)  # do not let the abandoned scope leak into the next test
+
+    def closing_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, CleanupError):
+            return  # counted below through stats().cleanups_failed and the log
+        self.problems.append(f"closing the sessions failed: {exc}")
+
+    def verdict(self) -> None:
+        self.logger.removeHandler(self.log)
+        stats = self.sessions.stats()
+        if stats.cleanups_failed:
+            shown = "; ".join(self.log.failures[:_MAX_REPORTED]) or "see the `userscope` log"
+            self.problems.append(f"{stats.cleanups_failed} cleanup(s) failed: {shown}")
+        if self.leak_check:
+            leaks = list(self.sessions.leaks)
+            for leak in leaks[:_MAX_REPORTED]:
+                self.problems.append(
+                    f"leak: {leak.type} from {leak.provider} (user {leak.user_id!r}, "
+                    f"{leak.scope} scope) is still alive after its scope closed; held by "
+                    f"{', '.join(leak.referrers) or 'nothing visible'}"
+                )
+            if len(leaks) > _MAX_REPORTED:
+                self.problems.append(f"... and {len(leaks) - _MAX_REPORTED} more leak(s)")
+            if leaks:
+                self.problems.append(
+                    f"drop what keeps them, or mark the test @pytest.mark.{NO_LEAK_CHECK}"
+                )
+        if self.problems:
+            pytest.fail("userscope: " + "\n  ".join(self.problems), pytrace=False)
+
+
+def _open_scopes(sessions: UserSessions) -> int:
+    """Holds still open, USER-only scopes included (best effort on the runtime's table)."""
+    users = getattr(sessions, "_users", {})
+    retired = getattr(sessions, "_retired", ())
+    return sum(int(getattr(s, "active", 0)) for s in [*users.values(), *retired])
+
+
+def _is_async_test(request: pytest.FixtureRequest) -> bool:
+    function = getattr(request, "function", None)
+    return function is not None and inspect.iscoroutinefunction(function)
+
+
 @pytest.fixture
 def userscope_sessions(request: pytest.FixtureRequest) -> Iterator[UserSessions]:
-    """A fresh ``UserSessions`` checked at teardown (open scopes, failed cleanups, leaks)."""
-    leak_check = request.node.get_closest_marker(NO_LEAK_CHECK) is None
-    sessions = UserSessions(leak_check=leak_check)
-    yield sessions
-    stats = sessions.stats()
-    problems: list[str] = []
-    if stats.connections or stats.requests:
-        problems.append(
-            f"{stats.connections} connection and {stats.requests} request scope(s) still open "
-            "at teardown: every `with sessions...` block must exit"
-        )
+    """A fresh ``UserSessions`` checked at teardown (open scopes, failed cleanups, leaks).
+
+    In an ``async def`` test this is :func:`userscope_asessions`, so async cleanups run on
+    the test's own event loop.
+
+    Example:
+        >>> # def test_agent(userscope_sessions, userscope_context):
+        >>> #     with userscope_sessions.request(userscope_context("alice")):
+        >>> #         assert Container.agent().registry.user_id == "alice"
+    """
+    if _HAS_ASYNCIO and _is_async_test(request):
+        yield request.getfixturevalue("userscope_asessions")
+        return
+    watch = _Watch(request)
+    yield watch.sessions
+    watch.before_close()
     try:
-        if stats.closed:
-            sessions.check_leaks()
+        if watch.sessions.stats().closed:
+            watch.sessions.check_leaks()
         else:
-            _close(sessions)
-    except CleanupError as exc:
-        problems.append(f"{len(exc.exceptions)} cleanup(s) failed at shutdown: {exc.exceptions!r}")
-    failed = sessions.stats().cleanups_failed
-    if failed:
-        problems.append(f"{failed} cleanup(s) failed (see the `userscope` log)")
-    if leak_check:
-        for leak in sessions.leaks:
-            problems.append(
-                f"leak: {leak.type} from {leak.provider} (user {leak.user_id!r}, {leak.scope} "
-                f"scope) is still alive after its scope closed; held by "
-                f"{', '.join(leak.referrers) or 'nothing visible'}"
+            watch.sessions.close()
+    except UserscopeError as exc:
+        if not isinstance(exc, CleanupError):
+            exc = UserscopeError(
+                f"{exc} (a sync test cannot run async cleanups: write the test as "
+                "`async def` so the fixture closes on its event loop, or "
+                "`await sessions.aclose()` in the test)"
             )
-    if problems:
-        pytest.fail("userscope: " + "; ".join(problems), pytrace=False)
+        watch.closing_failed(exc)
+    watch.verdict()
 
 
-def _close(sessions: UserSessions) -> None:
+@_async_fixture
+async def userscope_asessions(request: pytest.FixtureRequest) -> AsyncIterator[UserSessions]:
+    """Async twin of :func:`userscope_sessions`: closed with ``await sessions.aclose()``.
+
+    Runs on the test's event loop (pytest-asyncio, function loop scope), so async
+    generator and ``aclose()`` cleanups finish on the loop that created them.
+
+    Example:
+        >>> # async def test_bridge(userscope_asessions, userscope_context):
+        >>> #     async with userscope_asessions.request(userscope_context("alice")):
+        >>> #         bridge = await Container.bridge.async_()
+    """
+    watch = _Watch(request)
+    yield watch.sessions
+    watch.before_close()
     try:
-        sessions.close()
-    except CleanupError:
-        raise
-    except UserscopeError:  # async cleanups left over by an async test: run them on a loop
-        asyncio.run(sessions.aclose())
+        if watch.sessions.stats().closed:
+            watch.sessions.check_leaks()
+        else:
+            await watch.sessions.aclose()
+    except UserscopeError as exc:
+        watch.closing_failed(exc)
+    watch.verdict()

@@ -240,9 +240,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
             limit = session.owner.max_instances_per_user
             if limit is not None and session.instances >= limit:
                 session.admit(self.name)
-            result = (
-                self._build(frame) if not (args or kwargs) else self._factory(*args, **kwargs)
-            )
+            result = self._build(frame) if not (args or kwargs) else self._factory(*args, **kwargs)
             kind = type(result)
             if kind is GeneratorType:
                 try:
