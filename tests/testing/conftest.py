@@ -1,0 +1,3 @@
+"""Enable pytest's pytester fixture for the plugin tests."""
+
+pytest_plugins = ["pytester"]
