@@ -273,7 +273,7 @@ def userscope_app() -> BenchApp:
     app = FastAPI()
 
     @app.get("/agent")
-    async def endpoint(agent: g.Agent = Inject(Container.agent)) -> dict[str, str]:  # noqa: B008
+    async def endpoint(agent: g.Agent = Inject(Container.agent)) -> dict[str, str]:
         return agent.answer()
 
     install(app, container, sessions, authenticate=authenticate)

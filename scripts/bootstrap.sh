@@ -7,15 +7,16 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 need_apt=()
-[ "${1:-}" = "--system" ] && {
-  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+if [ "${1:-}" = "--system" ]; then
+  [ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-dejavu-core)
   command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
-}
+fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "==> installing Debian packages: ${need_apt[*]}"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${need_apt[@]}" >/dev/null
 fi
 
 PY="${PYTHON:-python3}"

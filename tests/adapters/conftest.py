@@ -237,8 +237,8 @@ def build_adapter_app(**limits: Any) -> AdapterApp:
 
     @app.get("/whoami")
     async def whoami(
-        worker: Worker = Inject(AppContainer.worker),  # noqa: B008 - default-style Inject is what we test
-        ctx: us.UserExecutionContext = Inject(AppContainer.context),  # noqa: B008
+        worker: Worker = Inject(AppContainer.worker),
+        ctx: us.UserExecutionContext = Inject(AppContainer.context),
     ) -> dict[str, Any]:
         return {
             "user_id": ctx.user_id,
@@ -270,7 +270,7 @@ def build_adapter_app(**limits: Any) -> AdapterApp:
 
     @app.get("/async-worker-sync")
     def async_worker_sync(
-        worker: Worker = Inject(AppContainer.async_worker),  # noqa: B008
+        worker: Worker = Inject(AppContainer.async_worker),
     ) -> dict[str, Any]:
         return {"worker_user": worker.user_id}
 

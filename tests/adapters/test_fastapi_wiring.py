@@ -40,13 +40,13 @@ router = APIRouter()
 
 @router.get("/wired")
 @inject
-async def wired(agent: Agent = Depends(Provide[WiredContainer.agent])) -> dict[str, Any]:  # noqa: B008
+async def wired(agent: Agent = Depends(Provide[WiredContainer.agent])) -> dict[str, Any]:
     return {"user_id": agent.user_id, "request_id": agent.request_id}
 
 
 @router.get("/wired-sync")
 @inject
-def wired_sync(agent: Agent = Depends(Provide[WiredContainer.agent])) -> dict[str, Any]:  # noqa: B008
+def wired_sync(agent: Agent = Depends(Provide[WiredContainer.agent])) -> dict[str, Any]:
     return {"user_id": agent.user_id}
 
 

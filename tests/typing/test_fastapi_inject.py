@@ -43,7 +43,7 @@ wrong: Wrong = Inject(Container.agent)  # type: ignore[assignment]
 
 async def endpoint(
     registry: Annotated[Registry, Inject(Container.registry)],
-    agent: Agent = Inject(Container.agent),  # noqa: B008
+    agent: Agent = Inject(Container.agent),
 ) -> Agent:
     assert_type(registry, Registry)
     return agent
