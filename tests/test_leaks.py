@@ -73,3 +73,17 @@ def test_plugin_fixture_runs_and_marker_is_registered(userscope_sessions: Any) -
     with userscope_sessions.request(ctx_for("alice")):
         pass
     assert userscope_sessions.stats().users == 1
+
+
+def test_exited_scope_holds_no_references(Container: Any) -> None:
+    container = Container()
+    sessions = us.UserSessions()
+    scope = sessions.request(ctx_for("alice"))
+    with scope:
+        container.agent()
+        assert len(scope.cache) == 2  # the agent and the bridge share the HTTP scope
+        assert len(scope.finalizers) == 1
+    assert scope.cache == {}
+    assert scope.finalizers == []
+    assert scope.closed
+    sessions.close()

@@ -16,6 +16,10 @@ class Thing:
         self.kwargs = kwargs
 
 
+async def make_async(*args: Any) -> Thing:
+    return Thing(*args)
+
+
 def paths_of(container: Any) -> tuple[str, ...]:
     with pytest.raises(us.CaptiveDependencyError) as info:
         us.validate(container)
@@ -61,6 +65,8 @@ def test_captives_through_transient_providers() -> None:
         llm = providers.Singleton(Thing, as_dict)
         attr = providers.Singleton(Thing, agent.provided.name)
         inline = providers.Singleton(Thing, providers.Factory(Thing, agent))
+        coro = providers.Coroutine(make_async, agent)
+        via_coro = providers.Resource(Thing, coro)
 
     assert paths_of(C) == (
         "C.attr (Singleton) -> <inline AttributeGetter> (AttributeGetter) "
@@ -68,6 +74,7 @@ def test_captives_through_transient_providers() -> None:
         "C.inline (Singleton) -> <inline Factory(Thing)> (Factory) -> C.agent (RequestScoped)",
         "C.llm (Singleton) -> C.as_dict (Dict) -> C.as_list (List) -> C.callable_ (Callable) "
         "-> C.factory (Factory) -> C.agent (RequestScoped)",
+        "C.via_coro (Resource) -> C.coro (Coroutine) -> C.agent (RequestScoped)",
     )
 
 
