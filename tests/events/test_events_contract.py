@@ -60,6 +60,29 @@ async def test_total_order_per_user(make_broker: BrokerFactory) -> None:
     assert sub.last_id == ids[-1]
 
 
+async def test_concurrent_publishers_keep_each_users_order(make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    users = [ctx(f"user-{n}") for n in range(20)]
+    subs = [broker.subscribe(u) for u in users]
+    for sub in subs:
+        await sub.__aenter__()
+
+    async def produce(user_index: int) -> list[str]:
+        return [
+            await broker.publish(users[user_index], {"u": user_index, "n": n}) for n in range(20)
+        ]
+
+    try:
+        published = await asyncio.gather(*(produce(i) for i in range(len(users))))
+        for index, sub in enumerate(subs):
+            got = events(await take(sub, 20))
+            assert [d.id for d in got] == published[index]
+            assert [d.payload for d in got] == [{"u": index, "n": n} for n in range(20)]
+    finally:
+        for sub in subs:
+            await sub.aclose()
+
+
 async def test_after_none_delivers_only_new_events(make_broker: BrokerFactory) -> None:
     broker = make_broker()
     alice = ctx("alice")

@@ -91,6 +91,9 @@ class RedisBroker:
         heartbeat_interval: default seconds between run heartbeats.
         heartbeat_timeout: default seconds without heartbeat before ``run_lost``.
         reconnect_backoff: (first, maximum) seconds between reconnection attempts.
+        max_connections: connections for publishing (publishers queue for a free one);
+            the reader always has one more of its own.
+        max_batch: most publishes sent together in one pipelined round trip.
 
     Example:
         >>> from userscope.events import RedisBroker
@@ -116,6 +119,8 @@ class RedisBroker:
         heartbeat_interval: float = 5.0,
         heartbeat_timeout: float = 15.0,
         reconnect_backoff: tuple[float, float] = (0.05, 2.0),
+        max_connections: int = 32,
+        max_batch: int = 128,
     ) -> None:
         try:
             import redis.asyncio as redis_asyncio
@@ -134,8 +139,10 @@ class RedisBroker:
                 f"socket_timeout={socket_timeout}, or every idle XREAD would time the "
                 "socket out; keep it about half of socket_timeout"
             )
-        if read_count < 1 or buffer_limit < 1:
-            raise ValueError("read_count and buffer_limit must be at least 1")
+        if min(read_count, buffer_limit, max_connections, max_batch) < 1:
+            raise ValueError(
+                "read_count, buffer_limit, max_connections and max_batch must be at least 1"
+            )
         if not 0 < reconnect_backoff[0] <= reconnect_backoff[1]:
             raise ValueError("reconnect_backoff must be (first, maximum) with 0 < first <= maximum")
         check_heartbeat(heartbeat_interval, heartbeat_timeout)
@@ -150,16 +157,25 @@ class RedisBroker:
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self._backoff = reconnect_backoff
-        self._client: Redis = redis_asyncio.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=min(socket_timeout, 5.0),
-            client_name=CLIENT_NAME,
+        common: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": min(socket_timeout, 5.0),
+            "client_name": CLIENT_NAME,
+        }
+        # publishers wait for a free connection instead of failing when many run at once
+        pool = redis_asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=socket_timeout, **common
         )
-        self._publish_script = self._client.register_script(_PUBLISH_LUA)
+        self._client: Redis = redis_asyncio.Redis.from_pool(pool)
+        # the reader has a connection of its own: a burst of publishers never starves it
+        self._reader_client: Redis = redis_asyncio.Redis.from_url(url, **common)
+        self._outbox: list[tuple[str, tuple[int | str, ...], asyncio.Future[str]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.max_batch = max_batch
         self._wake_key = f"{key_prefix}:wake:{uuid.uuid4().hex}"
         self._wake_cursor = BEGINNING
+        self._wake_pending = False
         self._watches: dict[str, _Watch] = {}
         self._requests: deque[tuple[Subscription, asyncio.Future[None] | None]] = deque()
         self._reader: asyncio.Task[None] | None = None
@@ -198,18 +214,55 @@ class RedisBroker:
         data = encode_event(event, self.max_event_bytes)
         key = self._keys.stream_key(identity)
         owner = self._keys.user_hash(identity)
-        result = await self._publish_script(
-            keys=[key],
-            args=[
-                self.maxlen,
-                owner,
-                data,
-                max(1, int(self.idle_ttl * 1000)),
-                "=" if self.exact_trim else "~",
-            ],
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._outbox.append(
+            (
+                key,
+                (
+                    self.maxlen,
+                    owner,
+                    data,
+                    max(1, int(self.idle_ttl * 1000)),
+                    "=" if self.exact_trim else "~",
+                ),
+                fut,
+            )
         )
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="userscope-redis-publish")
+        event_id = await fut
         self.stats.published += 1
-        return str(result)
+        return event_id
+
+    async def _flush(self) -> None:
+        """Send queued publishes, many per round trip (one pipeline in flight at a time).
+
+        A lone publisher pays one round trip per event as before; concurrent publishers
+        share round trips. Order is kept: a pipeline runs its commands in sequence.
+        """
+        while self._outbox:
+            batch = self._outbox[: self.max_batch]
+            del self._outbox[: self.max_batch]
+            batch = [item for item in batch if not item[2].done()]  # drop cancelled ones
+            if not batch:
+                continue
+            try:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for key, args, _ in batch:
+                        pipe.eval(_PUBLISH_LUA, 1, key, *args)
+                    results = await pipe.execute(raise_on_error=False)
+            except Exception as exc:
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, _, fut), result in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(result, BaseException):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(str(result))
 
     def subscribe(self, user: UserLike, after: str | None = None) -> Subscription:
         """Subscribe to the user's events through this worker's shared reader.
@@ -271,11 +324,14 @@ class RedisBroker:
         if self._closed:
             return
         self._closed = True
+        if self._flusher is not None:  # publishes already accepted still go out
+            with contextlib.suppress(Exception):
+                await self._flusher
         if self._reader is not None:
             # an XREAD in flight only notices cancellation when it returns: wake it first
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
-                    await self._wake()
+                    await self._wake(force=True)
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
@@ -292,6 +348,7 @@ class RedisBroker:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1.0):
                 await self._client.delete(self._wake_key)
+        await self._reader_client.aclose()
         await self._client.aclose()
 
     # -- subscription backend -------------------------------------------------------
@@ -299,7 +356,10 @@ class RedisBroker:
         if self._closed:
             raise BrokerClosedError(type(self).__name__)
 
-    async def _wake(self) -> None:
+    async def _wake(self, *, force: bool = False) -> None:
+        if self._wake_pending and not force:
+            return  # a wake-up is on its way; the reader drains every queued request
+        self._wake_pending = True
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.xadd(self._wake_key, {"w": "1"}, maxlen=1, approximate=False)
@@ -336,7 +396,7 @@ class RedisBroker:
 
     # -- the reader task --------------------------------------------------------------
     async def _last_id(self, key: str) -> str | None:
-        entries = _entries(await self._client.xrevrange(key, "+", "-", count=1))
+        entries = _entries(await self._reader_client.xrevrange(key, "+", "-", count=1))
         return entries[0][0] if entries else None
 
     async def _catch_up(self, sub: Subscription, key: str, start: str, end: str) -> None:
@@ -344,7 +404,7 @@ class RedisBroker:
         cursor = start
         while id_key(cursor) < id_key(end):
             page = _entries(
-                await self._client.xrange(key, f"({cursor}", end, count=self.read_count)
+                await self._reader_client.xrange(key, f"({cursor}", end, count=self.read_count)
             )
             for event_id, fields in page:
                 sub._push(_record(event_id, fields))
@@ -392,6 +452,7 @@ class RedisBroker:
                 watch.cursor = BEGINNING
 
     async def _read_once(self) -> None:
+        self._wake_pending = False  # cleared before draining: later requests wake us again
         while self._requests:
             sub, fut = self._requests[0]
             await self._handle_request(sub, fut)
@@ -399,7 +460,7 @@ class RedisBroker:
         streams: dict[Any, Any] = {self._wake_key: self._wake_cursor}
         for key, watch in self._watches.items():
             streams[key] = watch.cursor
-        response = await self._client.xread(
+        response = await self._reader_client.xread(
             streams, count=self.read_count, block=max(1, int(self.block_timeout * 1000))
         )
         raw: Any = response
