@@ -172,6 +172,16 @@ async def run_finalizers_async(
             if kind == GEN:
                 _finish_generator(obj, exc, provider_name(provider))
             elif kind == AGEN:
+                if exc is None:  # the common case, inlined
+                    try:
+                        await obj.__anext__()
+                    except StopAsyncIteration:
+                        continue
+                    await obj.aclose()
+                    raise RuntimeError(
+                        f"the async generator of {provider_name(provider)} yielded more than "
+                        "once; yield exactly once"
+                    )
                 await _finish_async_generator(obj, exc, provider_name(provider))
             elif _is_async_close(obj):
                 await obj.aclose()

@@ -85,8 +85,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
         "_factory",
         "_is_async",
         "_kwargs",
-        "_plan_args",
-        "_plan_kwargs",
+        "_plan",
         "_provides",
         "_us_name",
     )
@@ -118,8 +117,10 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
         # Full dependency-injector semantics for calls with extra arguments ...
         self._factory = providers.Factory(provides, *args, **kwargs)
         # ... and a precomputed plan for the common call with none: (call it?, value).
-        self._plan_args = tuple((_injection_kind(a), a) for a in args)
-        self._plan_kwargs = tuple((k, _injection_kind(v), v) for k, v in kwargs.items())
+        self._plan: tuple[tuple[str | None, int, Any], ...] = (
+            *((None, _injection_kind(a), a) for a in args),
+            *((k, _injection_kind(v), v) for k, v in kwargs.items()),
+        )
         self._closing = False
         self._us_name = None
         self._is_async = inspect.iscoroutinefunction(provides) or inspect.isasyncgenfunction(
@@ -275,22 +276,35 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
             return _ready(result) if self._is_async else result
 
     def _build(self, frame: Frame) -> Any:
-        """Resolve the injections and call the factory; an awaitable if any is async."""
+        """Resolve the injections and call the factory; an awaitable if any is async.
+
+        Scoped and ``CurrentContext`` injections are read straight from the active frame
+        unless overridden (then they are called, like any other provider).
+        """
         waiting = False
         positional = []
-        for how, value in self._plan_args:
-            if how:
-                value = _inject(how, value, frame)
-                if type(value) not in _PLAIN_TYPES and _needs_await(value):
-                    waiting = True
-            positional.append(value)
         named = {}
-        for key, how, value in self._plan_kwargs:
+        for key, how, value in self._plan:
             if how:
-                value = _inject(how, value, frame)
+                if how == _SCOPED and value.last_overriding is None:
+                    state: ScopeState | None = frame[value.scope]  # type: ignore[assignment]
+                    if state is None:
+                        value = value()  # raises OutOfScopeError naming the dependency
+                    else:
+                        cached = state.cache.get(value, _MISSING)
+                        value = (
+                            value._create(state, frame, (), {}) if cached is _MISSING else cached
+                        )
+                elif how == _CONTEXT and value.last_overriding is None:
+                    value = frame[0]
+                else:
+                    value = value()
                 if type(value) not in _PLAIN_TYPES and _needs_await(value):
                     waiting = True
-            named[key] = value
+            if key is None:
+                positional.append(value)
+            else:
+                named[key] = value
         if waiting:
             return self._build_async(positional, named)
         return self._provides(*positional, **named)
@@ -332,8 +346,12 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
         outcome: BaseException | None = None
         value: Any = None
         try:
-            if isinstance(result, AsyncGeneratorType):
-                value, finalizer = await self._start_async_generator(result)
+            if type(result) is AsyncGeneratorType:
+                try:
+                    value = await result.__anext__()
+                except StopAsyncIteration:
+                    raise self._no_yield() from None
+                finalizer = (AGEN, result, self)
             else:
                 value = await result
                 if type(value) is GeneratorType:
@@ -375,11 +393,14 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
         try:
             value = await agen.__anext__()
         except StopAsyncIteration:
-            raise UserscopeError(
-                f"the async generator factory of {self.name} returned without yielding; "
-                "yield the instance exactly once"
-            ) from None
+            raise self._no_yield() from None
         return value, (AGEN, agen, self)
+
+    def _no_yield(self) -> UserscopeError:
+        return UserscopeError(
+            f"the generator factory of {self.name} returned without yielding; "
+            "yield the instance exactly once"
+        )
 
 
 _VALUE, _CALL, _CONTEXT, _SCOPED = 0, 1, 2, 3  # how a plan entry is resolved
@@ -394,20 +415,6 @@ def _injection_kind(value: Any) -> int:
     if providers.is_provider(value) and not providers.is_delegated(value):
         return _CALL
     return _VALUE
-
-
-def _inject(how: int, provider: Any, frame: Frame) -> Any:
-    """Resolve one injection; scoped ones straight from the active frame (no overrides)."""
-    if how == _SCOPED and provider.last_overriding is None:
-        state: ScopeState | None = frame[provider.scope]  # type: ignore[assignment]
-        if state is not None:
-            value = state.cache.get(provider, _MISSING)
-            if value is _MISSING:
-                return provider._create(state, frame, (), {})
-            return value
-    elif how == _CONTEXT and provider.last_overriding is None:
-        return frame[0]
-    return provider()
 
 
 _PLAIN_TYPES: set[type] = set()  # result types seen to be neither awaitable nor async generators
