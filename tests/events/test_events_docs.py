@@ -11,6 +11,7 @@ import pytest
 MODULES = [
     "userscope.events",
     "userscope.events._bridge",
+    "userscope.events._config",
     "userscope.events._errors",
     "userscope.events._identity",
     "userscope.events._memory",

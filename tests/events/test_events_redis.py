@@ -19,9 +19,11 @@ from userscope.events import (
     RUN_STARTED,
     Delivery,
     Gap,
+    InMemoryBroker,
     RedisBroker,
     Subscription,
     WeakSecretError,
+    broker_from_env,
 )
 
 SECRET = "another-test-secret-0123456789abcdef01234567"
@@ -247,5 +249,29 @@ async def test_reader_resumes_without_gap_when_connections_drop(
         assert [i.id for i in got if isinstance(i, Delivery)] == more
         assert tuple(map(int, ids[-1].split("-"))) < tuple(map(int, more[0].split("-")))
         assert broker.stats.reconnects >= 1
+    finally:
+        await broker.aclose()
+
+
+async def test_broker_from_env_switches_on_the_redis_url(redis_server: RedisServer) -> None:
+    memory = broker_from_env({"USERSCOPE_REDIS_URL": "  "})
+    assert isinstance(memory, InMemoryBroker)
+    await memory.aclose()
+    with pytest.raises(WeakSecretError) as info:
+        broker_from_env({"USERSCOPE_REDIS_URL": redis_server.url})
+    assert info.value.length == 0
+    broker = broker_from_env(
+        {
+            "USERSCOPE_REDIS_URL": redis_server.url,
+            "USERSCOPE_EVENTS_SECRET": SECRET,
+            "USERSCOPE_EVENTS_PREFIX": "app:prod",
+        },
+        maxlen=10,
+    )
+    try:
+        assert isinstance(broker, RedisBroker)
+        assert broker.maxlen == 10
+        assert broker.stream_key(ctx("alice")).startswith("app:prod:u:")
+        assert await broker.ping()
     finally:
         await broker.aclose()

@@ -16,6 +16,7 @@ Example:
 """
 
 from ._bridge import BROKER_GONE_CLOSE_CODE, RESYNC_CLOSE_CODE, BridgeExit, EventBridge
+from ._config import broker_from_env
 from ._errors import BrokerClosedError, EventIdError, EventPayloadError, WeakSecretError
 from ._identity import MIN_SECRET_BYTES, UserLike, VerifiedUser
 from ._memory import InMemoryBroker
@@ -59,4 +60,5 @@ __all__ = [
     "UserLike",
     "VerifiedUser",
     "WeakSecretError",
+    "broker_from_env",
 ]
