@@ -1,0 +1,1 @@
+"""Per-user event delivery example (brokers, bridge, run liveness)."""
