@@ -61,7 +61,7 @@ def test_leak_check_reports_what_holds_an_instance() -> None:
         "Bridge",
         "C.bridge",
         "alice",
-        "CONNECTION",
+        "REQUEST",  # the provider's level, though plain HTTP shares one state for both
     )
     assert "list" in leak.referrers
     assert sessions.stats().leaks_detected == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from mypy import api
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,12 +71,6 @@ def test_plain_dependency_injector_override_lets_it_through(tmp_path: Path) -> N
     assert (lines, status) == ([], 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: ScopedProvider.__init__'s generator overload takes "
-    "Callable[..., Generator[T, Any, Any]], so a generator factory annotated "
-    "`-> Iterator[T]` makes a ScopedProvider[Iterator[T]] instead of ScopedProvider[T]",
-)
 def test_generator_factory_annotated_iterator_resolves_to_its_item(tmp_path: Path) -> None:
     body = """
 from typing import assert_type

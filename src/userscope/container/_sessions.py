@@ -640,13 +640,14 @@ class UserSessions:
                 ref = weakref.ref(value)
             except TypeError:
                 continue
+            level = getattr(type(key), "scope", state.level)  # the provider's own level
             self._suspects.append(
                 (
                     ref,
                     type(value).__qualname__,
                     _name_of(key),
                     state.session.user_id,
-                    state.level.name,
+                    level.name,
                 )
             )
 

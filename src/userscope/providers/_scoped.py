@@ -92,7 +92,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
 
     @overload
     def __init__(
-        self, provides: Callable[..., Generator[T, Any, Any]], /, *args: Any, **kwargs: Any
+        self, provides: Callable[..., Iterator[T]], /, *args: Any, **kwargs: Any
     ) -> None: ...
     @overload
     def __init__(
