@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import importlib
 import inspect
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,10 @@ def test_public_surface_is_sorted_and_documented() -> None:
         if inspect.isclass(obj) or inspect.isfunction(obj):
             assert obj.__doc__, name
             assert "Example:" in obj.__doc__, name
+
+
+def test_quick_start_in_docs_runs() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "events.md").read_text()
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "asyncio.run(main())" in block
+    exec(compile(block, "docs/events.md", "exec"), {"__name__": "docs_events"})

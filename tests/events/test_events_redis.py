@@ -6,11 +6,12 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as redis_asyncio
 import redis.exceptions
-from events_support import RedisServer, ctx
+from events_support import INSTALL_HINT, RedisServer, ctx, make_tls_files
 
 from userscope.events import (
     BEGINNING,
@@ -275,3 +276,69 @@ async def test_broker_from_env_switches_on_the_redis_url(redis_server: RedisServ
         assert await broker.ping()
     finally:
         await broker.aclose()
+
+
+ACL_RULES = [
+    "on", ">app-password-0123456789", "resetkeys", "~rt:events:*", "resetchannels",
+    "-@all", "+eval", "+xadd", "+xread", "+xrange", "+xrevrange", "+pexpire", "+del",
+    "+ping", "+hello", "+client|setname", "+select",
+]  # fmt: skip
+
+
+async def test_documented_acl_limited_to_the_prefix_is_enough(
+    redis_server: RedisServer, admin: redis_asyncio.Redis
+) -> None:
+    await admin.execute_command("ACL", "SETUSER", "userscope-app", *ACL_RULES)
+    url = redis_server.url.replace("redis://", "redis://userscope-app:app-password-0123456789@")
+    broker = make(url)
+    alice = ctx("alice")
+    try:
+        ids = [await broker.publish(alice, {"n": n}) for n in range(3)]
+        async with broker.subscribe(alice, after=BEGINNING) as sub:
+            got = await take(sub, 3)
+            assert [i.id for i in got if isinstance(i, Delivery)] == ids
+            async with broker.run(alice, "r"):
+                pass
+        assert await broker.ping()
+        # the same credentials cannot touch anything outside the prefix
+        outsider = redis_asyncio.Redis.from_url(url, decode_responses=True)
+        try:
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await outsider.get("some-other-app:key")
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await outsider.keys("*")
+        finally:
+            await outsider.aclose()
+    finally:
+        await broker.aclose()
+        await admin.execute_command("ACL", "DELUSER", "userscope-app")
+
+
+def test_managed_connection_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="socket_timeout"):
+        RedisBroker(
+            "redis://127.0.0.1:1/0", secret=SECRET, connection_options={"socket_timeout": 60}
+        )
+
+
+async def test_tls_through_a_rediss_url(tmp_path: Path) -> None:
+    tls = make_tls_files(tmp_path / "tls")
+    try:
+        server = RedisServer(tmp_path / "redis", tls=tls)
+    except FileNotFoundError:
+        pytest.fail(INSTALL_HINT, pytrace=False)
+    server.start()
+    try:
+        assert server.url.startswith("rediss://")
+        broker = make(server.url, connection_options={"ssl_ca_certs": str(tls.ca)})
+        alice = ctx("alice")
+        try:
+            async with broker.subscribe(alice) as sub:
+                event_id = await broker.publish(alice, {"over": "tls"})
+                (item,) = await take(sub, 1)
+            assert isinstance(item, Delivery)
+            assert (item.id, item.payload) == (event_id, {"over": "tls"})
+        finally:
+            await broker.aclose()
+    finally:
+        server.stop()

@@ -94,6 +94,9 @@ class RedisBroker:
         max_connections: connections for publishing (publishers queue for a free one);
             the reader always has one more of its own.
         max_batch: most publishes sent together in one pipelined round trip.
+        connection_options: extra ``redis.asyncio`` connection arguments, e.g. TLS
+            files (``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``); the broker
+            sets ``decode_responses``, timeouts and ``client_name`` itself.
 
     Example:
         >>> from userscope.events import RedisBroker
@@ -121,6 +124,7 @@ class RedisBroker:
         reconnect_backoff: tuple[float, float] = (0.05, 2.0),
         max_connections: int = 32,
         max_batch: int = 128,
+        connection_options: Mapping[str, Any] | None = None,
     ) -> None:
         try:
             import redis.asyncio as redis_asyncio
@@ -157,7 +161,15 @@ class RedisBroker:
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self._backoff = reconnect_backoff
+        managed = {"decode_responses", "socket_timeout", "socket_connect_timeout", "client_name"}
+        clash = sorted(managed & set(connection_options or {}))
+        if clash:
+            raise ValueError(
+                f"connection_options may not set {clash}; use the RedisBroker arguments "
+                "(socket_timeout, block_timeout) so that XREAD BLOCK stays below the timeout"
+            )
         common: dict[str, Any] = {
+            **(connection_options or {}),
             "decode_responses": True,
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": min(socket_timeout, 5.0),
