@@ -378,3 +378,17 @@ async def test_close_ends_subscriptions_and_refuses_use(make_broker: BrokerFacto
     assert info.value.broker == type(broker).__name__
     with pytest.raises(BrokerClosedError):
         broker.subscribe(alice)
+
+
+async def test_run_keeps_the_body_exception_when_the_end_cannot_be_published(
+    make_broker: BrokerFactory,
+) -> None:
+    broker = make_broker()
+    alice = ctx("alice")
+    with pytest.raises(KeyError, match="body"):
+        async with broker.run(alice, "run-5"):
+            await broker.aclose()  # run_finished can no longer be published
+            raise KeyError("body")
+    with pytest.raises(BrokerClosedError):
+        async with broker.run(alice, "run-6"):
+            pass

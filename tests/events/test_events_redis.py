@@ -342,3 +342,25 @@ async def test_tls_through_a_rediss_url(tmp_path: Path) -> None:
             await broker.aclose()
     finally:
         server.stop()
+
+
+async def test_cancelled_subscribe_leaves_nothing_registered(redis_server: RedisServer) -> None:
+    broker = make(redis_server.url)
+    alice = ctx("alice")
+    try:
+        sub = broker.subscribe(alice)
+        attaching = asyncio.create_task(sub.__aenter__())
+        await asyncio.sleep(0)
+        attaching.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await attaching
+        # a later subscription still works, and the cancelled one was not kept
+        async with broker.subscribe(alice) as live:
+            event_id = await broker.publish(alice, {"n": 1})
+            (item,) = await take(live, 1)
+        assert isinstance(item, Delivery)
+        assert item.id == event_id
+        assert broker.stats.subscriptions == 0
+        assert broker._watches == {}  # internal: no watch left for a dead subscription
+    finally:
+        await broker.aclose()

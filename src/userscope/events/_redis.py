@@ -377,7 +377,11 @@ class RedisBroker:
                 pipe.xadd(self._wake_key, {"w": "1"}, maxlen=1, approximate=False)
                 pipe.pexpire(self._wake_key, _WAKE_TTL_MS)
                 await pipe.execute()
+        except asyncio.CancelledError:
+            self._wake_pending = False  # not sent: let the next request try again
+            raise
         except Exception:  # the reader is reconnecting; it handles requests once back
+            self._wake_pending = False
             logger.debug("wake-up of the event reader failed", exc_info=True)
 
     def _ensure_reader(self) -> None:
@@ -389,8 +393,15 @@ class RedisBroker:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._requests.append((sub, fut))
         self._ensure_reader()
-        await self._wake()
-        await fut
+        try:
+            await self._wake()
+            await fut
+        except BaseException:  # cancelled while attaching: leave nothing registered
+            fut.cancel()  # the reader skips (or undoes) a request whose future is done
+            with contextlib.suppress(ValueError):
+                self._requests.remove((sub, fut))
+            self._detach(sub)
+            raise
 
     def _detach(self, sub: Subscription) -> None:
         key = self._keys.stream_key(sub.identity)
@@ -426,11 +437,13 @@ class RedisBroker:
 
     async def _handle_request(self, sub: Subscription, fut: asyncio.Future[None] | None) -> None:
         key = self._keys.stream_key(sub.identity)
-        watch = self._watches.get(key)
         if fut is None:  # rewind after the subscription overflowed
             sub.resyncing = False
+            watch = self._watches.get(key)
             if watch is not None and sub in watch.subs:
                 await self._catch_up(sub, key, sub.last_id, watch.cursor)
+            return
+        if sub.closed or fut.done():  # closed or cancelled before the reader got to it
             return
         last = await self._last_id(key)
         after = sub.requested_after
@@ -442,13 +455,16 @@ class RedisBroker:
             start = BEGINNING
         else:
             start = after
+        watch = self._watches.get(key)  # looked up after the await: it may have gone
+        if watch is not None and id_key(start) < id_key(watch.cursor):
+            await self._catch_up(sub, key, start, watch.cursor)
+            watch = self._watches.get(key)
+        if sub.closed or fut.done():
+            return
         if watch is None:
             watch = self._watches[key] = _Watch(cursor=start)
-        elif id_key(start) < id_key(watch.cursor):
-            await self._catch_up(sub, key, start, watch.cursor)
         watch.subs.add(sub)
-        if not fut.done():
-            fut.set_result(None)
+        fut.set_result(None)
 
     async def _resync(self) -> None:
         """After a reconnect: detect streams that Redis lost and tell their subscribers."""
@@ -466,9 +482,12 @@ class RedisBroker:
     async def _read_once(self) -> None:
         self._wake_pending = False  # cleared before draining: later requests wake us again
         while self._requests:
-            sub, fut = self._requests[0]
-            await self._handle_request(sub, fut)
-            self._requests.popleft()
+            sub, fut = self._requests.popleft()
+            try:
+                await self._handle_request(sub, fut)
+            except BaseException:
+                self._requests.appendleft((sub, fut))  # retried once Redis is back
+                raise
         streams: dict[Any, Any] = {self._wake_key: self._wake_cursor}
         for key, watch in self._watches.items():
             streams[key] = watch.cursor

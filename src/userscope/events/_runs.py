@@ -133,4 +133,12 @@ class RunHandle:
             status = "cancelled"
         else:
             status, extra = "error", {"error": type(exc).__name__}
-        await self._broker.publish(self._user, self._event(RUN_FINISHED, status=status, **extra))
+        try:
+            await self._broker.publish(
+                self._user, self._event(RUN_FINISHED, status=status, **extra)
+            )
+        except Exception:
+            if exc is None:
+                raise  # the run itself succeeded: the caller must learn the end was not sent
+            # never mask the run's own exception; subscribers will see run_lost instead
+            logger.warning("could not publish run_finished of run %s", self.run_id, exc_info=True)

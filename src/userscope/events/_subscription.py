@@ -115,6 +115,11 @@ class Subscription:
 
     # -- backend side -------------------------------------------------------------
     @property
+    def closed(self) -> bool:
+        """``True`` once :meth:`aclose` ran or the broker ended the subscription."""
+        return self._closed
+
+    @property
     def last_id(self) -> str:
         """Id of the last stored event yielded (``"0-0"`` before any); resume from it."""
         return self._last
