@@ -369,23 +369,20 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
                 if finalizer is not None:
                     state.finalizers.append(finalizer)
                 state.session.instances += 1
+                waiters = state.pending.pop(self, None) if state.pending else None
             finalizer = None
+            for waiter in waiters or ():
+                if not waiter.done():
+                    waiter.set_result(value)
             return value
         except BaseException as exc:
             outcome = exc
             raise
         finally:
-            with state.session.lock:
-                waiters = state.pending.pop(self, None) if state.pending else None
-            for waiter in waiters or ():
-                if waiter.done():
-                    continue
-                if outcome is None:
-                    waiter.set_result(value)
-                elif isinstance(outcome, asyncio.CancelledError):
-                    waiter.cancel()
-                else:
-                    waiter.set_exception(outcome)
+            if outcome is not None:
+                with state.session.lock:
+                    waiters = state.pending.pop(self, None) if state.pending else None
+                _fail_waiters(waiters, outcome)
             if finalizer is not None:  # built but never handed out: clean it up now
                 await run_finalizers_async([finalizer], None)
 
@@ -421,11 +418,25 @@ _PLAIN_TYPES: set[type] = set()  # result types seen to be neither awaitable nor
 
 
 def _needs_await(result: Any) -> bool:
+    kind = type(result)
+    if kind is CoroutineType or kind is AsyncGeneratorType:
+        return True
     if inspect.isawaitable(result) or isinstance(result, AsyncGeneratorType):
         return True
     if len(_PLAIN_TYPES) < 4096:  # bounded: a type is only ever added once
         _PLAIN_TYPES.add(type(result))
     return False
+
+
+def _fail_waiters(waiters: list[asyncio.Future[Any]] | None, outcome: BaseException) -> None:
+    """Hand a failed creation's outcome to the resolvers that waited for it."""
+    for waiter in waiters or ():
+        if waiter.done():
+            continue
+        if isinstance(outcome, asyncio.CancelledError):
+            waiter.cancel()
+        else:
+            waiter.set_exception(outcome)
 
 
 def _is_awaitable(value: Any) -> bool:
