@@ -204,10 +204,16 @@ class _ScopeCM(ScopeState):
         session = owner._users.get(ctx.user_id)
         joined = False
         if session is not None and owner.max_users is None:  # fast path: hold a live session
-            with session.lock:
+            session.lock.acquire()
+            try:
                 if not session.retired and not owner._closed:
                     now = owner._clock()
-                    if session.active or not owner._is_expired(session, now):
+                    max_age = owner.max_age
+                    idle = owner.idle_timeout
+                    if session.active or not (
+                        (max_age is not None and now - session.created_at >= max_age)
+                        or (idle is not None and now - session.last_used >= idle)
+                    ):
                         if owner._limited:
                             owner._check_limits(session, connection, request)
                         session.active += 1
@@ -215,6 +221,8 @@ class _ScopeCM(ScopeState):
                         session.requests += request
                         session.last_used = now
                         joined = True
+            finally:
+                session.lock.release()
         if not joined or session is None:
             session, evicted = owner._acquire(ctx.user_id, connection, request, async_)
         if connection:
@@ -269,7 +277,8 @@ class _ScopeCM(ScopeState):
         opened = self._opened
         if opened:
             owner._open_states.discard(self)
-        with session.lock:
+        session.lock.acquire()
+        try:
             if opened:
                 cache = self.cache
                 if cache:
@@ -296,6 +305,8 @@ class _ScopeCM(ScopeState):
             if session.scheduled or not owner._timed:
                 return None, False
             session.scheduled = True
+        finally:
+            session.lock.release()
         with owner._lock:
             owner._push_deadline(session)
         return None, False
@@ -585,7 +596,8 @@ class UserSessions:
         self, session: _UserSession, request: bool, connection: bool, ran: int, failed: int
     ) -> bool:
         """Drop one hold; return True when a retired session must now be finished."""
-        with session.lock:
+        session.lock.acquire()
+        try:
             session.active -= 1
             session.requests -= request
             session.connections -= connection
@@ -601,6 +613,8 @@ class UserSessions:
             if session.scheduled or not self._timed:
                 return False
             session.scheduled = True
+        finally:
+            session.lock.release()
         with self._lock:
             self._push_deadline(session)
         return False

@@ -229,7 +229,8 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
         if state.closed:
             raise ScopeClosedError(state.level, state.session.user_id, self.name)
         session = state.session
-        with session.lock:
+        session.lock.acquire()
+        try:
             value = state.cache.get(self, _MISSING)
             if value is not _MISSING:
                 return _ready(value) if self._is_async else value
@@ -274,6 +275,8 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
             state.cache[self] = result
             session.instances += 1
             return _ready(result) if self._is_async else result
+        finally:
+            session.lock.release()
 
     def _build(self, frame: Frame) -> Any:
         """Resolve the injections and call the factory; an awaitable if any is async.
@@ -362,7 +365,8 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
                     value, finalizer = await self._start_async_generator(value)
                 else:
                     finalizer = self._closer(value) if self._closing else None
-            with state.session.lock:
+            state.session.lock.acquire()
+            try:
                 if state.closed:
                     raise ScopeClosedError(state.level, state.session.user_id, self.name)
                 state.cache[self] = value
@@ -370,6 +374,8 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
                     state.finalizers.append(finalizer)
                 state.session.instances += 1
                 waiters = state.pending.pop(self, None) if state.pending else None
+            finally:
+                state.session.lock.release()
             finalizer = None
             for waiter in waiters or ():
                 if not waiter.done():
