@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import gc
 import importlib
 import inspect
 import pickle
@@ -578,3 +579,19 @@ def test_all_is_sorted_and_every_public_name_documented_with_an_example() -> Non
             continue
         doc = inspect.getdoc(getattr(legacy, name)) or ""
         assert ">>>" in doc, name
+
+
+def test_report_forgets_collected_accessors_once_their_counts_are_reset(
+    registry: legacy.LegacyRegistry,
+) -> None:
+    kept = make(registry)
+    dropped = legacy.accessor(
+        Container.scratch, name="get_scratch", mode="error", registry=registry
+    )
+    with pytest.raises(LegacyAccessError):
+        dropped()
+    del dropped
+    gc.collect()
+    assert [a.name for a in registry.report().accessors] == [kept.name, "get_scratch"]
+    registry.reset()
+    assert [a.name for a in registry.report().accessors] == [kept.name]

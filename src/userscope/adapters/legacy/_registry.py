@@ -255,7 +255,8 @@ class LegacyRegistry:
     Thread-safe. Pass ``registry=LegacyRegistry()`` to an accessor to keep its
     statistics apart (tests do); use :meth:`reset` to start counting afresh.
     Accessors are identified by name: two accessors with the same name in one
-    registry share their statistics.
+    registry share their statistics. The report lists the live accessors and those
+    whose calls are still counted (until :meth:`reset`).
 
     Example:
         >>> import userscope as us
@@ -314,8 +315,10 @@ class LegacyRegistry:
             ()
         """
         with self._lock:
-            info = dict(self._info)
             counts = {key: tuple(value) for key, value in self._counts.items()}
+            # Accessors still alive, and those garbage-collected with calls still counted.
+            names = {a.name for a in self._accessors} | {key[0] for key in counts}
+            info = {name: self._info[name] for name in names}
         entries = []
         for name in sorted(info):
             provider, scope, mode = info[name]
