@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import WeakSecretError
 from ._memory import InMemoryBroker
 from ._redis import RedisBroker
+
+if TYPE_CHECKING:
+    from ._types import Broker
 
 __all__ = ["ENV_PREFIX", "ENV_REDIS_URL", "ENV_SECRET", "broker_from_env"]
 
@@ -57,3 +60,9 @@ def broker_from_env(
     if prefix:
         options.setdefault("key_prefix", prefix)
     return RedisBroker(url, secret=secret, **options)
+
+
+if TYPE_CHECKING:  # static proof that both brokers satisfy the Broker protocol
+
+    def _conforms(memory: InMemoryBroker, redis: RedisBroker) -> tuple[Broker, Broker]:
+        return memory, redis
