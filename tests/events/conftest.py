@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,10 +22,9 @@ FAST: dict[str, Any] = {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.3}
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A redis-server for the whole session; FAILS (never skips) when not installed."""
-    try:
-        server = RedisServer(tmp_path_factory.mktemp("redis"))
-    except FileNotFoundError:
+    if shutil.which("redis-server") is None:
         pytest.fail(INSTALL_HINT, pytrace=False)
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
     server.start()
     try:
         yield server
@@ -35,10 +35,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def fresh_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of its own (for tests that stop and restart it)."""
-    try:
-        server = RedisServer(tmp_path / "redis")
-    except FileNotFoundError:
+    if shutil.which("redis-server") is None:
         pytest.fail(INSTALL_HINT, pytrace=False)
+    server = RedisServer(tmp_path / "redis")
     server.start()
     try:
         yield server
