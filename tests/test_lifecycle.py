@@ -71,6 +71,38 @@ def test_defaults_are_documented_values() -> None:
     assert (sessions.max_connections_per_user, sessions.max_requests_per_user) == (None, None)
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "max_users",
+        "max_age",
+        "idle_timeout",
+        "max_connections_per_user",
+        "max_requests_per_user",
+        "max_instances_per_user",
+    ],
+)
+def test_limits_are_fixed_at_construction(name: str) -> None:
+    sessions = us.UserSessions()
+    with pytest.raises(AttributeError):
+        setattr(sessions, name, 1)
+
+
+def test_stats_count_open_scopes_without_any_concurrency_limit() -> None:
+    sessions = us.UserSessions()  # no per-user limit: counts come from the open scopes
+    alice, bob = ctx_for("alice"), ctx_for("bob")
+    bob_request, bob_context = sessions.request(bob), contextvars.Context()
+    bob_context.run(bob_request.__enter__)  # bob's plain HTTP request, in its own context
+    with sessions.connection(alice), sessions.request(alice.for_request()):
+        stats = sessions.stats()
+        assert (stats.users, stats.connections, stats.requests) == (2, 2, 2)
+        with sessions.user(alice):
+            assert (sessions.stats().connections, sessions.stats().requests) == (2, 2)
+    bob_context.run(bob_request.__exit__, None, None, None)
+    stats = sessions.stats()
+    assert (stats.users, stats.connections, stats.requests) == (2, 0, 0)
+
+
 def test_connection_limit_refuses_and_leaves_nothing_open() -> None:
     sessions = us.UserSessions(max_connections_per_user=2)
     alice = ctx_for("alice")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import heapq
 import itertools
@@ -98,7 +99,8 @@ class _UserSession:
 
     Counters are changed under ``lock``; the session table and the deadline heap under
     the owner's lock. The hot path (a user that already has a session) takes only
-    ``lock``.
+    ``lock``. ``connections`` and ``requests`` are only counted when the owner enforces
+    a per-user concurrency limit; :meth:`UserSessions.stats` counts open scopes instead.
     """
 
     __slots__ = (
@@ -108,9 +110,10 @@ class _UserSession:
         "cleanups_run",
         "connections",
         "created_at",
+        "expires_at",
         "instances",
-        "last_used",
         "lock",
+        "max_expiry",
         "owner",
         "requests",
         "retired",
@@ -130,7 +133,9 @@ class _UserSession:
         self.requests = 0
         self.instances = 0
         self.created_at = now
-        self.last_used = now
+        max_age = owner._max_age
+        self.max_expiry = _NEVER if max_age is None else now + max_age
+        self.expires_at = self.max_expiry  # meaningful while `active` is 0
         self.retired = False  # out of the table; finished when `active` drops to 0
         self.scheduled = False  # has an entry in the owner's deadline heap
         self.cleanups_run = 0  # finalizers of this user's CONNECTION/REQUEST scopes
@@ -138,7 +143,7 @@ class _UserSession:
 
     def admit(self, provider_name: str) -> None:
         """Refuse a new scoped instance when the per-user budget is spent (lock held)."""
-        maximum = self.owner.max_instances_per_user
+        maximum = self.owner._max_instances_per_user
         if maximum is not None and self.instances >= maximum:
             self.owner._refuse("max_instances_per_user")
             raise ScopeLimitError("max_instances_per_user", self.user_id, self.instances, maximum)
@@ -147,32 +152,49 @@ class _UserSession:
 _USER: Final = Scope.USER  # enum member lookups cost ~0.1 us each: bind them once
 _CONNECTION: Final = Scope.CONNECTION
 _REQUEST: Final = Scope.REQUEST
+_NEVER: Final = float("inf")
+# What releasing a hold on a session asks of the caller (see UserSessions._unhold).
+_KEEP: Final = 0
+_SCHEDULE: Final = 1
+_FINISH: Final = 2
 _name_of = provider_name
 _get_active = ACTIVE.get
 _set_active = ACTIVE.set
 _reset_active = ACTIVE.reset
 
 
+def _check_context(ctx: object) -> None:
+    if type(ctx) is not UserExecutionContext and not isinstance(ctx, UserExecutionContext):
+        raise TypeError(
+            f"expected a UserExecutionContext, got {type(ctx).__name__}; build one from a "
+            "verified identity: UserExecutionContext(user_id=..., thread_id=...)"
+        )
+
+
+def _restore(token: contextvars.Token[Any]) -> None:
+    try:
+        _reset_active(token)
+    except ValueError:  # exited in another context (e.g. a generator-based wrapper)
+        _set_active(None if token.old_value is token.MISSING else token.old_value)
+
+
 class _ScopeCM(ScopeState):
     """A CONNECTION/REQUEST scope: its own context manager and its own state (internal).
 
-    Returned by :meth:`UserSessions.request`, :meth:`~UserSessions.connection` and
-    :meth:`~UserSessions.user`; usable once, with ``with`` or ``async with``.
+    Returned by :meth:`UserSessions.request` and :meth:`~UserSessions.connection`;
+    usable once, with ``with`` or ``async with``. A request outside any connection of
+    its user (plain HTTP) opens CONNECTION and REQUEST together: this one state serves
+    both levels.
     """
 
-    __slots__ = ("_ctx", "_kind", "_opened", "_owner", "_token")
+    __slots__ = ("_ctx", "_kind", "_owner", "_token")
 
     def __init__(self, owner: UserSessions, ctx: UserExecutionContext, kind: Scope) -> None:
-        if type(ctx) is not UserExecutionContext and not isinstance(ctx, UserExecutionContext):
-            raise TypeError(
-                f"expected a UserExecutionContext, got {type(ctx).__name__}; build one from a "
-                "verified identity: UserExecutionContext(user_id=..., thread_id=...)"
-            )
+        _check_context(ctx)
         self._owner = owner
         self._ctx = ctx
         self._kind = kind
-        self._opened = False  # True while this object is an open CONNECTION/REQUEST scope
-        self._token: Any = None
+        self._token: contextvars.Token[Any] | None = None
 
     # -- entering -----------------------------------------------------------------
     def _open(self, async_: bool) -> list[_UserSession] | None:
@@ -182,65 +204,30 @@ class _ScopeCM(ScopeState):
             )
         owner = self._owner
         ctx = self._ctx
-        kind = self._kind
+        request = self._kind is _REQUEST
         frame = _get_active()
         if frame is not None and frame[4] is owner:
-            outer = frame[3].session
-            if outer.user_id != ctx.user_id:
-                raise IsolationError(outer.user_id, ctx.user_id)
+            user_state = frame[3]
+            if user_state.session.user_id != ctx.user_id:
+                raise IsolationError(user_state.session.user_id, ctx.user_id)
             conn = frame[2]
-            if kind is _REQUEST and conn is not None:
+            if request and conn is not None:  # a request inside its user's connection
                 if conn.closed:
                     raise ScopeClosedError(_CONNECTION, ctx.user_id)
-                owner._hold(outer, connection=False, request=True)
-                self.setup(_REQUEST, outer, async_)
-                self._opened = True
+                owner._hold(user_state.session)
+                self.setup(_REQUEST, user_state.session, async_)
                 owner._open_states.add(self)
-                self._token = _set_active((ctx, self, conn, frame[3], owner, async_))
+                self._token = _set_active((ctx, self, conn, user_state, owner, async_))
                 return None
         evicted: list[_UserSession] | None = None
-        connection = kind is not _USER
-        request = kind is _REQUEST
         session = owner._users.get(ctx.user_id)
-        joined = False
-        if session is not None and owner.max_users is None:  # fast path: hold a live session
-            session.lock.acquire()
-            try:
-                if not session.retired and not owner._closed:
-                    now = owner._clock()
-                    max_age = owner.max_age
-                    idle = owner.idle_timeout
-                    if session.active or not (
-                        (max_age is not None and now - session.created_at >= max_age)
-                        or (idle is not None and now - session.last_used >= idle)
-                    ):
-                        if owner._limited:
-                            owner._check_limits(session, connection, request)
-                        session.active += 1
-                        session.connections += connection
-                        session.requests += request
-                        session.last_used = now
-                        joined = True
-            finally:
-                session.lock.release()
-        if not joined or session is None:
-            session, evicted = owner._acquire(ctx.user_id, connection, request, async_)
-        if connection:
-            self.level = _CONNECTION
-            self.session = session
-            self.async_ = async_
-            self.cache = {}
-            self.pending = None
-            self.finalizers = []
-            self.closed = False
-            self._opened = True
-            owner._open_states.add(self)
-            self._token = _set_active(
-                (ctx, self if request else None, self, session.state, owner, async_)
-            )
-        else:
-            self.session = session
-            self._token = _set_active((ctx, None, None, session.state, owner, async_))
+        if session is None or owner._max_users is not None or not owner._join(session, self):
+            session, evicted = owner._acquire(ctx.user_id, self, async_)
+        self.setup(_CONNECTION, session, async_)
+        owner._open_states.add(self)
+        self._token = _set_active(
+            (ctx, self if request else None, self, session.state, owner, async_)
+        )
         return evicted
 
     def __enter__(self) -> UserExecutionContext:
@@ -258,58 +245,38 @@ class _ScopeCM(ScopeState):
         return self._ctx
 
     # -- leaving --------------------------------------------------------------------
-    def _leave(self) -> tuple[list[tuple[int, Any, object]] | None, bool]:
+    def _leave(self) -> tuple[list[tuple[int, Any, object]] | None, int]:
         """Restore the outer frame and detach this scope's state.
 
-        Returns ``(finalizers, done)``: with no finalizers to run the session hold is
-        released in the same locked section (``done``); otherwise the caller runs them
-        and then calls :meth:`UserSessions._release`. ``done`` with ``finalizers`` set to
-        ``None`` never happens; ``(None, True)`` means "retired session to finish".
+        Returns ``(finalizers, action)``. With finalizers to run, the session is still
+        held (``action`` is ``_KEEP``): the caller runs them, then calls
+        :meth:`UserSessions._release`. Without, the hold was dropped in the same locked
+        section and ``action`` says what is left to do (see ``UserSessions._unhold``).
         """
         token, self._token = self._token, None
-        try:
-            _reset_active(token)
-        except ValueError:  # exited in another context (e.g. a generator-based wrapper)
-            _set_active(None if token.old_value is token.MISSING else token.old_value)
+        if token is None:
+            raise UserscopeError("this scope is not open; exit it only once")
+        _restore(token)
         owner = self._owner
         session = self.session
-        request = self._kind is _REQUEST
-        opened = self._opened
-        if opened:
-            owner._open_states.discard(self)
+        owner._open_states.discard(self)
         session.lock.acquire()
         try:
-            if opened:
-                cache = self.cache
-                if cache:
-                    if owner.leak_check:
-                        owner._watch(self)
-                    session.instances -= len(cache)
-                    cache.clear()
-                self.closed = True
-                self.pending = None
-                finalizers = self.finalizers
-                if finalizers:
-                    self.finalizers = []
-                    return finalizers, False
-            # Nothing to run: release the hold right here.
-            session.active -= 1
-            session.requests -= request
-            session.connections -= opened and self.level is _CONNECTION
-            if session.active:
-                return None, False
-            if owner.idle_timeout is not None:
-                session.last_used = owner._clock()
-            if session.retired:
-                return None, True
-            if session.scheduled or not owner._timed:
-                return None, False
-            session.scheduled = True
+            self.closed = True
+            cache = self.cache
+            if cache:
+                if owner.leak_check:
+                    owner._watch(self)
+                session.instances -= len(cache)
+                cache.clear()
+            self.pending = None
+            finalizers = self.finalizers
+            if finalizers:
+                self.finalizers = []
+                return finalizers, _KEEP
+            return None, owner._unhold(session, self)
         finally:
             session.lock.release()
-        with owner._lock:
-            owner._push_deadline(session)
-        return None, False
 
     def __exit__(
         self,
@@ -317,28 +284,24 @@ class _ScopeCM(ScopeState):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        finalizers, finish = self._leave()
-        if finalizers is None and not finish:
+        finalizers, action = self._leave()
+        if finalizers is None and action is _KEEP:
             return
         owner = self._owner
         session = self.session
         failures: list[BaseException] = []
-        ran = len(finalizers) if finalizers else 0
         if finalizers:
+            ran = len(finalizers)
             try:
                 failures = run_finalizers_sync(finalizers, exc)
             finally:
-                finish = owner._release(
-                    session,
-                    self._kind is _REQUEST,
-                    self._opened and self.level is _CONNECTION,
-                    ran,
-                    len(failures),
-                )
-        if finish:
+                action = owner._release(session, self, ran, len(failures))
+        elif action is _SCHEDULE:
+            owner._schedule(session)
+        if action is _FINISH:
             failures += owner._finish_user_sync(session, log_only=False, exc=exc)
         if failures:
-            settle(exc, failures, self.level if self._opened else _USER, session.user_id)
+            settle(exc, failures, self.level, session.user_id)
 
     async def __aexit__(
         self,
@@ -346,28 +309,94 @@ class _ScopeCM(ScopeState):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        finalizers, finish = self._leave()
-        if finalizers is None and not finish:
+        finalizers, action = self._leave()
+        if finalizers is None and action is _KEEP:
             return
         owner = self._owner
         session = self.session
         failures: list[BaseException] = []
-        ran = len(finalizers) if finalizers else 0
         if finalizers:
+            ran = len(finalizers)
             try:
                 failures = await run_finalizers_async(finalizers, exc)
             finally:
-                finish = owner._release(
-                    session,
-                    self._kind is _REQUEST,
-                    self._opened and self.level is _CONNECTION,
-                    ran,
-                    len(failures),
-                )
-        if finish:
+                action = owner._release(session, self, ran, len(failures))
+        elif action is _SCHEDULE:
+            owner._schedule(session)
+        if action is _FINISH:
             failures += await owner._finish_user_async(session, log_only=False, exc=exc)
         if failures:
-            settle(exc, failures, self.level if self._opened else _USER, session.user_id)
+            settle(exc, failures, self.level, session.user_id)
+
+
+class _UserScopeCM:
+    """Enters only a user's USER scope (internal; see :meth:`UserSessions.user`)."""
+
+    __slots__ = ("_ctx", "_owner", "_session", "_token")
+
+    def __init__(self, owner: UserSessions, ctx: UserExecutionContext) -> None:
+        _check_context(ctx)
+        self._owner = owner
+        self._ctx = ctx
+        self._session: _UserSession | None = None
+        self._token: contextvars.Token[Any] | None = None
+
+    def _open(self, async_: bool) -> list[_UserSession] | None:
+        if self._token is not None:
+            raise UserscopeError("this scope object is already open; call sessions.user(ctx) again")
+        owner = self._owner
+        ctx = self._ctx
+        frame = _get_active()
+        if frame is not None and frame[4] is owner and frame[3].session.user_id != ctx.user_id:
+            raise IsolationError(frame[3].session.user_id, ctx.user_id)
+        evicted: list[_UserSession] | None = None
+        session = owner._users.get(ctx.user_id)
+        if session is None or owner._max_users is not None or not owner._join(session, None):
+            session, evicted = owner._acquire(ctx.user_id, None, async_)
+        self._session = session
+        self._token = _set_active((ctx, None, None, session.state, owner, async_))
+        return evicted
+
+    def __enter__(self) -> UserExecutionContext:
+        evicted = self._open(False)
+        for session in evicted or ():
+            self._owner._finish_user_sync(session, log_only=True)
+        return self._ctx
+
+    async def __aenter__(self) -> UserExecutionContext:
+        evicted = self._open(True)
+        for session in evicted or ():
+            await self._owner._finish_user_async(session, log_only=True)
+        return self._ctx
+
+    def _leave(self) -> _UserSession:
+        token, self._token = self._token, None
+        if token is None or self._session is None:
+            raise UserscopeError("this scope is not open; exit it only once")
+        _restore(token)
+        return self._session
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        session = self._leave()
+        if self._owner._release(session, None, 0, 0) is _FINISH:
+            failures = self._owner._finish_user_sync(session, log_only=False, exc=exc)
+            settle(exc, failures, _USER, session.user_id)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        session = self._leave()
+        if self._owner._release(session, None, 0, 0) is _FINISH:
+            failures = await self._owner._finish_user_async(session, log_only=False, exc=exc)
+            settle(exc, failures, _USER, session.user_id)
 
 
 class UserSessions:
@@ -422,22 +451,23 @@ class UserSessions:
         ):
             if value is not None and (isinstance(value, bool) or value <= 0):
                 raise ValueError(f"{name} must be a positive number or None, got {value!r}")
-        self.max_users = max_users
-        self.max_age = max_age
-        self.idle_timeout = idle_timeout
-        self.max_connections_per_user = max_connections_per_user
-        self.max_requests_per_user = max_requests_per_user
-        self.max_instances_per_user = max_instances_per_user
+        self._max_users = max_users
+        self._max_age = max_age
+        self._idle_timeout = idle_timeout
+        self._max_connections_per_user = max_connections_per_user
+        self._max_requests_per_user = max_requests_per_user
+        self._max_instances_per_user = max_instances_per_user
         self.leak_check = leak_check
         self._clock = clock
         self._lock = threading.Lock()
         self._users: OrderedDict[str, _UserSession] = OrderedDict()  # LRU order if max_users
         self._retired: set[_UserSession] = set()  # out of the table, scopes still open
-        self._open_states: set[ScopeState] = set()  # open CONNECTION/REQUEST states
+        self._open_states: set[_ScopeCM] = set()  # open CONNECTION/REQUEST states
         self._deadlines: list[tuple[float, int, _UserSession]] = []  # one entry per session
         self._seq = itertools.count()
         self._closed = False
         self._timed = max_age is not None or idle_timeout is not None
+        # per-user concurrency counters are only kept when a limit needs them
         self._limited = max_connections_per_user is not None or max_requests_per_user is not None
         self._cleanups_run = 0
         self._cleanups_failed = 0
@@ -448,6 +478,37 @@ class UserSessions:
         self.leaks: list[LeakReport] = []
         self._reaper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+
+    # -- limits (fixed at construction) ----------------------------------------------
+    @property
+    def max_users(self) -> int | None:
+        """Most user sessions kept at once (``None``: no limit; the default)."""
+        return self._max_users
+
+    @property
+    def max_age(self) -> float | None:
+        """Seconds a user session may live (default 24 h; ``None``: forever)."""
+        return self._max_age
+
+    @property
+    def idle_timeout(self) -> float | None:
+        """Seconds a session may sit unused before it is closed (``None``: the default)."""
+        return self._idle_timeout
+
+    @property
+    def max_connections_per_user(self) -> int | None:
+        """Concurrent connections per user (``None``: no limit; the default)."""
+        return self._max_connections_per_user
+
+    @property
+    def max_requests_per_user(self) -> int | None:
+        """Concurrent requests per user (``None``: no limit; the default)."""
+        return self._max_requests_per_user
+
+    @property
+    def max_instances_per_user(self) -> int | None:
+        """Live scoped instances per user (default 50; ``None``: no limit)."""
+        return self._max_instances_per_user
 
     # -- opening scopes ---------------------------------------------------------------
     def request(self, ctx: UserExecutionContext) -> _ScopeCM:
@@ -482,7 +543,7 @@ class UserSessions:
         """
         return _ScopeCM(self, ctx, _CONNECTION)
 
-    def user(self, ctx: UserExecutionContext) -> _ScopeCM:
+    def user(self, ctx: UserExecutionContext) -> _UserScopeCM:
         """Enter only the user's USER scope (background jobs that serve one user).
 
         Example:
@@ -492,7 +553,7 @@ class UserSessions:
             ...     us.current_scope()
             <Scope.USER: 3>
         """
-        return _ScopeCM(self, ctx, _USER)
+        return _UserScopeCM(self, ctx)
 
     # -- table management (internal) -----------------------------------------------
     def _refuse(self, limit: str) -> None:
@@ -501,50 +562,47 @@ class UserSessions:
 
     def _check_limits(self, session: _UserSession, connection: bool, request: bool) -> None:
         """Raise ScopeLimitError when a per-user concurrency limit is reached (lock held)."""
-        if (
-            connection
-            and self.max_connections_per_user is not None
-            and (session.connections >= self.max_connections_per_user)
-        ):
+        maximum = self._max_connections_per_user
+        if connection and maximum is not None and session.connections >= maximum:
             self._refuse("max_connections_per_user")
             raise ScopeLimitError(
-                "max_connections_per_user",
-                session.user_id,
-                session.connections,
-                self.max_connections_per_user,
+                "max_connections_per_user", session.user_id, session.connections, maximum
             )
-        if (
-            request
-            and self.max_requests_per_user is not None
-            and (session.requests >= self.max_requests_per_user)
-        ):
+        maximum = self._max_requests_per_user
+        if request and maximum is not None and session.requests >= maximum:
             self._refuse("max_requests_per_user")
             raise ScopeLimitError(
-                "max_requests_per_user",
-                session.user_id,
-                session.requests,
-                self.max_requests_per_user,
+                "max_requests_per_user", session.user_id, session.requests, maximum
             )
 
-    def _join(self, session: _UserSession, connection: bool, request: bool) -> bool:
-        """Fast path: hold an existing, live session; False sends the caller to `_acquire`."""
-        if self.max_users is not None:
-            return False  # LRU bookkeeping needs the table lock
-        with session.lock:
-            if session.retired or self._closed:
-                return False
-            now = self._clock() if self._timed else 0.0
-            if session.active == 0 and self._timed and self._is_expired(session, now):
-                return False
+    def _take_hold(self, session: _UserSession, connection: bool, request: bool) -> None:
+        """Count one more open scope on ``session`` (lock held); refuse over a limit."""
+        if self._limited:
             self._check_limits(session, connection, request)
-            session.active += 1
             session.connections += connection
             session.requests += request
-            session.last_used = now
-        return True
+        session.active += 1
+
+    def _join(self, session: _UserSession, scope: _ScopeCM | None) -> bool:
+        """Fast path: hold a live session; False sends the caller to `_acquire`.
+
+        ``scope`` is the CONNECTION scope being opened (``None`` for a USER-only scope).
+        """
+        lock = session.lock
+        lock.acquire()
+        try:
+            if session.retired or (not session.active and self._clock() >= session.expires_at):
+                return False
+            if scope is None:
+                session.active += 1
+            else:
+                self._take_hold(session, True, scope._kind is _REQUEST)
+            return True
+        finally:
+            lock.release()
 
     def _acquire(
-        self, user_id: str, connection: bool, request: bool, async_: bool
+        self, user_id: str, scope: _ScopeCM | None, async_: bool
     ) -> tuple[_UserSession, list[_UserSession]]:
         """Slow path: create, replace or evict sessions under the table lock."""
         now = self._clock()
@@ -560,12 +618,12 @@ class UserSessions:
                 evicted.append(session)
                 session = None
             if session is None:
-                if self.max_users is not None and len(self._users) >= self.max_users:
+                if self._max_users is not None and len(self._users) >= self._max_users:
                     victim = self._pick_victim(async_)
                     if victim is None:
                         self._refusals["max_users"] += 1
                         raise ScopeLimitError(
-                            "max_users", user_id, len(self._users), self.max_users
+                            "max_users", user_id, len(self._users), self._max_users
                         )
                     self._retire(victim)
                     self._retired.discard(victim)
@@ -574,64 +632,68 @@ class UserSessions:
                 session = _UserSession(self, user_id, now)
                 self._users[user_id] = session
             with session.lock:
-                self._check_limits(session, connection, request)
-                session.active += 1
-                session.connections += connection
-                session.requests += request
-                session.last_used = now
-            if self.max_users is not None:
+                self._take_hold(
+                    session, scope is not None, scope is not None and scope._kind is _REQUEST
+                )
+            if self._max_users is not None:
                 self._users.move_to_end(user_id)
         return session, evicted
 
-    def _hold(self, session: _UserSession, *, connection: bool, request: bool) -> None:
+    def _hold(self, session: _UserSession) -> None:
+        """Hold ``session`` for a request nested in one of its connections."""
         with session.lock:
             if self._closed:
                 raise ScopeClosedError(None, session.user_id)
-            self._check_limits(session, connection, request)
-            session.active += 1
-            session.connections += connection
-            session.requests += request
+            self._take_hold(session, False, True)
 
-    def _release(
-        self, session: _UserSession, request: bool, connection: bool, ran: int, failed: int
-    ) -> bool:
-        """Drop one hold; return True when a retired session must now be finished."""
+    def _unhold(self, session: _UserSession, scope: _ScopeCM | None) -> int:
+        """Drop one hold (lock held); return what the caller must do next.
+
+        ``_FINISH``: the session was retired and this was its last scope, finish it;
+        ``_SCHEDULE``: it went idle and needs a deadline-heap entry; ``_KEEP``: nothing.
+        """
+        if self._limited and scope is not None:
+            session.connections -= scope.level is _CONNECTION
+            session.requests -= scope._kind is _REQUEST
+        session.active -= 1
+        if session.active:
+            return _KEEP
+        if session.retired:
+            return _FINISH
+        idle = self._idle_timeout
+        if idle is not None:
+            session.expires_at = min(session.max_expiry, self._clock() + idle)
+        if session.scheduled or not self._timed:
+            return _KEEP
+        session.scheduled = True
+        return _SCHEDULE
+
+    def _schedule(self, session: _UserSession) -> None:
+        with self._lock:
+            self._push_deadline(session)
+
+    def _release(self, session: _UserSession, scope: _ScopeCM | None, ran: int, failed: int) -> int:
+        """Drop one hold after cleanups ran; returns ``_FINISH`` or ``_KEEP``."""
         session.lock.acquire()
         try:
-            session.active -= 1
-            session.requests -= request
-            session.connections -= connection
             if ran:
                 session.cleanups_run += ran
                 session.cleanups_failed += failed
-            if session.active:
-                return False
-            if self.idle_timeout is not None:
-                session.last_used = self._clock()
-            if session.retired:
-                return True
-            if session.scheduled or not self._timed:
-                return False
-            session.scheduled = True
+            action = self._unhold(session, scope)
         finally:
             session.lock.release()
-        with self._lock:
-            self._push_deadline(session)
-        return False
+        if action is _SCHEDULE:
+            self._schedule(session)
+            return _KEEP
+        return action
 
     def _is_expired(self, session: _UserSession, now: float) -> bool:
-        if self.max_age is not None and now - session.created_at >= self.max_age:
-            return True
-        return self.idle_timeout is not None and now - session.last_used >= self.idle_timeout
+        """Whether an idle session is past its deadline."""
+        return now >= session.expires_at
 
     def _push_deadline(self, session: _UserSession) -> None:
         """Queue the session's next possible expiry (table lock held)."""
-        candidates = []
-        if self.max_age is not None:
-            candidates.append(session.created_at + self.max_age)
-        if self.idle_timeout is not None:
-            candidates.append(session.last_used + self.idle_timeout)
-        heapq.heappush(self._deadlines, (min(candidates), next(self._seq), session))
+        heapq.heappush(self._deadlines, (session.expires_at, next(self._seq), session))
 
     def _pick_victim(self, async_: bool) -> _UserSession | None:
         for session in self._users.values():  # least recently used first
@@ -1030,15 +1092,16 @@ class UserSessions:
         """
         with self._lock:
             sessions = [*self._users.values(), *self._retired]
-            states = [*self._open_states.copy(), *(session.state for session in sessions)]
+            open_states = [*self._open_states.copy()]
+            states = [*open_states, *(session.state for session in sessions)]
             live: Counter[str] = Counter()
             for state in states:
                 for provider in list(state.cache):
                     live[_name_of(provider)] += 1
             return SessionStats(
                 users=len(self._users),
-                connections=sum(session.connections for session in sessions),
-                requests=sum(session.requests for session in sessions),
+                connections=sum(1 for state in open_states if state.level is _CONNECTION),
+                requests=sum(1 for state in open_states if state._kind is _REQUEST),
                 instances=sum(live.values()),
                 instances_by_provider=dict(live),
                 cleanups_run=self._cleanups_run + sum(s.cleanups_run for s in sessions),

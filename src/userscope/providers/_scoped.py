@@ -226,11 +226,11 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
     def _create(
         self, state: ScopeState, frame: Frame, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if state.closed:
-            raise ScopeClosedError(state.level, state.session.user_id, self.name)
         session = state.session
         session.lock.acquire()
         try:
+            if state.closed:  # checked under the lock: a closing scope takes no new instance
+                raise ScopeClosedError(state.level, session.user_id, self.name)
             value = state.cache.get(self, _MISSING)
             if value is not _MISSING:
                 return _ready(value) if self._is_async else value
@@ -239,7 +239,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
                 future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 waiters.append(future)
                 return _await_pending(future)
-            limit = session.owner.max_instances_per_user
+            limit = session.owner._max_instances_per_user
             if limit is not None and session.instances >= limit:
                 session.admit(self.name)
             result = self._build(frame) if not (args or kwargs) else self._factory(*args, **kwargs)
