@@ -216,6 +216,52 @@ async def test_run_failure_is_reported_as_error(make_broker: BrokerFactory) -> N
     assert finished.payload["error"] == "ZeroDivisionError"
 
 
+async def test_run_fields_are_stamped_on_every_event_of_the_run(
+    make_broker: BrokerFactory,
+) -> None:
+    broker = make_broker(heartbeat_interval=0.05, heartbeat_timeout=0.2)
+    alice = ctx("alice")
+    fields = {"agent": "coder", "request_id": "r-1", "text": "prompt"}
+    async with broker.subscribe(alice) as sub:
+        async with broker.run(alice, "run-f", fields=fields) as run:
+            await run.publish({"type": "token", "text": "word"})
+            await asyncio.sleep(0.12)  # at least one heartbeat
+        seen: list[Delivery] = []
+        async with asyncio.timeout(GUARD):
+            while not seen or seen[-1].type != RUN_FINISHED:
+                item = await anext(sub)
+                assert isinstance(item, Delivery)
+                seen.append(item)
+    started, token = seen[0], seen[1]
+    assert started.payload == {
+        **fields,
+        "type": RUN_STARTED,
+        "run_id": "run-f",
+        "heartbeat_timeout": 0.2,
+    }
+    assert token.payload == {**fields, "type": "token", "text": "word", "run_id": "run-f"}
+    assert seen[-1].payload == {**fields, "type": RUN_FINISHED, "run_id": "run-f", "status": "ok"}
+    beats = [d for d in seen if d.type == RUN_HEARTBEAT]
+    assert beats
+    assert all(d.payload["agent"] == "coder" for d in beats)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"type": "x"}, ValueError),
+        ({"run_id": "other"}, ValueError),
+        ({"when": datetime.datetime(2024, 1, 1)}, EventPayloadError),
+    ],
+)
+async def test_run_fields_are_checked_up_front(
+    make_broker: BrokerFactory, fields: dict[str, Any], error: type[Exception]
+) -> None:
+    broker = make_broker()
+    with pytest.raises(error):
+        broker.run(ctx("alice"), "run-x", fields=fields)
+
+
 async def test_run_lost_when_heartbeats_stop(make_broker: BrokerFactory) -> None:
     broker = make_broker()
     alice = ctx("alice")

@@ -188,13 +188,16 @@ class InMemoryBroker:
         user: UserLike,
         run_id: str,
         *,
+        fields: Mapping[str, Any] | None = None,
         heartbeat_interval: float | None = None,
         heartbeat_timeout: float | None = None,
     ) -> RunHandle:
         """Announce a run and keep it alive with heartbeats (see :class:`RunHandle`).
 
+        ``fields`` (a JSON object) are stamped on every event of the run.
+
         Example:
-            >>> # async with broker.run(ctx, "run-1") as run:
+            >>> # async with broker.run(ctx, "run-1", fields={"agent": "coder"}) as run:
             >>> #     await run.publish({"type": "token", "text": "hi"})
         """
         return RunHandle(
@@ -203,6 +206,7 @@ class InMemoryBroker:
             run_id,
             self.heartbeat_interval if heartbeat_interval is None else heartbeat_interval,
             self.heartbeat_timeout if heartbeat_timeout is None else heartbeat_timeout,
+            fields,
         )
 
     def _replay(self, sub: Subscription, stream: _Stream) -> None:

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._errors import BrokerClosedError
+from ._json import encode_event
 from ._types import RUN_FINISHED, RUN_HEARTBEAT, RUN_STARTED
 
 if TYPE_CHECKING:
@@ -62,22 +63,32 @@ class RunHandle:
         run_id: str,
         heartbeat_interval: float,
         heartbeat_timeout: float,
+        fields: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(run_id, str) or not run_id or len(run_id) > 256:
             raise ValueError("run_id must be a non-empty string of at most 256 characters")
         check_heartbeat(heartbeat_interval, heartbeat_timeout)
+        stamped = dict(fields or {})
+        reserved = sorted(set(stamped) & {"type", "run_id"})
+        if reserved:
+            raise ValueError(
+                f"fields may not set {reserved}: the run sets them itself "
+                "(pass run_id as the second argument, types in each published event)"
+            )
+        encode_event(stamped, 1 << 20)  # JSON only: refused here, not at the first publish
         self._broker = broker
         self._user = user
         self.run_id = run_id
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
+        self.fields: dict[str, Any] = stamped
         self._task: asyncio.Task[None] | None = None
 
     def _event(self, kind: str, **extra: Any) -> dict[str, Any]:
-        return {"type": kind, "run_id": self.run_id, **extra}
+        return {**self.fields, "type": kind, "run_id": self.run_id, **extra}
 
     async def publish(self, event: Mapping[str, Any]) -> str:
-        """Publish an event of this run (``run_id`` is added when missing).
+        """Publish an event of this run (``run_id`` and ``fields`` are added when missing).
 
         Args:
             event: a JSON object.
@@ -89,7 +100,7 @@ class RunHandle:
             >>> # inside `async with broker.run(ctx, "r1") as run:`
             >>> # await run.publish({"type": "token", "text": "hi"})
         """
-        payload = dict(event)
+        payload = {**self.fields, **event} if self.fields else dict(event)
         payload.setdefault("run_id", self.run_id)
         return await self._broker.publish(self._user, payload)
 

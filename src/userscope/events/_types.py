@@ -190,10 +190,14 @@ class Broker(Protocol):
         user: UserLike,
         run_id: str,
         *,
+        fields: Mapping[str, Any] | None = None,
         heartbeat_interval: float | None = None,
         heartbeat_timeout: float | None = None,
     ) -> RunHandle:
-        """Async context manager announcing a run and keeping it visibly alive."""
+        """Async context manager announcing a run and keeping it visibly alive.
+
+        ``fields`` are stamped on every event of the run (see :class:`RunHandle`).
+        """
         ...
 
     async def aclose(self) -> None:
