@@ -171,11 +171,10 @@ def _check_context(ctx: object) -> None:
         )
 
 
-def _restore(token: contextvars.Token[Any]) -> None:
-    try:
-        _reset_active(token)
-    except ValueError:  # exited in another context (e.g. a generator-based wrapper)
-        _set_active(None if token.old_value is token.MISSING else token.old_value)
+def _set_outer(token: contextvars.Token[Any]) -> None:
+    """Restore the frame ``token`` replaced when the scope is left in another context
+    (``ContextVar.reset`` refuses that; e.g. a generator-based wrapper)."""
+    _set_active(None if token.old_value is token.MISSING else token.old_value)
 
 
 class _ScopeCM(ScopeState):
@@ -190,7 +189,8 @@ class _ScopeCM(ScopeState):
     __slots__ = ("_ctx", "_kind", "_owner", "_token")
 
     def __init__(self, owner: UserSessions, ctx: UserExecutionContext, kind: Scope) -> None:
-        _check_context(ctx)
+        if type(ctx) is not UserExecutionContext:
+            _check_context(ctx)
         self._owner = owner
         self._ctx = ctx
         self._kind = kind
@@ -256,7 +256,10 @@ class _ScopeCM(ScopeState):
         token, self._token = self._token, None
         if token is None:
             raise UserscopeError("this scope is not open; exit it only once")
-        _restore(token)
+        try:
+            _reset_active(token)
+        except ValueError:
+            _set_outer(token)
         owner = self._owner
         session = self.session
         owner._open_states.discard(self)
@@ -373,7 +376,10 @@ class _UserScopeCM:
         token, self._token = self._token, None
         if token is None or self._session is None:
             raise UserscopeError("this scope is not open; exit it only once")
-        _restore(token)
+        try:
+            _reset_active(token)
+        except ValueError:
+            _set_outer(token)
         return self._session
 
     def __exit__(
@@ -593,10 +599,10 @@ class UserSessions:
         try:
             if session.retired or (not session.active and self._clock() >= session.expires_at):
                 return False
-            if scope is None:
-                session.active += 1
-            else:
+            if scope is not None and self._limited:
                 self._take_hold(session, True, scope._kind is _REQUEST)
+            else:
+                session.active += 1
             return True
         finally:
             lock.release()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import keyword
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator
 from copy import deepcopy
 from types import AsyncGeneratorType, CoroutineType, GeneratorType
@@ -81,6 +82,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
     scope: ClassVar[Scope]
     __slots__ = (
         "_args",
+        "_builder",
         "_closing",
         "_factory",
         "_is_async",
@@ -121,6 +123,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
             *((None, _injection_kind(a), a) for a in args),
             *((k, _injection_kind(v), v) for k, v in kwargs.items()),
         )
+        self._builder: Callable[[Frame], Any] | None = None  # compiled from the plan on first use
         self._closing = False
         self._us_name = None
         self._is_async = inspect.iscoroutinefunction(provides) or inspect.isasyncgenfunction(
@@ -242,7 +245,13 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
             limit = session.owner._max_instances_per_user
             if limit is not None and session.instances >= limit:
                 session.admit(self.name)
-            result = self._build(frame) if not (args or kwargs) else self._factory(*args, **kwargs)
+            if args or kwargs:
+                result = self._factory(*args, **kwargs)
+            else:
+                builder = self._builder
+                if builder is None:
+                    builder = self._builder = _compile_builder(self)
+                result = builder(frame)
             kind = type(result)
             if kind is GeneratorType:
                 try:
@@ -278,38 +287,15 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
         finally:
             session.lock.release()
 
-    def _build(self, frame: Frame) -> Any:
-        """Resolve the injections and call the factory; an awaitable if any is async.
+    def _call_factory(self, positional: list[Any], named: dict[str, Any]) -> Any:
+        """Call the factory with resolved injections, awaiting the async ones first if any.
 
-        Scoped and ``CurrentContext`` injections are read straight from the active frame
-        unless overridden (then they are called, like any other provider).
+        The compiled builder's slow path: taken when an injected value's type has not
+        yet been seen to be a plain (non-awaitable) value.
         """
-        waiting = False
-        positional = []
-        named = {}
-        for key, how, value in self._plan:
-            if how:
-                if how == _SCOPED and value.last_overriding is None:
-                    state: ScopeState | None = frame[value.scope]  # type: ignore[assignment]
-                    if state is None:
-                        value = value()  # raises OutOfScopeError naming the dependency
-                    else:
-                        cached = state.cache.get(value, _MISSING)
-                        value = (
-                            value._create(state, frame, (), {}) if cached is _MISSING else cached
-                        )
-                elif how == _CONTEXT and value.last_overriding is None:
-                    value = frame[0]
-                else:
-                    value = value()
-                if type(value) not in _PLAIN_TYPES and _needs_await(value):
-                    waiting = True
-            if key is None:
-                positional.append(value)
-            else:
-                named[key] = value
-        if waiting:
-            return self._build_async(positional, named)
+        for value in (*positional, *named.values()):
+            if type(value) not in _PLAIN_TYPES and _needs_await(value):
+                return self._build_async(positional, named)
         return self._provides(*positional, **named)
 
     async def _build_async(self, positional: list[Any], named: dict[str, Any]) -> Any:
@@ -421,6 +407,100 @@ def _injection_kind(value: Any) -> int:
 
 
 _PLAIN_TYPES: set[type] = set()  # result types seen to be neither awaitable nor async generators
+
+
+def _compile_builder(provider: ScopedProvider[Any]) -> Callable[[Frame], Any]:
+    """Compile ``provider``'s injection plan into one function ``build(frame)``.
+
+    The function resolves every injection in plan order and calls the factory; it
+    returns what the factory returned, or an awaitable when an injection is async.
+    Scoped and ``CurrentContext`` injections are read straight from the active frame
+    while they are not overridden (then they are called, like any other provider);
+    other providers are called; plain values are passed as they are. This is
+    dependency-injector's Factory semantics with the per-call loop unrolled once.
+    """
+    namespace: dict[str, Any] = {
+        "MISSING": _MISSING,
+        "PLAIN": _PLAIN_TYPES,
+        "provides": provider._provides,
+        "slow": provider._call_factory,
+    }
+    lines: list[str] = []
+    values: list[str] = []  # expressions of the values, in plan order
+    checked: list[str] = []  # values that may be awaitable
+    keys: list[str | None] = []
+    for index, (key, how, dependency) in enumerate(provider._plan):
+        if key is not None and not (key.isidentifier() and not keyword.iskeyword(key)):
+            return _generic_builder(provider)
+        dep, var = f"d{index}", f"v{index}"
+        namespace[dep] = dependency
+        keys.append(key)
+        if how == _VALUE:
+            values.append(dep)
+            continue
+        values.append(var)
+        checked.append(var)
+        if how == _CONTEXT:
+            lines.append(f"    {var} = frame[0] if {dep}.last_overriding is None else {dep}()")
+        elif how == _SCOPED:
+            lines += [
+                f"    s = frame[{int(dependency.scope)}]",
+                f"    if s is None or {dep}.last_overriding is not None:",
+                f"        {var} = {dep}()",
+                "    else:",
+                f"        {var} = s.cache.get({dep}, MISSING)",
+                f"        if {var} is MISSING:",
+                f"            {var} = {dep}._create(s, frame, (), {{}})",
+            ]
+        else:
+            lines.append(f"    {var} = {dep}()")
+    positional = [v for v, k in zip(values, keys, strict=True) if k is None]
+    named = [(k, v) for v, k in zip(values, keys, strict=True) if k is not None]
+    call_args = ", ".join([*positional, *(f"{k}={v}" for k, v in named)])
+    if checked:
+        plain = " and ".join(f"type({v}) in PLAIN" for v in checked)
+        pos_list = "[" + "".join(f"{v}, " for v in positional) + "]"
+        named_dict = "{" + ", ".join(f"{k!r}: {v}" for k, v in named) + "}"
+        lines += [
+            f"    if not ({plain}):",
+            f"        return slow({pos_list}, {named_dict})",
+        ]
+    lines.append(f"    return provides({call_args})")
+    source = "def build(frame):\n" + "\n".join(lines) + "\n"
+    code = compile(source, f"<userscope builder of {provider.name}>", "exec")
+    exec(code, namespace)  # the source holds only plan indices and identifier keywords
+    builder: Callable[[Frame], Any] = namespace["build"]
+    return builder
+
+
+def _generic_builder(provider: ScopedProvider[Any]) -> Callable[[Frame], Any]:
+    """Builder for plans the compiler does not handle (keyword names that are not
+    identifiers): resolves each injection in turn, like the compiled one."""
+
+    def build(frame: Frame) -> Any:
+        positional: list[Any] = []
+        named: dict[str, Any] = {}
+        for key, how, value in provider._plan:
+            if how == _SCOPED and value.last_overriding is None:
+                state: ScopeState | None = frame[value.scope]  # type: ignore[assignment]
+                cached = _MISSING if state is None else state.cache.get(value, _MISSING)
+                if state is None:
+                    value = value()  # raises OutOfScopeError naming the dependency
+                elif cached is _MISSING:
+                    value = value._create(state, frame, (), {})
+                else:
+                    value = cached
+            elif how == _CONTEXT and value.last_overriding is None:
+                value = frame[0]
+            elif how != _VALUE:
+                value = value()
+            if key is None:
+                positional.append(value)
+            else:
+                named[key] = value
+        return provider._call_factory(positional, named)
+
+    return build
 
 
 def _needs_await(result: Any) -> bool:
