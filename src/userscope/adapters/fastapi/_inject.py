@@ -3,30 +3,85 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Sequence
+from types import CoroutineType
 from typing import Any, TypeVar, cast
 
 from dependency_injector import providers
+from dependency_injector.wiring import ProvidersMap
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 import userscope as us
 
 from ._errors import AuthenticationRequiredError
-from ._state import resolve_installed
+from ._state import PROVIDERS_KEY, map_provider
 
-__all__ = ["Inject"]
+__all__ = ["Inject", "injected_provider", "resolve_all"]
 
 T = TypeVar("T")
+
+#: attribute of an `Inject` dependency that names the provider it resolves
+_PROVIDER_ATTR = "__userscope_provider__"
+
+_PLAIN_TYPES: set[type] = set()  # result types seen not to be awaitable
+
+
+def _is_awaitable(value: Any) -> bool:
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
+        return False
+    if kind is CoroutineType or inspect.isawaitable(value):
+        return True
+    if len(_PLAIN_TYPES) < 1024:  # bounded: a type is only ever added once
+        _PLAIN_TYPES.add(kind)
+    return False
+
+
+async def resolve_all(
+    requested: Sequence[providers.Provider[Any]], targets: Sequence[providers.Provider[Any]]
+) -> list[Any]:
+    """Resolve ``targets`` in order (awaiting asynchronous results), for `Inject`.
+
+    ``requested[i]`` is what the endpoint asked for and ``targets[i]`` the installed
+    container's provider for it. Resolving a scoped provider with no signed-in user
+    raises `AuthenticationRequiredError` (answered ``401``).
+    """
+    values: list[Any] = []
+    for index, target in enumerate(targets):
+        try:
+            value = target()
+            if _is_awaitable(value):
+                value = await value
+        except us.OutOfScopeError as exc:
+            if us.current_context() is None:
+                raise AuthenticationRequiredError(provider=repr(requested[index])) from exc
+            raise
+        values.append(value)
+    return values
+
+
+def injected_provider(call: Callable[..., Any] | None) -> providers.Provider[Any] | None:
+    """The provider behind an `Inject` dependency callable, or ``None`` for anything else."""
+    found = getattr(call, _PROVIDER_ATTR, None)
+    return found if isinstance(found, providers.Provider) else None
 
 
 def Inject(provider: providers.Provider[T]) -> T:
     """Inject what ``provider`` provides into a FastAPI endpoint, inside the active scope.
 
     Use it as a default value or inside ``Annotated``; it needs no ``@inject``
-    decorator and no ``container.wire(...)``. The provider is resolved by an
-    ``async def`` dependency (no threadpool hop, also for ``def`` endpoints),
-    once per request, and awaited when it is asynchronous. Resolving a scoped
-    provider without a signed-in user answers ``401`` (`AuthenticationRequiredError`).
+    decorator and no ``container.wire(...)``. The provider is resolved once per
+    request on the event loop (no threadpool hop, also for ``def`` endpoints) and
+    awaited when it is asynchronous. Resolving a scoped provider without a
+    signed-in user answers ``401`` (`AuthenticationRequiredError`).
+
+    In ``async def`` HTTP endpoints, `install` resolves the endpoint's ``Inject``
+    parameters itself, before FastAPI reads the body and solves the other
+    dependencies, instead of going through FastAPI's dependency machinery (which
+    costs about as much as a small request). Elsewhere (``def`` endpoints,
+    WebSocket endpoints, inside your own dependencies) it is an ordinary
+    ``async def`` FastAPI dependency.
 
     A provider of the container *class* (``Container.agent``) is resolved
     through the container *instance* given to `install`, so that overrides
@@ -54,18 +109,20 @@ def Inject(provider: providers.Provider[T]) -> T:
         ...     return greeting
     """
     name = getattr(provider, "__name__", None) or type(provider).__name__
+    requested = (provider,)
+    # (providers map, its provider for ``provider``): one tuple, swapped whole
+    cached: tuple[ProvidersMap | None, tuple[providers.Provider[Any], ...]] = (None, requested)
 
     async def resolve(connection: HTTPConnection) -> Any:
-        target = resolve_installed(connection.scope, provider)
-        try:
-            value = target()
-            if inspect.isawaitable(value):
-                value = await value
-        except us.OutOfScopeError as exc:
-            if us.current_context() is None:
-                raise AuthenticationRequiredError(provider=repr(provider)) from exc
-            raise
-        return value
+        nonlocal cached
+        providers_map = connection.scope.get(PROVIDERS_KEY)
+        seen = cached
+        if providers_map is not seen[0]:
+            if not isinstance(providers_map, ProvidersMap):
+                providers_map = None
+            seen = cached = (providers_map, (map_provider(providers_map, provider),))
+        return (await resolve_all(requested, seen[1]))[0]
 
     resolve.__name__ = resolve.__qualname__ = f"inject_{name}"
+    setattr(resolve, _PROVIDER_ATTR, provider)
     return cast(T, Depends(resolve))

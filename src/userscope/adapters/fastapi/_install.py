@@ -14,6 +14,8 @@ import userscope as us
 
 from ._auth import Authenticator
 from ._middleware import StatsGuard, UserscopeMiddleware
+from ._routes import prepare_routes
+from ._state import providers_map_for
 
 __all__ = ["install"]
 
@@ -35,6 +37,10 @@ def install(
     * adds a pure ASGI middleware: every HTTP request runs inside
       ``sessions.request(ctx)``, every WebSocket inside ``sessions.connection(ctx)``,
       where ``ctx`` comes only from ``authenticate``;
+    * prepares the app's ``async def`` HTTP routes so that their `Inject`
+      parameters are resolved without FastAPI's dependency machinery (now, again
+      at lifespan startup for routes added after ``install``, and at the first
+      request when the app is served without a lifespan);
     * composes with the app's lifespan: starts the session reaper (when
       ``sessions`` has ``start_reaper``) and runs ``await sessions.aclose()``
       at shutdown, after the app's own shutdown code;
@@ -75,6 +81,7 @@ def install(
     if stats_path is not None and not stats_path.startswith("/"):
         raise ValueError(f"stats_path must start with '/', got {stats_path!r}")
     us.validate(container)
+    providers_map = providers_map_for(container)
 
     app.add_middleware(
         UserscopeMiddleware,
@@ -92,6 +99,7 @@ def install(
         reaper = _start_reaper(sessions)
         try:
             async with inner(lifespan_app) as state:
+                prepare_routes(app.router.routes, providers_map)
                 yield state
         finally:
             try:
@@ -104,6 +112,7 @@ def install(
 
     app.router.lifespan_context = lifespan
     setattr(app.state, _INSTALLED, True)
+    prepare_routes(app.router.routes, providers_map)
 
 
 def _start_reaper(sessions: us.UserSessions) -> asyncio.Task[Any] | None:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import anyio
 from dependency_injector import containers
-from dependency_injector.wiring import ProvidersMap
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
@@ -26,7 +25,8 @@ from ._refusals import (
     refusal_for,
     send_http_refusal,
 )
-from ._state import PROVIDERS_KEY, STATE_KEY, credentials_expiry
+from ._routes import prepare_routes
+from ._state import PROVIDERS_KEY, STATE_KEY, credentials_expiry, providers_map_for
 
 __all__ = ["ConnectionState", "StatsGuard", "UserscopeMiddleware"]
 
@@ -84,24 +84,41 @@ class UserscopeMiddleware:
     ) -> None:
         self.app = app
         self.container = container
-        self.providers_map = ProvidersMap(container)
+        self.providers_map = providers_map_for(container)
         self.sessions = sessions
         self.authenticate = authenticate
         self.stats_path = stats_path
         self.stats_guard = stats_guard
+        self._routes_prepared = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
+        kind = scope["type"]
+        if kind == "http":
             scope[PROVIDERS_KEY] = self.providers_map
-        if scope["type"] == "http":
+            if not self._routes_prepared:
+                self._prepare_routes(scope)
             if self.stats_path is not None and scope["path"] == self.stats_path:
                 await self._stats(scope, send)
             else:
                 await self._http(scope, receive, send)
-        elif scope["type"] == "websocket":
+        elif kind == "websocket":
+            scope[PROVIDERS_KEY] = self.providers_map
             await self._websocket(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    def _prepare_routes(self, scope: Scope) -> None:
+        """Once, at the first request: put routes added since `install` on the fast path.
+
+        (`install` prepares the routes that exist then, and again at lifespan startup;
+        this covers apps served without a lifespan, e.g. a ``TestClient`` used without
+        ``with``.)
+        """
+        self._routes_prepared = True
+        router = getattr(scope.get("app"), "router", None)
+        routes = getattr(router, "routes", None)
+        if isinstance(routes, list):
+            prepare_routes(routes, self.providers_map)
 
     # -- HTTP ---------------------------------------------------------------------------
 

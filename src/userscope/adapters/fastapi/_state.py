@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import MutableMapping
 from typing import Any, TypeVar, cast
 
-from dependency_injector import providers
+from dependency_injector import containers, providers
 from dependency_injector.wiring import ProvidersMap
 from starlette.requests import HTTPConnection
 
@@ -14,6 +15,8 @@ __all__ = [
     "PROVIDERS_KEY",
     "STATE_KEY",
     "credentials_expiry",
+    "map_provider",
+    "providers_map_for",
     "resolve_installed",
     "set_credentials_expiry",
 ]
@@ -70,6 +73,31 @@ def credentials_expiry(scope: MutableMapping[str, Any]) -> float | None:
     return None if value is None else float(value)
 
 
+_MAPS: weakref.WeakKeyDictionary[containers.Container, ProvidersMap] = weakref.WeakKeyDictionary()
+
+
+def providers_map_for(container: containers.Container) -> ProvidersMap:
+    """The one `ProvidersMap` of ``container`` (shared by the middleware and the route plans).
+
+    Sharing it lets a route plan check with one identity test that a request comes
+    through the container it was prepared for.
+    """
+    found = _MAPS.get(container)
+    if found is None:
+        found = _MAPS[container] = ProvidersMap(container)
+    return found
+
+
+def map_provider(
+    providers_map: ProvidersMap | None, provider: providers.Provider[T]
+) -> providers.Provider[T]:
+    """``provider`` as seen through ``providers_map`` (itself when the map does not know it)."""
+    if providers_map is None:
+        return provider
+    target = providers_map.resolve_provider(provider)
+    return provider if target is None else cast("providers.Provider[T]", target)
+
+
 def resolve_installed(
     scope: MutableMapping[str, Any], provider: providers.Provider[T]
 ) -> providers.Provider[T]:
@@ -83,5 +111,4 @@ def resolve_installed(
     providers_map = scope.get(PROVIDERS_KEY)
     if not isinstance(providers_map, ProvidersMap):
         return provider
-    target = providers_map.resolve_provider(provider)
-    return provider if target is None else cast("providers.Provider[T]", target)
+    return map_provider(providers_map, provider)
