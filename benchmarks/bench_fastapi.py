@@ -11,6 +11,15 @@ user, kept across requests), open a ``WebSocketBridge`` from an async generator 
 cleanup must run, build the ``Agent``, return ``agent.answer()`` as JSON. Apps alternate
 inside every repetition (rotating order); the script fails if any request is not a 200
 with the expected body or if any app's bridge cleanup did not run once per request.
+
+Identity is the same step for every app and verifies nothing: ``ctx_from`` reads the
+``x-user`` header and builds the context (no token, no signature check). The bare app
+calls it in the endpoint, FastAPI ``Depends`` in a dependency, dishka and wireup in a
+REQUEST-scoped factory, userscope in the ``authenticate`` callable of its middleware.
+
+``bare+1-depends`` is the bare app with one extra trivial ``async def`` dependency that
+returns a constant: the cost of a single FastAPI dependency, a floor for any DI that goes
+through FastAPI's ``Depends``.
 """
 
 import argparse
@@ -105,6 +114,38 @@ def bare_app() -> BenchApp:
                 raise RuntimeError("bridge generator yielded twice")
 
     return BenchApp("bare", app, counter)
+
+
+def bare_one_depends_app() -> BenchApp:
+    """The bare app plus one trivial ``async def`` dependency returning a constant."""
+    counter = g.Counter()
+    aopen_bridge = g.abridge_factory(counter)
+    users: dict[str, g.AgentRegistry] = {}
+    llm = g.LLMClient(g.Settings())
+    app = FastAPI()
+
+    async def constant() -> int:
+        return 1
+
+    @app.get("/agent")
+    async def endpoint(request: Request, _: Annotated[int, Depends(constant)]) -> dict[str, str]:
+        ctx = ctx_from(request)
+        registry = users.get(ctx.user_id)
+        if registry is None:
+            registry = users[ctx.user_id] = g.AgentRegistry(ctx)
+        agen = aopen_bridge(ctx)
+        bridge = await agen.__anext__()
+        try:
+            return g.Agent(registry, bridge, llm).answer()
+        finally:
+            try:
+                await agen.__anext__()
+            except StopAsyncIteration:
+                pass
+            else:
+                raise RuntimeError("bridge generator yielded twice")
+
+    return BenchApp("bare+1-depends", app, counter)
 
 
 def depends_app() -> BenchApp:
@@ -282,6 +323,7 @@ def userscope_app() -> BenchApp:
 
 APP_BUILDERS: dict[str, tuple[Callable[[], BenchApp], str]] = {
     "bare": (bare_app, ""),
+    "bare+1-depends": (bare_one_depends_app, ""),
     "fastapi-depends": (depends_app, ""),
     "dishka": (dishka_app, "dishka.integrations.fastapi"),
     "wireup": (wireup_app, "wireup.integration.fastapi"),
