@@ -228,3 +228,136 @@ def test_set_credentials_expiry_round_trip() -> None:
 
 def test_repr_never_shows_the_key() -> None:
     assert SECRET not in repr(hs256())
+
+
+# -- remembered verifications -------------------------------------------------------------
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every token that PyJWT really decodes (signature and claims checked)."""
+    seen: list[str] = []
+    real = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("options", {}).get("verify_signature", True):
+            seen.append(token)
+        return real(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    return seen
+
+
+def test_a_verified_token_is_remembered_by_its_exact_string(decodes: list[str]) -> None:
+    auth = hs256()
+    token = make_token("alice", roles=["reader"])
+    first = auth.verify(token)
+    second = auth.verify(token)
+    assert first == second
+    assert decodes == [token]  # decoded once
+    second["roles"].append("admin")  # callers get copies: the remembered claims stay
+    second["sub"] = "mallory"
+    assert auth.verify(token)["roles"] == ["reader"]
+    assert auth.verify(token)["sub"] == "alice"
+    # one character off (here: in the signature) is a different token, verified in full
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    with pytest.raises(AuthenticationError):
+        auth.verify(tampered)
+    assert decodes == [token, tampered]
+
+
+def test_refused_tokens_are_never_remembered(decodes: list[str]) -> None:
+    auth = hs256()
+    bad = make_token("alice", key="another-secret-another-secret-0123456789")
+    for _ in range(2):
+        with pytest.raises(AuthenticationError):
+            auth.verify(bad)
+    assert decodes == [bad, bad]
+
+
+def test_a_remembered_token_is_refused_once_it_expires(decodes: list[str]) -> None:
+    auth = hs256()
+    token = make_token("alice", exp_in=1.2)
+    assert auth.verify(token)["sub"] == "alice"
+    assert auth.verify(token)["sub"] == "alice"
+    assert len(decodes) == 1
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    time.sleep(max(0.0, int(exp) - time.time()) + 0.05)  # PyJWT: expired at int(exp)
+    with pytest.raises(CredentialsExpiredError):
+        auth.verify(token)
+    assert len(decodes) == 2
+
+
+def test_remembered_expiry_follows_pyjwt_rounding_and_leeway(
+    decodes: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PyJWT reads ``exp`` as ``int(exp)``: a remembered token ends at the same instant."""
+    auth = hs256(leeway=30)
+    exp = time.time() + 100.75
+    token = make_token("alice", exp_in=100.75)
+    auth.verify(token)
+    clock = {"now": int(exp) + 30 - 0.01}
+    monkeypatch.setattr(time, "time", lambda: clock["now"])
+    auth.verify(token)
+    assert len(decodes) == 1  # still valid: remembered
+    clock["now"] = int(exp) + 30  # PyJWT's first expired instant (exp <= now - leeway)
+    auth.verify(token)  # not remembered any more: decoded in full (PyJWT's own clock)
+    assert len(decodes) == 2
+
+
+def test_remembered_tokens_are_bounded(decodes: list[str]) -> None:
+    auth = hs256(cache_size=2)
+    tokens = [make_token(user) for user in ("a1", "b2", "c3")]
+    for token in tokens:
+        auth.verify(token)
+    assert len(auth._verified) == 2
+    auth.verify(tokens[0])  # the oldest was dropped: decoded again
+    assert decodes == [*tokens, tokens[0]]
+
+
+def test_changing_the_settings_forgets_every_token(decodes: list[str]) -> None:
+    auth = hs256()
+    token = make_token("alice")
+    auth.verify(token)
+    auth.key = "rotated-secret-rotated-secret-0123456789"
+    with pytest.raises(AuthenticationError):
+        auth.verify(token)
+    auth.key = SECRET
+    auth.audience = "another-audience"
+    with pytest.raises(AuthenticationError):
+        auth.verify(token)
+    assert decodes == [token, token, token]
+
+
+def test_cache_size_zero_verifies_every_time(decodes: list[str]) -> None:
+    auth = hs256(cache_size=0)
+    token = make_token("alice")
+    auth.verify(token)
+    auth.verify(token)
+    assert decodes == [token, token]
+    with pytest.raises(ValueError, match="cache_size"):
+        hs256(cache_size=-1)
+
+
+async def test_checks_added_in_a_subclass_run_on_every_connection(decodes: list[str]) -> None:
+    revoked: set[str] = set()
+
+    class Revocable(JWTAuthenticator):
+        def verify(self, token: str) -> dict[str, Any]:
+            claims = super().verify(token)
+            if claims.get("jti") in revoked:
+                raise AuthenticationError("token revoked")
+            return claims
+
+    auth = Revocable(key=SECRET, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER)
+    token = make_token("alice", jti="t-1")
+    headers = {"Authorization": f"Bearer {token}"}
+    first = await auth(conn(headers=headers))
+    second = await auth(conn(headers=headers))
+    assert first is not None
+    assert second is not None
+    assert first.request_id != second.request_id  # fresh ids per connection, as before
+    revoked.add("t-1")
+    with pytest.raises(AuthenticationError, match="revoked"):
+        await auth(conn(headers=headers))
+    assert decodes == [token]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import threading
+import time
 import uuid
 from collections.abc import Awaitable, Iterable, Sequence
+from datetime import timedelta
 from typing import Any, Protocol
 
 import jwt
@@ -19,6 +23,9 @@ __all__ = ["Authenticator", "JWTAuthenticator", "bearer_subprotocol_token"]
 
 #: the subprotocol that announces a token in ``Sec-WebSocket-Protocol``
 BEARER_SUBPROTOCOL = "bearer"
+
+#: longer tokens are verified every time, never remembered
+_MAX_REMEMBERED_TOKEN = 4096
 
 
 class Authenticator(Protocol):
@@ -91,6 +98,18 @@ class JWTAuthenticator:
     never read. The token's ``exp`` is recorded so the adapter can close a
     WebSocket when it passes.
 
+    Verifying a token costs more than a small request (tens of microseconds in
+    PyJWT), and a client sends the same token with every request. So
+    :meth:`verify` remembers the claims of up to ``cache_size`` tokens it has
+    verified, keyed by the exact token string, and answers them again without
+    decoding until ``exp`` (plus ``leeway``) passes. Only tokens that passed
+    every check are remembered; a token that differs in any character is
+    verified in full; changing ``key``, ``algorithms``, ``audience``, ``issuer``,
+    ``leeway``, ``user_claim``, ``thread_claim`` or ``required_claims`` forgets
+    them all. Checks you add by overriding :meth:`verify` (and calling
+    ``super().verify``) or :meth:`context_from_claims` still run on every
+    connection. ``cache_size=0`` verifies every token in full.
+
     Args:
         key: HS256 shared secret, or the RS256/ES256 *public* key (PEM or key object).
         algorithms: accepted algorithms, e.g. ``["HS256"]`` or ``["RS256"]``.
@@ -102,6 +121,7 @@ class JWTAuthenticator:
         required_claims: claims that must be present (``exp`` by default).
         allow_query_token: also read ``?{query_param}=<token>`` on WebSockets.
         query_param: name of that query parameter.
+        cache_size: how many verified tokens to remember (``0``: none).
 
     Example:
         >>> import jwt, time
@@ -125,7 +145,10 @@ class JWTAuthenticator:
         required_claims: Sequence[str] = ("exp",),
         allow_query_token: bool = False,
         query_param: str = "token",
+        cache_size: int = 1024,
     ) -> None:
+        if cache_size < 0:
+            raise ValueError(f"cache_size must be >= 0, got {cache_size}")
         if not algorithms:
             raise ValueError("JWTAuthenticator needs at least one algorithm, e.g. ['HS256']")
         if any(a.lower() == "none" for a in algorithms):
@@ -140,6 +163,11 @@ class JWTAuthenticator:
         self.required_claims = list(required_claims)
         self.allow_query_token = allow_query_token
         self.query_param = query_param
+        self.cache_size = cache_size
+        # token -> (valid until, claims); insertion order is eviction order
+        self._verified: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._verified_under: tuple[Any, ...] | None = None
+        self._verified_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -205,6 +233,63 @@ class JWTAuthenticator:
             ...
             userscope.adapters.fastapi._errors.AuthenticationError: invalid credentials: ...
         """
+        remember = self.cache_size > 0 and len(token) <= _MAX_REMEMBERED_TOKEN
+        if remember:
+            settings = self._settings()
+            found = self._recall(token, settings)
+            if found is not None:
+                return found
+        claims = self._decode(token)
+        if remember:
+            self._remember(token, settings, claims)
+        return claims
+
+    def _settings(self) -> tuple[Any, ...]:
+        """Everything a verification result depends on, besides the token and the clock."""
+        audience = self.audience
+        return (
+            self.key,
+            tuple(self.algorithms),
+            audience if audience is None or isinstance(audience, str) else tuple(audience),
+            self.issuer,
+            self.leeway,
+            self.user_claim,
+            self.thread_claim,
+            tuple(self.required_claims),
+        )
+
+    def _recall(self, token: str, settings: tuple[Any, ...]) -> dict[str, Any] | None:
+        with self._verified_lock:
+            if settings != self._verified_under:
+                self._verified.clear()
+                self._verified_under = settings
+                return None
+            found = self._verified.get(token)
+            if found is None:
+                return None
+            if time.time() >= found[0]:  # expired since: verify in full (and refuse)
+                del self._verified[token]
+                return None
+            return {key: _copy_claims(value) for key, value in found[1].items()}
+
+    def _remember(self, token: str, settings: tuple[Any, ...], claims: dict[str, Any]) -> None:
+        if "exp" not in claims:
+            valid_until = math.inf  # no exp: nothing about the token changes with time
+        else:
+            try:  # the way PyJWT reads it: expired once int(exp) <= now - leeway
+                valid_until = int(claims["exp"]) + _seconds(self.leeway)
+            except (ValueError, TypeError, OverflowError):
+                return
+        with self._verified_lock:
+            if settings != self._verified_under:
+                self._verified.clear()
+                self._verified_under = settings
+            verified = self._verified
+            while len(verified) >= self.cache_size:
+                del verified[next(iter(verified))]
+            verified[token] = (valid_until, {k: _copy_claims(v) for k, v in claims.items()})
+
+    def _decode(self, token: str) -> dict[str, Any]:
         require = list(dict.fromkeys([*self.required_claims, self.user_claim]))
         if self.thread_claim is not None:
             require.append(self.thread_claim)
@@ -281,6 +366,19 @@ class JWTAuthenticator:
         exp = claims.get("exp")
         set_credentials_expiry(connection, float(exp) if isinstance(exp, int | float) else None)
         return context
+
+
+def _seconds(leeway: float | timedelta) -> float:
+    return leeway.total_seconds() if isinstance(leeway, timedelta) else float(leeway)
+
+
+def _copy_claims(value: Any) -> Any:
+    """A copy of decoded JSON that shares nothing mutable with ``value``."""
+    if isinstance(value, dict):
+        return {key: _copy_claims(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy_claims(item) for item in value]
+    return value
 
 
 def _unverified_exp(token: str) -> float | None:
