@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
+import secrets
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
@@ -47,7 +47,8 @@ class Authenticator(Protocol):
 
 
 def _new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex}"
+    # 128 random bits as 32 hex digits: the shape of uuid4().hex at a fifth of its cost
+    return f"{prefix}-{secrets.token_hex(16)}"
 
 
 def bearer_subprotocol_token(subprotocols: Iterable[str]) -> str | None:
