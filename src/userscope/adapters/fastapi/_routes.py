@@ -98,7 +98,7 @@ class _ResolvingApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         plan = self.plan
-        values = await plan.resolve(scope.get(PROVIDERS_KEY))
+        values = await resolve_all(plan.requested, plan.targets(scope.get(PROVIDERS_KEY)))
         token = _RESOLVED.set((plan, values))
         try:
             await self.app(scope, receive, send)
