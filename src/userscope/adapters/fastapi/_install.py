@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from dependency_injector import containers
+from dependency_injector.wiring import ProvidersMap
 from fastapi import FastAPI
 
 import userscope as us
@@ -15,7 +16,6 @@ import userscope as us
 from ._auth import Authenticator
 from ._middleware import StatsGuard, UserscopeMiddleware
 from ._routes import prepare_routes
-from ._state import providers_map_for
 
 __all__ = ["install"]
 
@@ -81,7 +81,7 @@ def install(
     if stats_path is not None and not stats_path.startswith("/"):
         raise ValueError(f"stats_path must start with '/', got {stats_path!r}")
     us.validate(container)
-    providers_map = providers_map_for(container)
+    providers_map = ProvidersMap(container)  # for the route plans (the middleware has its own)
 
     app.add_middleware(
         UserscopeMiddleware,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import anyio
 from dependency_injector import containers
+from dependency_injector.wiring import ProvidersMap
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
@@ -26,7 +27,7 @@ from ._refusals import (
     send_http_refusal,
 )
 from ._routes import prepare_routes
-from ._state import PROVIDERS_KEY, STATE_KEY, credentials_expiry, providers_map_for
+from ._state import PROVIDERS_KEY, STATE_KEY, credentials_expiry
 
 __all__ = ["ConnectionState", "StatsGuard", "UserscopeMiddleware"]
 
@@ -84,7 +85,7 @@ class UserscopeMiddleware:
     ) -> None:
         self.app = app
         self.container = container
-        self.providers_map = providers_map_for(container)
+        self.providers_map = ProvidersMap(container)
         self.sessions = sessions
         self.authenticate = authenticate
         self.stats_path = stats_path

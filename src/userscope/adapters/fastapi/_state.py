@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import MutableMapping
 from typing import Any, TypeVar, cast
 
-from dependency_injector import containers, providers
+from dependency_injector import providers
 from dependency_injector.wiring import ProvidersMap
 from starlette.requests import HTTPConnection
 
@@ -16,7 +15,6 @@ __all__ = [
     "STATE_KEY",
     "credentials_expiry",
     "map_provider",
-    "providers_map_for",
     "resolve_installed",
     "set_credentials_expiry",
 ]
@@ -71,21 +69,6 @@ def credentials_expiry(scope: MutableMapping[str, Any]) -> float | None:
     """
     value = scope.get(EXPIRY_KEY)
     return None if value is None else float(value)
-
-
-_MAPS: weakref.WeakKeyDictionary[containers.Container, ProvidersMap] = weakref.WeakKeyDictionary()
-
-
-def providers_map_for(container: containers.Container) -> ProvidersMap:
-    """The one `ProvidersMap` of ``container`` (shared by the middleware and the route plans).
-
-    Sharing it lets a route plan check with one identity test that a request comes
-    through the container it was prepared for.
-    """
-    found = _MAPS.get(container)
-    if found is None:
-        found = _MAPS[container] = ProvidersMap(container)
-    return found
 
 
 def map_provider(
