@@ -298,6 +298,7 @@ class WebSocketBridge:
         self._events: EventBridge | None = None
         self._send_lock = asyncio.Lock()
         self._ready = asyncio.Event()
+        self._stopping: set[asyncio.Future[BridgeExit]] = set()
 
     async def open(
         self, socket: EventSocket, *, after: str | None = None, conversation: str | None = None
@@ -377,14 +378,23 @@ class WebSocketBridge:
     async def aclose(self) -> None:
         """Stop forwarding and unsubscribe (the connection scope calls it at disconnect).
 
-        If the connection's task is cancelled meanwhile, the stop still completes in
-        the event bridge's own task; the cancellation propagates.
+        The stop runs in a task of its own: when the connection's task is being
+        cancelled (server shutdown, a test client tearing down) it still completes,
+        without being awaited (an await would only be cancelled too); a cancellation
+        arriving while waiting for it propagates, as it should.
         """
         self.closed = True
         self.socket = None
         events, self._events = self._events, None
-        if events is not None:
-            await events.aclose()
+        if events is None:
+            return
+        stopping = asyncio.ensure_future(events.aclose())
+        self._stopping.add(stopping)  # keep a reference until it is done
+        stopping.add_done_callback(self._stopping.discard)
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            return
+        await asyncio.shield(stopping)
 
 
 async def open_bridge(
