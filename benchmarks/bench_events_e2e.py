@@ -117,10 +117,12 @@ class Worker:
 
     @property
     def http(self) -> str:
+        """Base HTTP URL."""
         return f"http://127.0.0.1:{self.port}"
 
     @property
     def ws(self) -> str:
+        """Base WebSocket URL."""
         return f"ws://127.0.0.1:{self.port}"
 
 
@@ -176,6 +178,7 @@ def workers(count: int, env: dict[str, str], logdir: str) -> Iterator[list[Worke
 
 
 def worker_env(redis_url: str | None) -> dict[str, str]:
+    """Environment of a worker: shared token secret; Redis settings when ``redis_url``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("USERSCOPE_", "AGENT_"))}
     env.update({"PYTHONPATH": str(ROOT), "AGENT_CHAT_SECRET": TOKEN_SECRET})
     if redis_url is not None:
@@ -201,6 +204,7 @@ class Round:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def record(self, t: int, now: int) -> None:
+        """One event published at ``t`` arrived at ``now`` (monotonic ns)."""
         self.latencies_ms.append((now - t) / 1e6)
         self.first_t = t if self.first_t is None else min(self.first_t, t)
         self.last_ns = max(self.last_ns, now)
@@ -218,6 +222,7 @@ class Client:
         self.next_n: dict[str, int] = {}
 
     async def listen(self) -> None:
+        """Receive until the connection closes, recording the current round's events."""
         async for raw in self.conn:
             now = time.monotonic_ns()
             message = json.loads(raw)
@@ -236,6 +241,7 @@ class Client:
 async def one_round(
     clients: list[Client], http: httpx.AsyncClient, publisher: Worker, per_user: int, rate: float
 ) -> Round:
+    """Start every user's agent on ``publisher`` and wait until every event arrived."""
     current = Round(expected=len(clients) * per_user)
     for client in clients:
         client.round = current
@@ -279,11 +285,14 @@ class Processes:
     pids: dict[str, int | None]
 
     def snapshot(self) -> dict[str, float]:
+        """CPU seconds used so far by each process."""
         return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
 
 
 @dataclass
 class Summary:
+    """One broker x scenario: per-repetition numbers, printed as medians."""
+
     broker: str
     scenario: str
     rates: list[float] = field(default_factory=list)
@@ -292,6 +301,7 @@ class Summary:
     cpu: dict[str, list[float]] = field(default_factory=dict)
 
     def add(self, result: Round, cpu: dict[str, float]) -> str:
+        """Record one repetition; returns its printable line."""
         lat = sorted(result.latencies_ms)
         assert result.first_t is not None
         seconds = (result.last_ns - result.first_t) / 1e9
@@ -312,6 +322,7 @@ class Summary:
         )
 
     def row(self) -> str:
+        """The markdown table row (medians over the repetitions)."""
         spent = ", ".join(
             f"{name} {statistics.median(values):.0f}" for name, values in self.cpu.items()
         )
@@ -332,6 +343,7 @@ async def bench(
     reps: int,
     rate: float,
 ) -> list[Summary]:
+    """Connect one client per user to ``socket_worker``, run every scenario ``reps`` times."""
     clients: list[Client] = []
     listeners: list[asyncio.Task[None]] = []
     try:
@@ -378,6 +390,7 @@ async def bench(
 
 
 def main() -> None:
+    """Parse the arguments, start Redis and the workers, print the results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--per-user", type=int, default=100, help="events per user per round")
