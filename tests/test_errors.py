@@ -48,3 +48,26 @@ def test_isolation_and_closed_messages_say_what_to_do() -> None:
     assert "never nested" in str(us.IsolationError("alice", "bob"))
     assert "open a new scope" in str(us.ScopeClosedError(us.Scope.REQUEST, "alice", "C.agent"))
     assert us.CaptiveDependencyError(["a -> b"]).paths == ("a -> b",)
+
+
+def test_every_error_class_the_package_exports_derives_from_userscope_error() -> None:
+    import userscope.adapters.fastapi as fastapi_adapter
+    import userscope.adapters.legacy as legacy
+    import userscope.audit as audit
+    import userscope.events as events
+    import userscope.testing as testing
+
+    modules = (us, fastapi_adapter, legacy, audit, events, testing)
+    exported = {
+        f"{module.__name__}.{name}": getattr(module, name)
+        for module in modules
+        for name in module.__all__
+        if isinstance(getattr(module, name), type)
+        and issubclass(getattr(module, name), BaseException)
+        and not issubclass(getattr(module, name), Warning)
+    }
+    assert len(exported) >= 15, sorted(exported)  # the tree, not an empty scan
+    outside = sorted(
+        name for name, cls in exported.items() if not issubclass(cls, us.UserscopeError)
+    )
+    assert outside == [], "catching us.UserscopeError must catch every userscope error"

@@ -12,6 +12,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from userscope.errors import UserscopeError
+
 from ._rules import RULES
 
 __all__ = [
@@ -79,7 +81,7 @@ DEFAULT_EXCLUDE: tuple[str, ...] = (
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
-class AuditError(ValueError):
+class AuditError(UserscopeError, ValueError):
     """Base class of the audit's input errors (bad configuration or baseline file).
 
     Attributes:

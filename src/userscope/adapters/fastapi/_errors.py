@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from userscope.errors import UserscopeError
+
 __all__ = ["AuthenticationError", "AuthenticationRequiredError", "CredentialsExpiredError"]
 
 
-class AuthenticationError(PermissionError):
+class AuthenticationError(UserscopeError, PermissionError):
     """The request carried credentials that could not be verified.
 
     The adapter turns it into ``401`` (HTTP, ``WWW-Authenticate: Bearer
