@@ -9,12 +9,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import BrokerClosedError
+from ._base import BrokerBase
 from ._identity import KeyDeriver, UserLike, as_verified
 from ._json import encode_event
-from ._runs import RunHandle, check_heartbeat
+from ._runs import check_heartbeat
 from ._subscription import Lost, Record, Subscription
-from ._types import BEGINNING, BrokerStats, id_key, parse_after
+from ._types import BEGINNING, BrokerStats, id_key
 
 __all__ = ["InMemoryBroker"]
 
@@ -27,7 +27,7 @@ class _Stream:
     subs: set[Subscription] = field(default_factory=set)
 
 
-class InMemoryBroker:
+class InMemoryBroker(BrokerBase):
     """Per-user event streams inside one process (no network, no persistence).
 
     Same semantics as :class:`RedisBroker`: total order per user, resume after an
@@ -94,10 +94,6 @@ class InMemoryBroker:
         self._closed = False
         self.stats = BrokerStats()
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise BrokerClosedError(type(self).__name__)
-
     def _next_id(self) -> str:
         ms = int(self._clock() * 1000)
         if ms <= self._last_ms:
@@ -160,54 +156,6 @@ class InMemoryBroker:
         for sub in stream.subs:
             sub._push(record)
         return event_id
-
-    def subscribe(self, user: UserLike, after: str | None = None) -> Subscription:
-        """Subscribe to the user's events.
-
-        Args:
-            user: the verified identity.
-            after: resume after this event id (the last one the client got);
-                ``"0-0"`` (:data:`BEGINNING`) for the whole retained history;
-                ``None`` for only the events published after attaching.
-
-        Returns:
-            A :class:`Subscription` (async iterator of :class:`Delivery` / :class:`Gap`).
-
-        Example:
-            >>> # async with broker.subscribe(ctx, after=last_id) as sub:
-            >>> #     async for item in sub: ...
-        """
-        self._check_open()
-        identity = as_verified(user)
-        return Subscription(
-            self, identity, self._keys.user_hash(identity), parse_after(after), self.buffer_limit
-        )
-
-    def run(
-        self,
-        user: UserLike,
-        run_id: str,
-        *,
-        fields: Mapping[str, Any] | None = None,
-        heartbeat_interval: float | None = None,
-        heartbeat_timeout: float | None = None,
-    ) -> RunHandle:
-        """Announce a run and keep it alive with heartbeats (see :class:`RunHandle`).
-
-        ``fields`` (a JSON object) are stamped on every event of the run.
-
-        Example:
-            >>> # async with broker.run(ctx, "run-1", fields={"agent": "coder"}) as run:
-            >>> #     await run.publish({"type": "token", "text": "hi"})
-        """
-        return RunHandle(
-            self,
-            user,
-            run_id,
-            self.heartbeat_interval if heartbeat_interval is None else heartbeat_interval,
-            self.heartbeat_timeout if heartbeat_timeout is None else heartbeat_timeout,
-            fields,
-        )
 
     def _replay(self, sub: Subscription, stream: _Stream) -> None:
         last = id_key(sub.last_id)

@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._errors import BrokerClosedError
+from ._base import BrokerBase
 from ._identity import KeyDeriver, UserLike, as_verified
 from ._json import encode_event
-from ._runs import RunHandle, check_heartbeat
+from ._runs import check_heartbeat
 from ._subscription import Lost, Record, Subscription
-from ._types import BEGINNING, BrokerStats, id_key, parse_after
+from ._types import BEGINNING, BrokerStats, id_key
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -64,7 +64,7 @@ def _entries(raw: Any) -> list[tuple[str, dict[str, str]]]:
     return out
 
 
-class RedisBroker:
+class RedisBroker(BrokerBase):
     """Per-user event streams on Redis Streams, shared by every worker process.
 
     Each user's events live in one stream whose key is derived from the verified
@@ -276,53 +276,6 @@ class RedisBroker:
                 else:
                     fut.set_result(str(result))
 
-    def subscribe(self, user: UserLike, after: str | None = None) -> Subscription:
-        """Subscribe to the user's events through this worker's shared reader.
-
-        Args:
-            user: the verified identity.
-            after: resume after this event id; ``"0-0"`` for all retained history;
-                ``None`` for only events published after attaching.
-
-        Returns:
-            A :class:`Subscription`.
-
-        Example:
-            >>> # async with broker.subscribe(ctx, after=last_id) as sub:
-            >>> #     async for item in sub: ...
-        """
-        self._check_open()
-        identity = as_verified(user)
-        return Subscription(
-            self, identity, self._keys.user_hash(identity), parse_after(after), self.buffer_limit
-        )
-
-    def run(
-        self,
-        user: UserLike,
-        run_id: str,
-        *,
-        fields: Mapping[str, Any] | None = None,
-        heartbeat_interval: float | None = None,
-        heartbeat_timeout: float | None = None,
-    ) -> RunHandle:
-        """Announce a run and keep it alive with heartbeats (see :class:`RunHandle`).
-
-        ``fields`` (a JSON object) are stamped on every event of the run.
-
-        Example:
-            >>> # async with broker.run(ctx, "run-1", fields={"agent": "coder"}) as run:
-            >>> #     await run.publish({"type": "token", "text": "hi"})
-        """
-        return RunHandle(
-            self,
-            user,
-            run_id,
-            self.heartbeat_interval if heartbeat_interval is None else heartbeat_interval,
-            self.heartbeat_timeout if heartbeat_timeout is None else heartbeat_timeout,
-            fields,
-        )
-
     async def ping(self) -> bool:
         """Check that Redis answers (for readiness probes).
 
@@ -368,10 +321,6 @@ class RedisBroker:
         await self._client.aclose()
 
     # -- subscription backend -------------------------------------------------------
-    def _check_open(self) -> None:
-        if self._closed:
-            raise BrokerClosedError(type(self).__name__)
-
     async def _wake(self, *, force: bool = False) -> None:
         if self._wake_pending and not force:
             return  # a wake-up is on its way; the reader drains every queued request

@@ -1,0 +1,82 @@
+"""What every broker shares: the open check, ``subscribe`` and ``run`` (internal)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ._errors import BrokerClosedError
+from ._identity import KeyDeriver, UserLike, as_verified
+from ._runs import RunHandle
+from ._subscription import Backend, Subscription
+from ._types import Broker, parse_after
+
+__all__ = ["BrokerBase"]
+
+
+class BrokerBase(Backend, Broker):
+    """Base of :class:`InMemoryBroker` and :class:`RedisBroker` (internal).
+
+    A broker derives each user's stream from the verified identity with ``_keys``,
+    implements ``publish`` and ``aclose`` and provides the subscription backend
+    (``_attach``, ``_detach``, ``_rewind``); subscribing and announcing runs work the
+    same way on every broker.
+    """
+
+    _keys: KeyDeriver
+    _closed: bool
+    buffer_limit: int
+    heartbeat_interval: float
+    heartbeat_timeout: float
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BrokerClosedError(type(self).__name__)
+
+    def subscribe(self, user: UserLike, after: str | None = None) -> Subscription:
+        """Subscribe to the user's events.
+
+        Args:
+            user: the verified identity.
+            after: resume after this event id (the last one the client got);
+                ``"0-0"`` (:data:`BEGINNING`) for the whole retained history;
+                ``None`` for only the events published after attaching.
+
+        Returns:
+            A :class:`Subscription` (async iterator of :class:`Delivery` / :class:`Gap`).
+
+        Example:
+            >>> # async with broker.subscribe(ctx, after=last_id) as sub:
+            >>> #     async for item in sub: ...
+        """
+        self._check_open()
+        identity = as_verified(user)
+        return Subscription(
+            self, identity, self._keys.user_hash(identity), parse_after(after), self.buffer_limit
+        )
+
+    def run(
+        self,
+        user: UserLike,
+        run_id: str,
+        *,
+        fields: Mapping[str, Any] | None = None,
+        heartbeat_interval: float | None = None,
+        heartbeat_timeout: float | None = None,
+    ) -> RunHandle:
+        """Announce a run and keep it alive with heartbeats (see :class:`RunHandle`).
+
+        ``fields`` (a JSON object) are stamped on every event of the run.
+
+        Example:
+            >>> # async with broker.run(ctx, "run-1", fields={"agent": "coder"}) as run:
+            >>> #     await run.publish({"type": "token", "text": "hi"})
+        """
+        return RunHandle(
+            self,
+            user,
+            run_id,
+            self.heartbeat_interval if heartbeat_interval is None else heartbeat_interval,
+            self.heartbeat_timeout if heartbeat_timeout is None else heartbeat_timeout,
+            fields,
+        )
