@@ -258,3 +258,30 @@ async def test_many_users_concurrently_never_share(Container: Any, sessions: Any
     await asyncio.gather(*(user_work(f"user-{i}") for i in range(20)))
     assert all(len(ids) == 1 for ids in seen.values())
     assert len({next(iter(ids)) for ids in seen.values()}) == 20
+
+
+async def test_keyword_injections_that_are_not_parameter_names_reach_the_factory(
+    sessions: Any, alice: Any
+) -> None:
+    """``**{"class": ...}`` and ``**{"a-b": ...}`` are legal injections in dependency-injector."""
+
+    def build(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {"args": args, **kwargs}
+
+    async def fetch(ctx: us.UserExecutionContext) -> str:
+        return f"fetched for {ctx.user_id}"
+
+    class C(containers.DeclarativeContainer):
+        context = us.CurrentContext()
+        registry = us.UserScoped(list)
+        fetched = us.RequestScoped(fetch, context)
+        sync = us.RequestScoped(build, 1, **{"class": registry, "a-b": context, "ok": 2})
+        mixed = us.RequestScoped(build, **{"for": fetched, "plain": registry})
+
+    with sessions.request(alice):
+        built = C.sync()
+        assert built == {"args": (1,), "class": C.registry(), "a-b": alice, "ok": 2}
+        assert built["class"] is C.registry()
+    async with sessions.request(alice.for_request()):
+        mixed = await C.mixed.async_()
+        assert mixed == {"args": (), "for": "fetched for alice", "plain": C.registry()}

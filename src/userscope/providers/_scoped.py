@@ -430,8 +430,6 @@ def _compile_builder(provider: ScopedProvider[Any]) -> Callable[[Frame], Any]:
     checked: list[str] = []  # values that may be awaitable
     keys: list[str | None] = []
     for index, (key, how, dependency) in enumerate(provider._plan):
-        if key is not None and not (key.isidentifier() and not keyword.iskeyword(key)):
-            return _generic_builder(provider)
         dep, var = f"d{index}", f"v{index}"
         namespace[dep] = dependency
         keys.append(key)
@@ -456,7 +454,16 @@ def _compile_builder(provider: ScopedProvider[Any]) -> Callable[[Frame], Any]:
             lines.append(f"    {var} = {dep}()")
     positional = [v for v, k in zip(values, keys, strict=True) if k is None]
     named = [(k, v) for v, k in zip(values, keys, strict=True) if k is not None]
-    call_args = ", ".join([*positional, *(f"{k}={v}" for k, v in named)])
+    args = list(positional)
+    odd: list[str] = []
+    for key, var in named:
+        if key.isidentifier() and not keyword.iskeyword(key):
+            args.append(f"{key}={var}")
+        else:  # not a valid parameter name (``**{"class": ...}``): pass it in a dict
+            odd.append(f"{key!r}: {var}")
+    if odd:
+        args.append("**{" + ", ".join(odd) + "}")
+    call_args = ", ".join(args)
     if checked:
         plain = " and ".join(f"type({v}) in PLAIN" for v in checked)
         pos_list = "[" + "".join(f"{v}, " for v in positional) + "]"
@@ -468,39 +475,9 @@ def _compile_builder(provider: ScopedProvider[Any]) -> Callable[[Frame], Any]:
     lines.append(f"    return provides({call_args})")
     source = "def build(frame):\n" + "\n".join(lines) + "\n"
     code = compile(source, f"<userscope builder of {provider.name}>", "exec")
-    exec(code, namespace)  # the source holds only plan indices and identifier keywords
+    exec(code, namespace)  # the source holds only plan indices and repr()'d keywords
     builder: Callable[[Frame], Any] = namespace["build"]
     return builder
-
-
-def _generic_builder(provider: ScopedProvider[Any]) -> Callable[[Frame], Any]:
-    """Builder for plans the compiler does not handle (keyword names that are not
-    identifiers): resolves each injection in turn, like the compiled one."""
-
-    def build(frame: Frame) -> Any:
-        positional: list[Any] = []
-        named: dict[str, Any] = {}
-        for key, how, value in provider._plan:
-            if how == _SCOPED and value.last_overriding is None:
-                state: ScopeState | None = frame[value.scope]  # type: ignore[assignment]
-                cached = _MISSING if state is None else state.cache.get(value, _MISSING)
-                if state is None:
-                    value = value()  # raises OutOfScopeError naming the dependency
-                elif cached is _MISSING:
-                    value = value._create(state, frame, (), {})
-                else:
-                    value = cached
-            elif how == _CONTEXT and value.last_overriding is None:
-                value = frame[0]
-            elif how != _VALUE:
-                value = value()
-            if key is None:
-                positional.append(value)
-            else:
-                named[key] = value
-        return provider._call_factory(positional, named)
-
-    return build
 
 
 def _needs_await(result: Any) -> bool:
