@@ -265,17 +265,10 @@ class _ScopeCM(ScopeState):
         owner._open_states.discard(self)
         session.lock.acquire()
         try:
-            self.closed = True
-            cache = self.cache
-            if cache:
-                if owner.leak_check:
-                    owner._watch(self)
-                session.instances -= len(cache)
-                cache.clear()
-            self.pending = None
-            finalizers = self.finalizers
+            if owner.leak_check and self.cache:
+                owner._watch(self)
+            finalizers = self.detach()
             if finalizers:
-                self.finalizers = []
                 return finalizers, _KEEP
             return None, owner._unhold(session, self)
         finally:
