@@ -18,10 +18,12 @@ import dataclasses
 import importlib
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def try_import(name: str) -> tuple[ModuleType | None, str]:
@@ -146,6 +148,32 @@ def abridge_factory(counter: Counter) -> Callable[[Ctx], AsyncIterator[WebSocket
         counter.closed += 1
 
     return aopen_bridge
+
+
+def load_participants(
+    builders: Mapping[str, tuple[Callable[[], T], str]], notes: list[str]
+) -> list[T]:
+    """Build every participant whose library imports; note why any other was skipped.
+
+    ``builders`` maps a name to ``(build, module)``: ``module`` (if any) must import
+    first. A participant that fails to build is skipped with a note, never fatal, so
+    the scripts keep running while a library is half-written.
+    """
+    built: list[T] = []
+    for name, (build, module) in builders.items():
+        if name == "userscope" and us is None:
+            notes.append(f"skipped userscope: {US_IMPORT_ERROR}")
+            continue
+        if module:
+            _, err = try_import(module)
+            if err:
+                notes.append(f"skipped {name}: {module} does not import ({err})")
+                continue
+        try:
+            built.append(build())
+        except Exception as exc:
+            notes.append(f"skipped {name}: setup failed: {type(exc).__name__}: {exc}")
+    return built
 
 
 def versions() -> dict[str, str]:

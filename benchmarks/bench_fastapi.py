@@ -332,21 +332,7 @@ APP_BUILDERS: dict[str, tuple[Callable[[], BenchApp], str]] = {
 
 
 def load_apps(notes: list[str]) -> list[BenchApp]:
-    apps: list[BenchApp] = []
-    for name, (build, module) in APP_BUILDERS.items():
-        if name == "userscope" and g.us is None:
-            notes.append(f"skipped userscope: {g.US_IMPORT_ERROR}")
-            continue
-        if module:
-            _, err = g.try_import(module)
-            if err:
-                notes.append(f"skipped {name}: {module} does not import ({err})")
-                continue
-        try:
-            apps.append(build())
-        except Exception as exc:
-            notes.append(f"skipped {name}: setup failed: {type(exc).__name__}: {exc}")
-    return apps
+    return g.load_participants(APP_BUILDERS, notes)
 
 
 # ---------------------------------------------------------------------------- driver

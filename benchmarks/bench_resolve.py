@@ -558,21 +558,7 @@ LIBRARY_CLASSES: dict[str, tuple[type[Library], str]] = {
 
 
 def load_libraries(notes: list[str]) -> list[Library]:
-    libs: list[Library] = []
-    for name, (cls, module) in LIBRARY_CLASSES.items():
-        if name == "userscope" and g.us is None:
-            notes.append(f"skipped userscope: {g.US_IMPORT_ERROR}")
-            continue
-        if module:
-            _, err = g.try_import(module)
-            if err:
-                notes.append(f"skipped {name}: {err}")
-                continue
-        try:
-            libs.append(cls())
-        except Exception as exc:
-            notes.append(f"skipped {name}: setup failed: {type(exc).__name__}: {exc}")
-    return libs
+    return g.load_participants(LIBRARY_CLASSES, notes)
 
 
 def measure(lib: Library, row: str, n: int, loop: asyncio.AbstractEventLoop) -> int:
