@@ -161,6 +161,51 @@ def test_closed_scope_refuses_resolution(Container: Any, sessions: Any, alice: A
     assert isinstance(info.value, RuntimeError)
 
 
+def test_a_creation_racing_the_scope_exit_is_refused_and_leaves_no_cleanup_behind(
+    sessions: Any, alice: Any
+) -> None:
+    """A thread that resolves while the scope closes: the instance is refused, not orphaned.
+
+    The worker thread is parked on the session lock (held here) after it found the scope
+    open; the scope then closes; when the lock is released the worker must see the
+    closed scope instead of caching an instance whose cleanup would never run.
+    """
+    import contextvars
+
+    opened: list[str] = []
+
+    def resource() -> Any:
+        opened.append("opened")
+        yield "resource"
+        opened.append("closed")
+
+    class C(containers.DeclarativeContainer):
+        item = us.RequestScoped(resource)
+
+    outcome: list[BaseException | str] = []
+    scope = sessions.request(alice)
+    scope.__enter__()
+    captured = contextvars.copy_context()
+    lock = sessions._users["alice"].lock
+
+    def worker() -> None:
+        try:
+            outcome.append(captured.run(C.item))
+        except BaseException as exc:  # the assertion below says which
+            outcome.append(exc)
+
+    with lock:  # re-entrant: the exit below still runs on this thread
+        thread = threading.Thread(target=worker)
+        thread.start()
+        time.sleep(0.2)  # let the worker reach the lock (if it has not, it sees `closed`)
+        scope.__exit__(None, None, None)
+    thread.join(timeout=10)
+    [result] = outcome
+    assert isinstance(result, us.ScopeClosedError), result
+    assert result.provider == "C.item"
+    assert opened == []  # never built, so nothing was left without its cleanup
+
+
 async def test_task_outliving_its_scope_gets_scope_closed(
     Container: Any, sessions: Any, alice: Any
 ) -> None:
