@@ -88,10 +88,15 @@ def check_resolution_types(container: Container) -> None:
     assert_type(Container.agent(), Agent)
     assert_type(container.registry(), Registry)  # class factory
     assert_type(container.bridge(), Bridge)  # generator factory
-    assert_type(container.async_bridge.async_(), Awaitable[Bridge])  # async generator
-    assert_type(container.async_registry.async_(), Awaitable[Registry])  # coroutine
     assert_type(container.context(), us.UserExecutionContext)
     assert_type(container.context.async_(), Awaitable[us.UserExecutionContext])
+
+
+async def check_async_resolution_types(container: Container) -> None:
+    # `async_()` is a coroutine: awaiting it gives the instance, forgetting to is an error.
+    assert_type(await container.async_bridge.async_(), Bridge)  # async generator
+    assert_type(await container.async_registry.async_(), Registry)  # coroutine
+    assert_type(await container.agent.async_(), Agent)  # sync factory, awaited anyway
 
 
 def check_override_types(container: Container) -> None:

@@ -81,6 +81,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
 
     scope: ClassVar[Scope]
     __slots__ = (
+        "_abuilder",
         "_args",
         "_builder",
         "_closing",
@@ -123,7 +124,9 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
             *((None, _injection_kind(a), a) for a in args),
             *((k, _injection_kind(v), v) for k, v in kwargs.items()),
         )
-        self._builder: Callable[[Frame], Any] | None = None  # compiled from the plan on first use
+        # the plan compiled on first use: synchronous, and for `_acreate` asynchronous
+        self._builder: Callable[[Frame], Any] | None = None
+        self._abuilder: Callable[[Frame], Any] | None = None
         self._closing = False
         self._us_name = None
         self._is_async = inspect.iscoroutinefunction(provides) or inspect.isasyncgenfunction(
@@ -195,17 +198,27 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
         self._copy_overridings(copied, memo)
         return copied
 
-    def async_(self, *args: Any, **kwargs: Any) -> Awaitable[T]:
-        """Resolve for ``await``: always returns an awaitable.
+    async def async_(self, *args: Any, **kwargs: Any) -> T:
+        """Resolve for ``await``: the instance, created asynchronously when needed.
 
         Example:
             >>> # inside `async with sessions.request(ctx):`
             >>> # agent = await container.agent.async_()
         """
-        result: Any = self(*args, **kwargs)
+        state: ScopeState | None = None
+        frame = _get_active() if self.last_overriding is None and not args and not kwargs else None
+        if frame is not None:
+            state = frame[self.scope]  # type: ignore[assignment]
+        if frame is None or state is None:  # overridden, called with arguments, or out of scope
+            result: Any = self(*args, **kwargs)
+        else:
+            result = state.cache.get(self, _MISSING)
+            if result is not _MISSING:
+                return result  # type: ignore[no-any-return]
+            result = self._create(state, frame, args, kwargs)
         if _is_awaitable(result):
-            return result  # type: ignore[no-any-return]
-        return _ready(result)
+            result = await result
+        return result  # type: ignore[no-any-return]
 
     # -- resolution -------------------------------------------------------------------
     # dependency-injector's stub overloads __call__ twice with identical parameters (T and
@@ -229,68 +242,83 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
     def _create(
         self, state: ScopeState, frame: Frame, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        session = state.session
-        session.lock.acquire()
+        """Build the instance of ``state`` after a cache miss, under the session lock."""
+        if self._is_async and not args and not kwargs:  # `_acreate` locks what it needs
+            if not frame[5]:
+                raise self._sync_scope_error(state)
+            return self._acreate(state, frame)
+        lock = state.session.lock
+        lock.acquire()
         try:
-            if state.closed:  # checked under the lock: a closing scope takes no new instance
-                raise ScopeClosedError(state.level, session.user_id, self.name)
-            value = state.cache.get(self, _MISSING)
-            if value is not _MISSING:
-                return _ready(value) if self._is_async else value
-            waiters = state.pending.get(self) if state.pending else None
-            if waiters is not None:  # another task is creating it: wait for that one
-                future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-                waiters.append(future)
-                return _await_pending(future)
-            limit = session.owner._max_instances_per_user
-            if limit is not None and session.instances >= limit:
-                session.admit(self.name)
-            if args or kwargs:
-                result = self._factory(*args, **kwargs)
-            else:
-                builder = self._builder
-                if builder is None:
-                    builder = self._builder = _compile_builder(self)
-                result = builder(frame)
-            kind = type(result)
-            if kind is GeneratorType:
-                try:
-                    value = next(result)
-                except StopIteration:
-                    raise UserscopeError(
-                        f"the generator factory of {self.name} returned without yielding; "
-                        "yield the instance exactly once"
-                    ) from None
-                state.cache[self] = value
-                state.finalizers.append((GEN, result, self))
-                session.instances += 1
-                return _ready(value) if self._is_async else value
-            if kind not in _PLAIN_TYPES and _needs_await(result):
-                if not frame[5]:
-                    _discard(result)
-                    raise UserscopeError(
-                        f"{self.name} is created asynchronously but its {state.level.name} scope "
-                        "was entered with a plain `with`; enter it with `async with` and resolve "
-                        f"with `await {self.name}.async_()`"
-                    )
-                self._is_async = True
-                self.enable_async_mode()
-                if state.pending is None:
-                    state.pending = {}
-                state.pending[self] = []  # futures of concurrent resolvers, made on demand
-                return self._finish_async(state, result)
-            if self._closing:
-                state.finalizers.append(self._closer(result))
-            state.cache[self] = result
-            session.instances += 1
-            return _ready(result) if self._is_async else result
+            return self._make(state, frame, args, kwargs)
         finally:
-            session.lock.release()
+            lock.release()
+
+    def _make(
+        self, state: ScopeState, frame: Frame, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """:meth:`_create` with the session lock already held (compiled builders call it
+        for their scoped dependencies: every state of one frame shares that lock)."""
+        session = state.session
+        if state.closed:  # checked under the lock: a closing scope takes no new instance
+            raise ScopeClosedError(state.level, session.user_id, self.name)
+        value = state.cache.get(self, _MISSING)
+        if value is not _MISSING:
+            return _ready(value) if self._is_async else value
+        plain_call = not args and not kwargs
+        if self._is_async and plain_call:  # known to be async: one coroutine does it all
+            if not frame[5]:
+                raise self._sync_scope_error(state)
+            return self._acreate(state, frame)
+        waiters = state.pending.get(self) if state.pending else None
+        if waiters is not None:  # another task is creating it: wait for that one
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            waiters.append(future)
+            return _await_pending(future)
+        limit = session.owner._max_instances_per_user
+        if limit is not None and session.instances >= limit:
+            session.admit(self.name)
+        if plain_call:
+            builder = self._builder
+            if builder is None:
+                builder = self._builder = _compile_builder(self, asynchronous=False)
+            result = builder(frame)
+        else:
+            result = self._factory(*args, **kwargs)
+        kind = type(result)
+        if kind is GeneratorType:
+            value = self._start_generator(result)
+            state.cache[self] = value
+            state.finalizers.append((GEN, result, self))
+            session.instances += 1
+            return _ready(value) if self._is_async else value
+        if kind not in _PLAIN_TYPES and _needs_await(result):
+            if not frame[5]:
+                _discard(result)
+                raise self._sync_scope_error(state)
+            self._is_async = True  # from now on `_acreate` builds it in one coroutine
+            self.enable_async_mode()
+            if state.pending is None:
+                state.pending = {}
+            state.pending[self] = []  # futures of concurrent resolvers, made on demand
+            return self._acreate(state, frame, result)
+        if self._closing:
+            state.finalizers.append(self._closer(result))
+        state.cache[self] = result
+        session.instances += 1
+        return _ready(result) if self._is_async else result
+
+    def _sync_scope_error(self, state: ScopeState) -> UserscopeError:
+        return UserscopeError(
+            f"{self.name} is created asynchronously but its {state.level.name} scope "
+            "was entered with a plain `with`; enter it with `async with` and resolve "
+            f"with `await {self.name}.async_()`"
+        )
 
     def _call_factory(self, positional: list[Any], named: dict[str, Any]) -> Any:
         """Call the factory with resolved injections, awaiting the async ones first if any.
 
-        The compiled builder's slow path: taken when an injected value's type has not
+        The synchronous builder's slow path: taken when an injected value's type has not
         yet been seen to be a plain (non-awaitable) value.
         """
         for value in (*positional, *named.values()):
@@ -325,65 +353,94 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
         try:
             return next(gen)
         except StopIteration:
-            raise UserscopeError(
-                f"the generator factory of {self.name} returned without yielding; "
-                "yield the instance exactly once"
-            ) from None
+            raise self._no_yield() from None
 
-    async def _finish_async(self, state: ScopeState, result: Any) -> Any:
-        finalizer: tuple[int, Any, object] | None = None
-        outcome: BaseException | None = None
-        value: Any = None
-        try:
-            if type(result) is AsyncGeneratorType:
-                try:
-                    value = await result.__anext__()
-                except StopAsyncIteration:
-                    raise self._no_yield() from None
-                finalizer = (AGEN, result, self)
-            else:
-                value = await result
-                if type(value) is GeneratorType:
-                    gen = value
-                    value = self._start_generator(gen)
-                    finalizer = (GEN, gen, self)
-                elif isinstance(value, AsyncGeneratorType):
-                    value, finalizer = await self._start_async_generator(value)
-                else:
-                    finalizer = self._closer(value) if self._closing else None
-            state.session.lock.acquire()
+    async def _acreate(self, state: ScopeState, frame: Frame, started: Any = _MISSING) -> Any:
+        """Create the instance of ``state`` asynchronously, in this one coroutine.
+
+        ``started`` is a result :meth:`_make` already got from the factory (its pending
+        entry is registered); without it, this registers the pending entry itself (or
+        waits for the task already creating the instance) and runs the async builder.
+        Concurrent resolvers of the same instance wait on futures; a failure reaches
+        them too, and a built instance that cannot be handed out is cleaned up at once.
+        """
+        session = state.session
+        if started is _MISSING:
+            future: asyncio.Future[Any] | None = None
+            session.lock.acquire()
             try:
                 if state.closed:
-                    raise ScopeClosedError(state.level, state.session.user_id, self.name)
+                    raise ScopeClosedError(state.level, session.user_id, self.name)
+                value = state.cache.get(self, _MISSING)
+                if value is not _MISSING:
+                    return value
+                waiters = state.pending.get(self) if state.pending else None
+                if waiters is not None:
+                    future = asyncio.get_running_loop().create_future()
+                    waiters.append(future)
+                else:
+                    limit = session.owner._max_instances_per_user
+                    if limit is not None and session.instances >= limit:
+                        session.admit(self.name)
+                    if state.pending is None:
+                        state.pending = {}
+                    state.pending[self] = []
+            finally:
+                session.lock.release()
+            if future is not None:
+                return await future
+        finalizer: tuple[int, Any, object] | None = None
+        outcome: BaseException | None = None
+        try:
+            value = started
+            if value is _MISSING:
+                builder = self._abuilder
+                if builder is None:
+                    builder = self._abuilder = _compile_builder(self, asynchronous=True)
+                value = builder(frame)
+            if type(value) is not AsyncGeneratorType and _is_awaitable(value):
+                value = await value
+            kind = type(value)
+            if kind is AsyncGeneratorType:
+                agen = value
+                try:
+                    value = await agen.__anext__()
+                except StopAsyncIteration:
+                    raise self._no_yield() from None
+                finalizer = (AGEN, agen, self)
+            elif kind is GeneratorType:
+                gen = value
+                value = self._start_generator(gen)
+                finalizer = (GEN, gen, self)
+            elif self._closing:
+                finalizer = self._closer(value)
+            session.lock.acquire()
+            try:
+                if state.closed:
+                    raise ScopeClosedError(state.level, session.user_id, self.name)
                 state.cache[self] = value
                 if finalizer is not None:
                     state.finalizers.append(finalizer)
-                state.session.instances += 1
+                session.instances += 1
                 waiters = state.pending.pop(self, None) if state.pending else None
             finally:
-                state.session.lock.release()
+                session.lock.release()
             finalizer = None
-            for waiter in waiters or ():
-                if not waiter.done():
-                    waiter.set_result(value)
+            if waiters:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(value)
             return value
         except BaseException as exc:
             outcome = exc
             raise
         finally:
             if outcome is not None:
-                with state.session.lock:
+                with session.lock:
                     waiters = state.pending.pop(self, None) if state.pending else None
                 _fail_waiters(waiters, outcome)
             if finalizer is not None:  # built but never handed out: clean it up now
                 await run_finalizers_async([finalizer], None)
-
-    async def _start_async_generator(self, agen: Any) -> tuple[Any, tuple[int, Any, object]]:
-        try:
-            value = await agen.__anext__()
-        except StopAsyncIteration:
-            raise self._no_yield() from None
-        return value, (AGEN, agen, self)
 
     def _no_yield(self) -> UserscopeError:
         return UserscopeError(
@@ -409,22 +466,35 @@ def _injection_kind(value: Any) -> int:
 _PLAIN_TYPES: set[type] = set()  # result types seen to be neither awaitable nor async generators
 
 
-def _compile_builder(provider: ScopedProvider[Any]) -> Callable[[Frame], Any]:
+def _compile_builder(
+    provider: ScopedProvider[Any], *, asynchronous: bool
+) -> Callable[[Frame], Any]:
     """Compile ``provider``'s injection plan into one function ``build(frame)``.
 
-    The function resolves every injection in plan order and calls the factory; it
-    returns what the factory returned, or an awaitable when an injection is async.
-    Scoped and ``CurrentContext`` injections are read straight from the active frame
-    while they are not overridden (then they are called, like any other provider);
-    other providers are called; plain values are passed as they are. This is
+    The function resolves every injection in plan order and calls the factory. Scoped
+    and ``CurrentContext`` injections are read straight from the active frame while
+    they are not overridden (then they are called, like any other provider); other
+    providers are called; plain values are passed as they are. This is
     dependency-injector's Factory semantics with the per-call loop unrolled once.
+
+    The synchronous builder runs under the session lock (inside :meth:`ScopedProvider._make`)
+    and creates missing scoped dependencies in the same locked section; it returns what
+    the factory returned, or an awaitable when an injection turned out to be async. The
+    asynchronous one (``asynchronous=True``, for :meth:`ScopedProvider._acreate`) runs
+    without the lock, awaits async injections in place and the factory's awaitable result;
+    a plan with no provider to call but the context gets the synchronous builder instead
+    (it takes no lock without scoped dependencies).
     """
     namespace: dict[str, Any] = {
         "MISSING": _MISSING,
         "PLAIN": _PLAIN_TYPES,
+        "awaitable": _is_awaitable,
         "provides": provider._provides,
         "slow": provider._call_factory,
     }
+    if not any(how in (_CALL, _SCOPED) for _, how, _ in provider._plan):
+        asynchronous = False  # nothing to await but an overridden context: the slow path does
+    create = "_create" if asynchronous else "_make"  # the async builder holds no lock
     lines: list[str] = []
     values: list[str] = []  # expressions of the values, in plan order
     checked: list[str] = []  # values that may be awaitable
@@ -437,7 +507,6 @@ def _compile_builder(provider: ScopedProvider[Any]) -> Callable[[Frame], Any]:
             values.append(dep)
             continue
         values.append(var)
-        checked.append(var)
         if how == _CONTEXT:
             lines.append(f"    {var} = frame[0] if {dep}.last_overriding is None else {dep}()")
         elif how == _SCOPED:
@@ -448,10 +517,16 @@ def _compile_builder(provider: ScopedProvider[Any]) -> Callable[[Frame], Any]:
                 "    else:",
                 f"        {var} = s.cache.get({dep}, MISSING)",
                 f"        if {var} is MISSING:",
-                f"            {var} = {dep}._create(s, frame, (), {{}})",
+                f"            {var} = {dep}.{create}(s, frame, (), {{}})",
             ]
         else:
             lines.append(f"    {var} = {dep}()")
+        checked.append(var)
+        if asynchronous:
+            lines += [
+                f"    if type({var}) not in PLAIN and awaitable({var}):",
+                f"        {var} = await {var}",
+            ]
     positional = [v for v, k in zip(values, keys, strict=True) if k is None]
     named = [(k, v) for v, k in zip(values, keys, strict=True) if k is not None]
     args = list(positional)
@@ -464,16 +539,25 @@ def _compile_builder(provider: ScopedProvider[Any]) -> Callable[[Frame], Any]:
     if odd:
         args.append("**{" + ", ".join(odd) + "}")
     call_args = ", ".join(args)
-    if checked:
-        plain = " and ".join(f"type({v}) in PLAIN" for v in checked)
-        pos_list = "[" + "".join(f"{v}, " for v in positional) + "]"
-        named_dict = "{" + ", ".join(f"{k!r}: {v}" for k, v in named) + "}"
+    if asynchronous:
         lines += [
-            f"    if not ({plain}):",
-            f"        return slow({pos_list}, {named_dict})",
+            f"    result = provides({call_args})",
+            "    if type(result) not in PLAIN and awaitable(result):",
+            "        result = await result",
+            "    return result",
         ]
-    lines.append(f"    return provides({call_args})")
-    source = "def build(frame):\n" + "\n".join(lines) + "\n"
+    else:
+        if checked:
+            plain = " and ".join(f"type({v}) in PLAIN" for v in checked)
+            pos_list = "[" + "".join(f"{v}, " for v in positional) + "]"
+            named_dict = "{" + ", ".join(f"{k!r}: {v}" for k, v in named) + "}"
+            lines += [
+                f"    if not ({plain}):",
+                f"        return slow({pos_list}, {named_dict})",
+            ]
+        lines.append(f"    return provides({call_args})")
+    header = "async def build(frame):" if asynchronous else "def build(frame):"
+    source = header + "\n" + "\n".join(lines) + "\n"
     code = compile(source, f"<userscope builder of {provider.name}>", "exec")
     exec(code, namespace)  # the source holds only plan indices and repr()'d keywords
     builder: Callable[[Frame], Any] = namespace["build"]
