@@ -236,6 +236,23 @@ def test_scope_requires_a_context_object(sessions: Any) -> None:
         sessions.request({"user_id": "alice"})
 
 
+@pytest.mark.parametrize("kind", ["request", "connection"])
+def test_a_scope_object_serves_one_with_block(sessions: Any, alice: Any, kind: str) -> None:
+    scope = getattr(sessions, kind)(alice)
+    with scope:
+        with pytest.raises(us.UserscopeError, match=f"sessions.{kind}\\(ctx\\) again"):
+            scope.__enter__()
+        assert us.current_scope() is not None  # the refusal left the open scope alone
+    with pytest.raises(us.UserscopeError, match="already used"):
+        scope.__enter__()  # reusing it would resolve against a closed state
+    with pytest.raises(us.UserscopeError, match="exit it only once"):
+        scope.__exit__(None, None, None)
+    assert us.current_scope() is None
+    assert sessions.stats().connections == 0
+    with getattr(sessions, kind)(alice):  # a new scope object opens as usual
+        assert us.current_context() is alice
+
+
 def test_concurrent_first_resolves_in_threads_build_one_instance(sessions: Any, alice: Any) -> None:
     built: list[int] = []
 

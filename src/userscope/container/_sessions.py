@@ -195,12 +195,18 @@ class _ScopeCM(ScopeState):
         self._ctx = ctx
         self._kind = kind
         self._token: contextvars.Token[Any] | None = None
+        # the state half; `_open` sets `level`, `session` and `async_`
+        self.cache = {}
+        self.pending = None
+        self.finalizers = []
+        self.closed = False
 
     # -- entering -----------------------------------------------------------------
     def _open(self, async_: bool) -> list[_UserSession] | None:
-        if self._token is not None:
+        if self._token is not None or self.closed:
             raise UserscopeError(
-                "this scope object is already open; call sessions.request(ctx) again"
+                "this scope object is open or was already used: each `with` needs a new one; "
+                f"call sessions.{self._kind.name.lower()}(ctx) again"
             )
         owner = self._owner
         ctx = self._ctx
@@ -215,7 +221,9 @@ class _ScopeCM(ScopeState):
                 if conn.closed:
                     raise ScopeClosedError(_CONNECTION, ctx.user_id)
                 owner._hold(user_state.session)
-                self.setup(_REQUEST, user_state.session, async_)
+                self.level = _REQUEST
+                self.session = user_state.session
+                self.async_ = async_
                 owner._open_states.add(self)
                 self._token = _set_active((ctx, self, conn, user_state, owner, async_))
                 return None
@@ -223,7 +231,9 @@ class _ScopeCM(ScopeState):
         session = owner._users.get(ctx.user_id)
         if session is None or owner._max_users is not None or not owner._join(session, self):
             session, evicted = owner._acquire(ctx.user_id, self, async_)
-        self.setup(_CONNECTION, session, async_)
+        self.level = _CONNECTION
+        self.session = session
+        self.async_ = async_
         owner._open_states.add(self)
         self._token = _set_active(
             (ctx, self if request else None, self, session.state, owner, async_)

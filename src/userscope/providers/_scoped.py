@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import keyword
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from copy import deepcopy
 from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import Any, ClassVar, Generic, Self, TypeVar, overload
@@ -287,7 +287,10 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
             result = self._factory(*args, **kwargs)
         kind = type(result)
         if kind is GeneratorType:
-            value = self._start_generator(result)
+            try:
+                value = next(result)
+            except StopIteration:
+                raise self._no_yield() from None
             state.cache[self] = value
             state.finalizers.append((GEN, result, self))
             session.instances += 1
@@ -349,12 +352,6 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
             )
         return (CLOSE, value, self)
 
-    def _start_generator(self, gen: Generator[Any, Any, Any]) -> Any:
-        try:
-            return next(gen)
-        except StopIteration:
-            raise self._no_yield() from None
-
     async def _acreate(self, state: ScopeState, frame: Frame, started: Any = _MISSING) -> Any:
         """Create the instance of ``state`` asynchronously, in this one coroutine.
 
@@ -410,7 +407,10 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
                 finalizer = (AGEN, agen, self)
             elif kind is GeneratorType:
                 gen = value
-                value = self._start_generator(gen)
+                try:
+                    value = next(gen)
+                except StopIteration:
+                    raise self._no_yield() from None
                 finalizer = (GEN, gen, self)
             elif self._closing:
                 finalizer = self._closer(value)
