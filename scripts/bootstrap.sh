@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sourced by scripts/demo and scripts/check: make a fresh machine ready.
 # Installs the Debian packages the suite drives for real (Chromium for the browser test,
-# redis-server for the multi-worker event tests), then a project virtualenv in .venv.
+# redis-server for the multi-worker event tests, valgrind for the instruction-count
+# benchmark's smoke run), then a project virtualenv in .venv.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -10,6 +11,7 @@ need_apt=()
 if [ "${1:-}" = "--system" ]; then
   [ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-dejavu-core)
   command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+  command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
 fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

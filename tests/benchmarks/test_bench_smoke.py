@@ -3,6 +3,7 @@ cleanup checks really fail when a library's cleanup does not run. No timing asse
 
 import asyncio
 import importlib.util
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -67,6 +68,19 @@ def test_bench_resolve_prints_every_row_for_every_library() -> None:
         for library in libraries:
             assert (row, library) in rows, f"missing {row} / {library}:\n{output}"
     assert "skipped" not in output.replace("note: skipped userscope", "")
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
+def test_bench_instructions_counts_floor_and_userscope() -> None:
+    output = _run("bench_instructions.py")
+    counts = {}
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| sync cycle |"):
+            counts[cells[1]] = int(cells[2].replace(",", ""))
+    assert set(counts) == {"floor", "userscope"}, output
+    # a real count: thousands of instructions per cycle, the floor doing the least work
+    assert 1_000 < counts["floor"] < counts["userscope"], counts
 
 
 def test_bench_fastapi_prints_every_app() -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
-from types import CoroutineType
 from typing import Any, TypeVar, cast
 
 from dependency_injector import providers
@@ -13,6 +11,7 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 import userscope as us
+from userscope.providers._scoped import _is_awaitable  # one cache of plain result types
 
 from ._errors import AuthenticationRequiredError
 from ._state import PROVIDERS_KEY, map_provider
@@ -23,20 +22,6 @@ T = TypeVar("T")
 
 #: attribute of an `Inject` dependency that names the provider it resolves
 _PROVIDER_ATTR = "__userscope_provider__"
-
-_PLAIN_TYPES: set[type] = set()  # result types seen not to be awaitable
-
-
-def _is_awaitable(value: Any) -> bool:
-    kind = type(value)
-    if kind in _PLAIN_TYPES:
-        return False
-    if kind is CoroutineType or inspect.isawaitable(value):
-        return True
-    if len(_PLAIN_TYPES) < 1024:  # bounded: a type is only ever added once
-        _PLAIN_TYPES.add(kind)
-    return False
-
 
 async def resolve_all(
     requested: Sequence[providers.Provider[Any]], targets: Sequence[providers.Provider[Any]]

@@ -1,0 +1,136 @@
+"""Instructions per cycle under callgrind: bench_resolve's rows, counted instead of timed.
+
+Run::
+
+    .venv/bin/python benchmarks/bench_instructions.py [--n N] [--lib LIB ...] [--smoke]
+
+Wall-clock ratios on a shared 2-core box move by 10-20 % between runs; instruction
+counts do not (the same binary, inputs and environment give the same count whatever
+else the machine does). Each (library, row) runs in its own ``valgrind --tool=callgrind``
+process (with ``PYTHONHASHSEED=0``) that collects only inside one ``itertools.starmap``
+step wrapping the ``N`` cycles of bench_resolve's own loop, after a warm-up outside it:
+imports, set-up and warm-up are not counted. The cleanup counter is checked after every run, as in
+bench_resolve. Instructions are not time (a cache miss costs more than an add), so
+quote these as a steady second signal next to bench_resolve's medians, not instead.
+
+Needs valgrind (Debian package ``valgrind``); without it the script says so and exits 2.
+"""
+
+import argparse
+import asyncio
+import itertools
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _graph as g
+import bench_resolve as br
+
+ROWS = ("sync cycle", "async cycle", "cached scoped resolve")
+_COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+def _cycles(lib: br.Library, row: str, n: int, loop: asyncio.AbstractEventLoop) -> None:
+    if row == "sync cycle":
+        lib.sync_cycle(n)
+    elif row == "async cycle":
+        loop.run_until_complete(lib.async_cycle(n))
+    else:
+        lib.cached(n)
+
+
+def inner(name: str, row: str, n: int) -> int:
+    """The measured process: warm up, then run ``n`` cycles inside one starmap step."""
+    cls, _ = br.LIBRARY_CLASSES[name]
+    lib = cls()
+    loop = asyncio.new_event_loop()
+    counter = lib.acounter if row == "async cycle" else lib.counter
+    try:
+        _cycles(lib, row, max(n // 5, 10), loop)  # warm-up, not collected
+        counter.reset()
+        for _ in itertools.starmap(_cycles, [(lib, row, n, loop)]):  # collected
+            pass
+        counter.check(name, row, n if row != "cached scoped resolve" else 1)
+    finally:
+        loop.close()
+        lib.close()
+    return 0
+
+
+def count(valgrind: str, name: str, row: str, n: int) -> int:
+    """Instructions callgrind collected for ``n`` cycles of ``row`` in library ``name``."""
+    proc = subprocess.run(
+        [
+            valgrind,
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            "--collect-atstart=no",
+            "--toggle-collect=starmap_next",
+            sys.executable,
+            __file__,
+            "--inner",
+            name,
+            row,
+            str(n),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONHASHSEED": "0"},  # same dict layouts, same count every run
+    )
+    found = _COLLECTED.search(proc.stderr)
+    if proc.returncode != 0 or found is None:
+        raise RuntimeError(f"{name} / {row} failed under callgrind:\n{proc.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=2_000, help="cycles per measurement")
+    parser.add_argument("--lib", action="append", help="libraries (default: all importable)")
+    parser.add_argument("--row", action="append", choices=ROWS, help="rows (default: all)")
+    parser.add_argument("--smoke", action="store_true", help="floor and userscope, sync, tiny N")
+    parser.add_argument("--inner", nargs=3, metavar=("LIB", "ROW", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.inner:
+        name, row, n_text = args.inner
+        return inner(name, row, int(n_text))
+
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("valgrind not found: install it (Debian: apt-get install valgrind)")
+        return 2
+    n = 20 if args.smoke else args.n
+    rows = ["sync cycle"] if args.smoke else (args.row or list(ROWS))
+    notes: list[str] = []
+    available = [lib.name for lib in br.load_libraries(notes)]
+    wanted = ["floor", "userscope"] if args.smoke else (args.lib or available)
+    names = [name for name in wanted if name in available]
+
+    print("# bench_instructions")
+    print()
+    facts = g.versions()
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
+    print(f"n={n} cycles per measurement (x10 for the resolve row), callgrind instruction counts")
+    for note in notes:
+        print(f"note: {note}")
+    print()
+    print("| row | library | instructions / op | ratio to floor |")
+    print("|---|---|---:|---:|")
+    for row in rows:
+        ops = n * br.ROW_SCALE[row]
+        per_op = {name: count(valgrind, name, row, ops) / ops for name in names}
+        floor = per_op.get("floor")
+        for name, value in per_op.items():
+            ratio = f"{value / floor:.2f}x" if floor else "n/a"
+            print(f"| {row} | {name} | {value:,.0f} | {ratio} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
