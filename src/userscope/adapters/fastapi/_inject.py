@@ -23,6 +23,7 @@ T = TypeVar("T")
 #: attribute of an `Inject` dependency that names the provider it resolves
 _PROVIDER_ATTR = "__userscope_provider__"
 
+
 async def resolve_all(
     requested: Sequence[providers.Provider[Any]], targets: Sequence[providers.Provider[Any]]
 ) -> list[Any]:
