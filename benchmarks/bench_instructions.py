@@ -13,6 +13,11 @@ imports, set-up and warm-up are not counted. The cleanup counter is checked afte
 bench_resolve. Instructions are not time (a cache miss costs more than an add), so
 quote these as a steady second signal next to bench_resolve's medians, not instead.
 
+``--simulate`` adds callgrind's cache and branch simulation (``--cache-sim=yes
+--branch-sim=yes``): instruction-cache misses, data-cache read misses and mispredicted
+indirect branches per op, which show where a library's time goes beyond its instruction
+count (a simulated machine, so again a signal, not a time).
+
 Needs valgrind (Debian package ``valgrind``); without it the script says so and exits 2.
 """
 
@@ -24,6 +29,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -32,7 +38,6 @@ import _graph as g
 import bench_resolve as br
 
 ROWS = ("sync cycle", "async cycle", "cached scoped resolve")
-_COLLECTED = re.compile(r"Collected : (\d+)")
 
 
 def _cycles(lib: br.Library, row: str, n: int, loop: asyncio.AbstractEventLoop) -> None:
@@ -62,31 +67,48 @@ def inner(name: str, row: str, n: int) -> int:
     return 0
 
 
-def count(valgrind: str, name: str, row: str, n: int) -> int:
-    """Instructions callgrind collected for ``n`` cycles of ``row`` in library ``name``."""
-    proc = subprocess.run(
-        [
-            valgrind,
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            "--collect-atstart=no",
-            "--toggle-collect=starmap_next",
-            sys.executable,
-            __file__,
-            "--inner",
-            name,
-            row,
-            str(n),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "PYTHONHASHSEED": "0"},  # same dict layouts, same count every run
-    )
-    found = _COLLECTED.search(proc.stderr)
-    if proc.returncode != 0 or found is None:
+#: columns of ``--simulate``: callgrind event name -> heading
+SIMULATED = {
+    "I1mr": "I1 misses / op",
+    "D1mr": "D1 read misses / op",
+    "Bim": "indirect mispredicts / op",
+}
+
+
+def count(valgrind: str, name: str, row: str, n: int, *, simulate: bool = False) -> dict[str, int]:
+    """callgrind's event totals for ``n`` cycles of ``row`` in library ``name``.
+
+    Always ``Ir`` (instructions); with ``simulate`` also the cache and branch simulation's
+    events (``I1mr``, ``D1mr``, ``Bim``, ...).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        proc = subprocess.run(
+            [
+                valgrind,
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                "--collect-atstart=no",
+                "--toggle-collect=starmap_next",
+                *(["--cache-sim=yes", "--branch-sim=yes"] if simulate else []),
+                sys.executable,
+                __file__,
+                "--inner",
+                name,
+                row,
+                str(n),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "PYTHONHASHSEED": "0"},  # same dict layouts, same count every run
+        )
+        text = out.read_text() if out.exists() else ""
+    events = re.search(r"^events: (.+)$", text, re.MULTILINE)
+    totals = re.search(r"^summary: (.+)$", text, re.MULTILINE)
+    if proc.returncode != 0 or events is None or totals is None:
         raise RuntimeError(f"{name} / {row} failed under callgrind:\n{proc.stderr[-2000:]}")
-    return int(found.group(1))
+    return dict(zip(events.group(1).split(), map(int, totals.group(1).split()), strict=True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=2_000, help="cycles per measurement")
     parser.add_argument("--lib", action="append", help="libraries (default: all importable)")
     parser.add_argument("--row", action="append", choices=ROWS, help="rows (default: all)")
+    parser.add_argument(
+        "--simulate",
+        action="store_true",
+        help="also simulate caches and branch prediction (I1/D1 misses, mispredicts; slower)",
+    )
     parser.add_argument("--smoke", action="store_true", help="floor and userscope, sync, tiny N")
     parser.add_argument("--inner", nargs=3, metavar=("LIB", "ROW", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -120,15 +147,26 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes:
         print(f"note: {note}")
     print()
-    print("| row | library | instructions / op | ratio to floor |")
-    print("|---|---|---:|---:|")
+    extra = list(SIMULATED) if args.simulate else []
+    print(
+        "| row | library | instructions / op | ratio to floor |"
+        + "".join(f" {SIMULATED[e]} |" for e in extra)
+    )
+    print("|---|---|---:|---:|" + "---:|" * len(extra))
     for row in rows:
         ops = n * br.ROW_SCALE[row]
-        per_op = {name: count(valgrind, name, row, ops) / ops for name in names}
-        floor = per_op.get("floor")
-        for name, value in per_op.items():
-            ratio = f"{value / floor:.2f}x" if floor else "n/a"
-            print(f"| {row} | {name} | {value:,.0f} | {ratio} |")
+        per_op = {
+            name: {
+                event: value / ops
+                for event, value in count(valgrind, name, row, ops, simulate=args.simulate).items()
+            }
+            for name in names
+        }
+        floor = per_op.get("floor", {}).get("Ir")
+        for name, events in per_op.items():
+            ratio = f"{events['Ir'] / floor:.2f}x" if floor else "n/a"
+            cells = "".join(f" {events[e]:,.0f} |" for e in extra)
+            print(f"| {row} | {name} | {events['Ir']:,.0f} | {ratio} |{cells}")
     return 0
 
 

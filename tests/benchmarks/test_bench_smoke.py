@@ -3,6 +3,7 @@ cleanup checks really fail when a library's cleanup does not run. No timing asse
 
 import asyncio
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -23,9 +24,10 @@ def _has(module: str, attribute: str | None = None) -> bool:
     return attribute is None or hasattr(loaded, attribute)
 
 
-def _run(script: str) -> str:
+def _run(script: str, *extra: str, env: dict[str, str] | None = None) -> str:
     proc = subprocess.run(
-        [sys.executable, str(BENCH / script), "--smoke"],
+        [sys.executable, str(BENCH / script), "--smoke", *extra],
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -70,17 +72,42 @@ def test_bench_resolve_prints_every_row_for_every_library() -> None:
     assert "skipped" not in output.replace("note: skipped userscope", "")
 
 
-@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
-def test_bench_instructions_counts_floor_and_userscope() -> None:
-    output = _run("bench_instructions.py")
-    counts = {}
+def _sync_rows(output: str) -> dict[str, list[int]]:
+    """``{library: [numbers of its sync-cycle row, ratio column left out]}``."""
+    rows: dict[str, list[int]] = {}
     for line in output.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if line.startswith("| sync cycle |"):
-            counts[cells[1]] = int(cells[2].replace(",", ""))
+            rows[cells[1]] = [int(cells[2].replace(",", ""))] + [
+                int(cell.replace(",", "")) for cell in cells[4:]
+            ]
+    return rows
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
+def test_bench_instructions_counts_floor_and_userscope() -> None:
+    output = _run("bench_instructions.py")
+    counts = _sync_rows(output)
     assert set(counts) == {"floor", "userscope"}, output
     # a real count: thousands of instructions per cycle, the floor doing the least work
-    assert 1_000 < counts["floor"] < counts["userscope"], counts
+    assert 1_000 < counts["floor"][0] < counts["userscope"][0], counts
+
+
+def test_bench_instructions_simulate_reads_callgrinds_totals(tmp_path: Path) -> None:
+    # A stand-in for valgrind that writes a callgrind file with known totals: checks the
+    # --simulate columns without the minute a real cache simulation takes.
+    fake = tmp_path / "valgrind"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'for arg in "$@"; do case "$arg" in --callgrind-out-file=*) out="${arg#*=}";; esac; done\n'
+        'printf "events: Ir I1mr D1mr Bim\\nsummary: 2000 60 40 20\\n" > "$out"\n'
+    )
+    fake.chmod(0o755)
+    path = f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}"
+    output = _run("bench_instructions.py", "--simulate", env={**os.environ, "PATH": path})
+    assert "I1 misses / op" in output
+    # --smoke runs 20 cycles: 2000 / 20 instructions, 60 / 20 I1 misses, and so on
+    assert _sync_rows(output) == {"floor": [100, 3, 2, 1], "userscope": [100, 3, 2, 1]}, output
 
 
 def test_bench_fastapi_prints_every_app() -> None:
