@@ -211,32 +211,33 @@ class _ScopeCM(ScopeState):
         owner = self._owner
         ctx = self._ctx
         request = self._kind is _REQUEST
+        evicted: list[_UserSession] | None = None
+        conn: ScopeState | None = None  # the connection a request nests in, if any
         frame = _get_active()
         if frame is not None and frame[4] is owner:
             user_state = frame[3]
             if user_state.session.user_id != ctx.user_id:
                 raise IsolationError(user_state.session.user_id, ctx.user_id)
-            conn = frame[2]
-            if request and conn is not None:  # a request inside its user's connection
-                if conn.closed:
-                    raise ScopeClosedError(_CONNECTION, ctx.user_id)
-                owner._hold(user_state.session)
-                self.level = _REQUEST
-                self.session = user_state.session
-                self.async_ = async_
-                owner._open_states.add(self)
-                self._token = _set_active((ctx, self, conn, user_state, owner, async_))
-                return None
-        evicted: list[_UserSession] | None = None
-        session = owner._users.get(ctx.user_id)
-        if session is None or owner._max_users is not None or not owner._join(session, self):
-            session, evicted = owner._acquire(ctx.user_id, self, async_)
-        self.level = _CONNECTION
+            if request:
+                conn = frame[2]
+        if conn is not None:  # a request inside its user's connection
+            if conn.closed:
+                raise ScopeClosedError(_CONNECTION, ctx.user_id)
+            session = conn.session
+            owner._hold(session)
+            self.level = _REQUEST
+        else:  # a connection, or a request that is its own connection (plain HTTP)
+            found = owner._users.get(ctx.user_id)
+            if found is None or owner._max_users is not None or not owner._join(found, self):
+                found, evicted = owner._acquire(ctx.user_id, self, async_)
+            session = found
+            conn = self
+            self.level = _CONNECTION
         self.session = session
         self.async_ = async_
         owner._open_states.add(self)
         self._token = _set_active(
-            (ctx, self if request else None, self, session.state, owner, async_)
+            (ctx, self if request else None, conn, session.state, owner, async_)
         )
         return evicted
 
