@@ -40,27 +40,18 @@ import bench_resolve as br
 ROWS = ("sync cycle", "async cycle", "cached scoped resolve")
 
 
-def _cycles(lib: br.Library, row: str, n: int, loop: asyncio.AbstractEventLoop) -> None:
-    if row == "sync cycle":
-        lib.sync_cycle(n)
-    elif row == "async cycle":
-        loop.run_until_complete(lib.async_cycle(n))
-    else:
-        lib.cached(n)
-
-
 def inner(name: str, row: str, n: int) -> int:
     """The measured process: warm up, then run ``n`` cycles inside one starmap step."""
     cls, _ = br.LIBRARY_CLASSES[name]
     lib = cls()
     loop = asyncio.new_event_loop()
-    counter = lib.acounter if row == "async cycle" else lib.counter
+    counter = br.counter_for(lib, row)
     try:
-        _cycles(lib, row, max(n // 5, 10), loop)  # warm-up, not collected
+        br.run_row(lib, row, max(n // 5, 10), loop)  # warm-up, not collected
         counter.reset()
-        for _ in itertools.starmap(_cycles, [(lib, row, n, loop)]):  # collected
-            pass
-        counter.check(name, row, n if row != "cached scoped resolve" else 1)
+        # collected: everything inside the one starmap step
+        [(_, expected)] = list(itertools.starmap(br.run_row, [(lib, row, n, loop)]))
+        counter.check(name, row, expected)
     finally:
         loop.close()
         lib.close()

@@ -561,23 +561,28 @@ def load_libraries(notes: list[str]) -> list[Library]:
     return g.load_participants(LIBRARY_CLASSES, notes)
 
 
+def run_row(lib: Library, row: str, n: int, loop: asyncio.AbstractEventLoop) -> tuple[int, int]:
+    """Run one loop of ``n`` ops of ``row``; return (elapsed ns, bridges it should open)."""
+    if row == "sync cycle":
+        return lib.sync_cycle(n), n
+    if row == "async cycle":
+        return loop.run_until_complete(lib.async_cycle(n)), n
+    if row == "cached scoped resolve":
+        return lib.cached(n), 1
+    return lib.singleton(n), 0
+
+
+def counter_for(lib: Library, row: str) -> g.Counter:
+    """The bridge counter ``row`` runs against (the async rows have their own)."""
+    return lib.acounter if row == "async cycle" else lib.counter
+
+
 def measure(lib: Library, row: str, n: int, loop: asyncio.AbstractEventLoop) -> int:
     """Run one timed loop of ``n`` ops of ``row`` and check the cleanups; return ns."""
-    counter = lib.acounter if row == "async cycle" else lib.counter
+    counter = counter_for(lib, row)
     counter.reset()
     gc.collect()
-    if row == "sync cycle":
-        elapsed = lib.sync_cycle(n)
-        expected = n
-    elif row == "async cycle":
-        elapsed = loop.run_until_complete(lib.async_cycle(n))
-        expected = n
-    elif row == "cached scoped resolve":
-        elapsed = lib.cached(n)
-        expected = 1
-    else:
-        elapsed = lib.singleton(n)
-        expected = 0
+    elapsed, expected = run_row(lib, row, n, loop)
     counter.check(lib.name, row, expected)
     return elapsed
 

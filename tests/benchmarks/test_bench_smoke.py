@@ -37,14 +37,18 @@ def _run(script: str, *extra: str, env: dict[str, str] | None = None) -> str:
     return proc.stdout
 
 
+def _table(output: str) -> list[list[str]]:
+    """The cells of every markdown table row in ``output``."""
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in output.splitlines()
+        if line.startswith("|")
+    ]
+
+
 def _rows(output: str) -> set[tuple[str, str]]:
     """``(first column, second column)`` of every markdown table row."""
-    rows = set()
-    for line in output.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if line.startswith("|") and len(cells) >= 2:
-            rows.add((cells[0], cells[1]))
-    return rows
+    return {(cells[0], cells[1]) for cells in _table(output) if len(cells) >= 2}
 
 
 def _load(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
@@ -74,14 +78,11 @@ def test_bench_resolve_prints_every_row_for_every_library() -> None:
 
 def _sync_rows(output: str) -> dict[str, list[int]]:
     """``{library: [numbers of its sync-cycle row, ratio column left out]}``."""
-    rows: dict[str, list[int]] = {}
-    for line in output.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if line.startswith("| sync cycle |"):
-            rows[cells[1]] = [int(cells[2].replace(",", ""))] + [
-                int(cell.replace(",", "")) for cell in cells[4:]
-            ]
-    return rows
+    return {
+        cells[1]: [int(cell.replace(",", "")) for cell in (cells[2], *cells[4:])]
+        for cells in _table(output)
+        if cells[0] == "sync cycle"
+    }
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
