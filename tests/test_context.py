@@ -14,7 +14,9 @@ def make(**overrides: object) -> us.UserExecutionContext:
     return us.UserExecutionContext(**fields)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("field", ["user_id", "thread_id", "request_id", "connection_id"])
+@pytest.mark.parametrize(
+    "field", ["user_id", "thread_id", "request_id", "tenant_id", "connection_id"]
+)
 @pytest.mark.parametrize(
     ("bad", "reason"),
     [
@@ -28,6 +30,12 @@ def make(**overrides: object) -> us.UserExecutionContext:
         ("al\x00ice", "control character"),
         ("bob\nadmin", "control character"),
         ("x" * 257, "at most 256"),
+        ("alice ", "leading or trailing whitespace"),
+        ("al\tice", "control character"),
+        (" alice", "leading or trailing whitespace"),
+        ("al\u200bice", "invisible format character U+200B"),
+        ("\u202ealice", "invisible format character U+202E"),
+        ("alice\ufeff", "invisible format character U+FEFF"),
     ],
 )
 def test_bad_ids_are_refused_naming_the_field(field: str, bad: str, reason: str) -> None:
@@ -65,12 +73,14 @@ def test_context_is_frozen_and_hashable() -> None:
 
 
 def test_for_request_keeps_user_and_makes_fresh_ids() -> None:
-    ctx = make(connection_id="c-1", metadata={"tenant": "acme"})
+    ctx = make(connection_id="c-1", tenant_id="acme", metadata={"role": "admin"})
     first, second = ctx.for_request(), ctx.for_request()
     assert first.user_id == second.user_id == "alice"
+    assert first.tenant_id == second.tenant_id == "acme"
+    assert first.user_key == ("acme", "alice")
     assert first.thread_id == "t-1"
     assert first.connection_id == "c-1"
-    assert first.metadata == {"tenant": "acme"}
+    assert first.metadata == {"role": "admin"}
     assert len({ctx.request_id, first.request_id, second.request_id}) == 3
     assert ctx.for_request(request_id="r-9", thread_id="t-9").model_dump(
         include={"request_id", "thread_id"}
@@ -87,3 +97,20 @@ def test_request_id_defaults_to_a_fresh_unique_id() -> None:
     a = us.UserExecutionContext(user_id="alice", thread_id="t")
     b = us.UserExecutionContext(user_id="alice", thread_id="t")
     assert a.request_id != b.request_id
+
+
+def test_ids_are_nfc_normalised_so_one_user_has_one_spelling() -> None:
+    composed = make(user_id="jos\u00e9")
+    decomposed = make(user_id="jose\u0301")
+    assert decomposed.user_id == composed.user_id == "jos\u00e9"
+    assert decomposed == composed
+    assert decomposed.user_key == composed.user_key == (None, "jos\u00e9")
+
+
+def test_tenant_is_part_of_the_user_key_and_the_hash() -> None:
+    acme, globex = make(tenant_id="acme"), make(tenant_id="globex")
+    assert acme.user_key == ("acme", "alice")
+    assert globex.user_key == ("globex", "alice")
+    assert make().user_key == (None, "alice")
+    assert acme != globex
+    assert len({hash(acme), hash(globex), hash(make())}) == 3

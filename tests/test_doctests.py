@@ -9,6 +9,8 @@ import pytest
 
 MODULES = [
     "userscope",
+    "userscope._durations",
+    "userscope._log",
     "userscope.context",
     "userscope.errors",
     "userscope.container._scope",

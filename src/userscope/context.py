@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -24,13 +25,24 @@ def _check_id(value: str) -> str:
             f"{value!r} is a placeholder, not an id; a missing identity must be refused, "
             "not stringified"
         )
+    if value != value.strip():
+        raise ValueError(
+            "has leading or trailing whitespace; strip it where the identity is verified, "
+            "so that 'alice' and 'alice ' cannot become two users"
+        )
     if len(value) > MAX_ID_LENGTH:
         raise ValueError(f"is {len(value)} characters long; at most {MAX_ID_LENGTH} are allowed")
     for ch in value:
         code = ord(ch)
         if code < 0x20 or 0x7F <= code < 0xA0 or ch in "\u2028\u2029":
             raise ValueError(f"contains the control character U+{code:04X}; ids must be printable")
-    return value
+        if unicodedata.category(ch) == "Cf":
+            raise ValueError(
+                f"contains the invisible format character U+{code:04X} (bidi mark, zero-width "
+                "or similar); ids must be visible text"
+            )
+    # One spelling per id: a composed and a decomposed "é" are the same user.
+    return unicodedata.normalize("NFC", value)
 
 
 _Id = Annotated[str, AfterValidator(_check_id)]
@@ -44,9 +56,12 @@ class UserExecutionContext(BaseModel):
     """Identity of one unit of work: which user, which conversation thread, which request.
 
     Build it only from a verified identity (a validated token, a server-side session),
-    never from ids a client sent. Invalid ids (empty, whitespace, placeholders such as
-    ``"None"``/``"null"``/``"undefined"``, control characters, more than 256 characters)
-    raise :class:`pydantic.ValidationError` naming the field.
+    never from ids a client sent. A user is ``(tenant_id, user_id)`` everywhere: scopes,
+    limits, stats and events; ``tenant_id`` is optional (``None``: a single-tenant app).
+    Invalid ids (empty, whitespace or leading/trailing whitespace, placeholders such as
+    ``"None"``/``"null"``/``"undefined"``, control or invisible format characters, more
+    than 256 characters) raise :class:`pydantic.ValidationError` naming the field. Ids
+    are NFC-normalised, so one user has one spelling.
 
     Example:
         >>> import userscope as us
@@ -61,6 +76,7 @@ class UserExecutionContext(BaseModel):
     user_id: _Id
     thread_id: _Id
     request_id: _Id = Field(default_factory=_new_request_id)
+    tenant_id: _Id | None = None
     connection_id: _Id | None = None
     metadata: Mapping[str, Any] = Field(default_factory=dict)
 
@@ -74,7 +90,7 @@ class UserExecutionContext(BaseModel):
             thread_id: switch to another conversation thread; unchanged when omitted.
 
         Returns:
-            A validated child context with the same ``user_id``.
+            A validated child context with the same ``tenant_id`` and ``user_id``.
 
         Example:
             >>> import userscope as us
@@ -86,9 +102,23 @@ class UserExecutionContext(BaseModel):
             user_id=self.user_id,
             thread_id=self.thread_id if thread_id is None else thread_id,
             request_id=_new_request_id() if request_id is None else request_id,
+            tenant_id=self.tenant_id,
             connection_id=self.connection_id,
             metadata=self.metadata,
         )
 
+    @property
+    def user_key(self) -> tuple[str | None, str]:
+        """The user this context belongs to: ``(tenant_id, user_id)``.
+
+        Example:
+            >>> import userscope as us
+            >>> us.UserExecutionContext(user_id="alice", thread_id="t", tenant_id="acme").user_key
+            ('acme', 'alice')
+        """
+        return (self.tenant_id, self.user_id)
+
     def __hash__(self) -> int:
-        return hash((self.user_id, self.thread_id, self.request_id, self.connection_id))
+        return hash(
+            (self.tenant_id, self.user_id, self.thread_id, self.request_id, self.connection_id)
+        )
