@@ -13,8 +13,10 @@ from starlette.requests import HTTPConnection
 
 from conftest import AUDIENCE, ISSUER, SECRET, make_token
 from userscope.adapters.fastapi import (
+    DEFAULT_THREAD_ID,
     AuthenticationError,
     CredentialsExpiredError,
+    InvalidClaimError,
     JWTAuthenticator,
     bearer_subprotocol_token,
     set_credentials_expiry,
@@ -91,9 +93,18 @@ async def test_thread_and_user_claims_are_configurable() -> None:
     ctx = await auth(conn(headers={"Authorization": f"Bearer {token}"}))
     assert ctx is not None
     assert (ctx.user_id, ctx.thread_id) == ("bob", "thread-7")
-    with pytest.raises(AuthenticationError) as info:
-        await auth(conn(headers={"Authorization": f"Bearer {make_token('x', uid='bob')}"}))
-    assert "tid" in info.value.reason
+    # no thread claim: the documented default thread, the same on every connection
+    without = {"Authorization": f"Bearer {make_token('x', uid='bob')}"}
+    first, second = await auth(conn(headers=without)), await auth(conn(headers=without))
+    assert first is not None
+    assert second is not None
+    assert first.thread_id == second.thread_id == DEFAULT_THREAD_ID == "default"
+    # a thread claim that is required (no default) and missing: 401 naming the claim
+    strict = hs256(user_claim="uid", thread_claim="tid", default_thread=None)
+    with pytest.raises(InvalidClaimError) as info:
+        await strict(conn(headers=without))
+    assert info.value.claim == "tid"
+    assert info.value.code == "invalid_claim"
 
 
 async def test_rs256_with_public_key(rsa_keys: tuple[bytes, bytes]) -> None:

@@ -6,8 +6,23 @@ Example:
     >>> from userscope.adapters.fastapi import Inject, JWTAuthenticator, install
 """
 
-from ._auth import Authenticator, JWTAuthenticator, bearer_subprotocol_token
-from ._errors import AuthenticationError, AuthenticationRequiredError, CredentialsExpiredError
+from userscope.adapters.identity import IdentityProviderUnavailableError
+
+from ._auth import (
+    DEFAULT_THREAD_ID,
+    Authenticator,
+    ClaimsHook,
+    JWTAuthenticator,
+    bearer_subprotocol_token,
+)
+from ._errors import (
+    AuthenticationError,
+    AuthenticationRequiredError,
+    CredentialsExpiredError,
+    CredentialsTooLargeError,
+    InvalidClaimError,
+    UnknownSigningKeyError,
+)
 from ._inject import Inject
 from ._install import install
 from ._middleware import UserscopeMiddleware
@@ -18,9 +33,15 @@ __all__ = [
     "AuthenticationError",
     "AuthenticationRequiredError",
     "Authenticator",
+    "ClaimsHook",
     "CredentialsExpiredError",
+    "CredentialsTooLargeError",
+    "DEFAULT_THREAD_ID",
+    "IdentityProviderUnavailableError",
     "Inject",
+    "InvalidClaimError",
     "JWTAuthenticator",
+    "UnknownSigningKeyError",
     "UserscopeMiddleware",
     "bearer_subprotocol_token",
     "install",

@@ -6,7 +6,14 @@ from datetime import UTC, datetime
 
 from userscope.errors import UserscopeError
 
-__all__ = ["AuthenticationError", "AuthenticationRequiredError", "CredentialsExpiredError"]
+__all__ = [
+    "AuthenticationError",
+    "AuthenticationRequiredError",
+    "CredentialsExpiredError",
+    "CredentialsTooLargeError",
+    "InvalidClaimError",
+    "UnknownSigningKeyError",
+]
 
 
 class AuthenticationError(UserscopeError, PermissionError):
@@ -88,3 +95,75 @@ class CredentialsExpiredError(AuthenticationError):
             else f" at {datetime.fromtimestamp(expired_at, UTC).isoformat(timespec='seconds')}"
         )
         super().__init__(f"the token expired{when}; sign in again to get a fresh token")
+
+
+class InvalidClaimError(AuthenticationError):
+    """A verified token lacks a claim the authenticator maps, or it has the wrong shape.
+
+    Raised for the user id, tenant and thread claims, the numeric date claims
+    (``exp``/``nbf``/``iat`` must be JSON numbers), roles/scopes/groups of the
+    wrong type, and refusals by the ``claims_hook``; the adapter answers ``401``
+    with the code ``invalid_claim``, never a 500.
+
+    Attributes:
+        reason: why the credentials were refused.
+        claim: the claim's name.
+
+    Example:
+        >>> err = InvalidClaimError("tid", "is missing")
+        >>> err.claim, err.code
+        ('tid', 'invalid_claim')
+    """
+
+    code = "invalid_claim"
+
+    def __init__(self, claim: str, problem: str) -> None:
+        self.claim = claim
+        super().__init__(f"claim {claim!r} {problem}")
+
+
+class UnknownSigningKeyError(AuthenticationError):
+    """The token names a key (``kid``) the identity provider does not publish.
+
+    Raised after one (rate-limited) refetch of the provider's keys; the adapter
+    answers ``401`` with the code ``unknown_key``.
+
+    Attributes:
+        reason: why the credentials were refused.
+        kid: the token header's ``kid`` (``None`` when it named none).
+
+    Example:
+        >>> UnknownSigningKeyError("k-2024").kid
+        'k-2024'
+    """
+
+    code = "unknown_key"
+
+    def __init__(self, kid: str | None) -> None:
+        self.kid = kid
+        which = "no kid" if kid is None else f"kid {kid[:64]!r}"
+        super().__init__(f"no signing key of the identity provider matches the token ({which})")
+
+
+class CredentialsTooLargeError(AuthenticationError):
+    """The credentials are larger than any real token; refused before any parsing.
+
+    The adapter answers ``401`` with the code ``credentials_too_large``.
+
+    Attributes:
+        reason: why the credentials were refused.
+        size: how many bytes were sent.
+        limit: the most that is read (``JWTAuthenticator(max_token_bytes=...)``).
+
+    Example:
+        >>> err = CredentialsTooLargeError(size=8_000_000, limit=16_384)
+        >>> err.limit
+        16384
+    """
+
+    code = "credentials_too_large"
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"the credentials are {size} bytes long; at most {limit} are read")

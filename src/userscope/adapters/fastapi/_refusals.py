@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from starlette.types import Send
 
 import userscope as us
+from userscope.adapters.identity._errors import IdentityProviderUnavailableError
 
 from ._errors import AuthenticationError, AuthenticationRequiredError, CredentialsExpiredError
 
@@ -76,6 +77,13 @@ def refusal_for(exc: BaseException, *, authenticated: bool) -> Refusal:
             exc.code,
             f"the token was refused: {exc.reason}",
             f'{_BEARER}, error="invalid_token"',
+        )
+    if isinstance(exc, IdentityProviderUnavailableError):
+        return Refusal(
+            503,
+            WS_TRY_AGAIN_LATER,
+            "identity_provider_unavailable",
+            "the identity provider's keys cannot be fetched right now; try again later",
         )
     if isinstance(exc, us.OutOfScopeError):
         return INTERNAL if authenticated else UNAUTHENTICATED
