@@ -599,6 +599,10 @@ class JWTAuthenticator:
             )
         except jwt.ExpiredSignatureError as exc:
             raise CredentialsExpiredError(_unverified_exp(token)) from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise InvalidClaimError(exc.claim, "is missing") from exc
+        except jwt.exceptions.InvalidSubjectError as exc:
+            raise InvalidClaimError("sub", "must be a string") from exc
         except jwt.PyJWTError as exc:  # InvalidKeyError too: a key that does not fit the token
             raise AuthenticationError(str(exc) or type(exc).__name__) from exc
         except (ValueError, TypeError) as exc:  # e.g. an unusable key for this token

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 import userscope as us
+from userscope.adapters.identity._errors import IdentityProviderUnavailableError
 
 from ._auth import BEARER_SUBPROTOCOL, Authenticator
 from ._errors import AuthenticationError
@@ -281,7 +282,8 @@ async def _expect_connect(receive: Receive) -> None:
 
 
 def _log_refusal(refusal: Refusal, exc: BaseException) -> None:
-    if refusal.status >= 500:
+    # an identity provider outage is logged once by the key set, not once per request
+    if refusal.status >= 500 and not isinstance(exc, IdentityProviderUnavailableError):
         logger.error("request failed: %s", type(exc).__name__, exc_info=exc)
     else:
         logger.info("refused with %s (%s): %s", refusal.status, refusal.error, exc)
