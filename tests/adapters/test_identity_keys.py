@@ -105,6 +105,31 @@ def test_an_algorithm_that_does_not_fit_the_key_is_refused_at_construction(
     assert info.value.problem
 
 
+@pytest.mark.parametrize("algorithm", ["RS256", "ES256", "EdDSA"])
+def test_a_private_key_is_refused_the_verifier_needs_only_the_public_one(algorithm: str) -> None:
+    signer = private_key(algorithm)
+    with pytest.raises(AlgorithmKeyMismatchError, match="public_key") as info:
+        JWTAuthenticator(key=signer, algorithms=[algorithm])
+    assert info.value.key_type.startswith("private")
+
+
+def test_direct_verify_with_a_jwks_fetches_blocking_and_follows_kidless_rotation() -> None:
+    old, new = private_key("RS256"), private_key("RS256")
+    with jwks_server() as server:
+        server.keys = [public_jwk(old, "RS256", kid=None)]
+        auth = JWTAuthenticator(
+            jwks_url=server.url, algorithms=["RS256"], jwks_min_refresh_interval=0.05
+        )
+        assert auth.verify(sign(old, "RS256"))["sub"] == "alice"
+        server.keys = [public_jwk(new, "RS256", kid=None)]
+        time.sleep(0.06)
+        assert auth.verify(sign(new, "RS256", sub="bob"))["sub"] == "bob"
+        assert server.hits == 2
+        with pytest.raises(AuthenticationError, match="Signature"):
+            auth.verify(sign(old, "RS256"))  # its key is gone; no refetch moments later
+        assert server.hits == 2
+
+
 def test_symmetric_and_asymmetric_algorithms_are_never_mixed() -> None:
     public = pem(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key())
     with pytest.raises(AlgorithmKeyMismatchError, match="cannot share a key") as info:

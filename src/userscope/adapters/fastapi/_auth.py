@@ -18,7 +18,6 @@ from pydantic import ValidationError
 from starlette.requests import HTTPConnection
 
 import userscope as us
-from userscope._durations import to_seconds
 from userscope._log import fields
 from userscope.adapters.identity._claims import MISSING, claim_value, string_list
 from userscope.adapters.identity._errors import AlgorithmKeyMismatchError
@@ -284,11 +283,9 @@ class JWTAuthenticator:
                 assert jwks_url is not None
                 key_set = JWKSKeySet(
                     jwks_url=jwks_url,
-                    ttl=to_seconds("jwks_ttl", jwks_ttl),
-                    min_refresh_interval=to_seconds(
-                        "jwks_min_refresh_interval", jwks_min_refresh_interval
-                    ),
-                    timeout=to_seconds("jwks_timeout", jwks_timeout),
+                    ttl=jwks_ttl,
+                    min_refresh_interval=jwks_min_refresh_interval,
+                    timeout=jwks_timeout,
                 )
         if default_thread is not None:
             _check_default_thread(default_thread)
@@ -358,9 +355,9 @@ class JWTAuthenticator:
                 raise TypeError(f"from_oidc() takes no {name}=; the issuer's discovery gives it")
         key_set = JWKSKeySet(
             issuer=issuer,
-            ttl=to_seconds("jwks_ttl", jwks_ttl),
-            min_refresh_interval=to_seconds("jwks_min_refresh_interval", jwks_min_refresh_interval),
-            timeout=to_seconds("jwks_timeout", jwks_timeout),
+            ttl=jwks_ttl,
+            min_refresh_interval=jwks_min_refresh_interval,
+            timeout=jwks_timeout,
         )
         return cls(
             key_set=key_set, algorithms=algorithms, audience=audience, issuer=issuer, **options
@@ -487,10 +484,7 @@ class JWTAuthenticator:
             if prepared is not None and prepared[0] == token:
                 keys = prepared[1]
             else:
-                kid, alg = self._header(token)
-                keys = self.key_set.keys_for(kid, alg)
-                if not keys:
-                    raise UnknownSigningKeyError(kid)
+                return self._verify_blocking(token, self.key_set)
         remember = self.cache_size > 0 and len(token) <= _MAX_REMEMBERED_TOKEN
         if remember:
             settings = self._settings()
@@ -501,6 +495,29 @@ class JWTAuthenticator:
         if remember:
             self._remember(token, settings, claims)
         return claims
+
+    def _verify_blocking(self, token: str, key_set: JWKSKeySet) -> dict[str, Any]:
+        """:meth:`verify` called directly (not by the adapter): fetch keys here, blocking."""
+        kid, alg = self._header(token)
+        keys = key_set.keys_for(kid, alg)
+        if not keys:
+            raise UnknownSigningKeyError(kid)
+        generation = key_set.generation
+        prepared: list[Any] = [token, keys]
+        reset = _PREPARED.set(prepared)
+        try:
+            try:
+                return JWTAuthenticator.verify(self, token)
+            except AuthenticationError as exc:
+                if not _may_be_rotated(kid, exc):
+                    raise
+                rotated = key_set.keys_for(kid, alg, retry=generation)
+                if not rotated or key_set.generation == generation:
+                    raise
+                prepared[1] = rotated
+                return JWTAuthenticator.verify(self, token)
+        finally:
+            _PREPARED.reset(reset)
 
     def _header(self, token: str) -> tuple[str | None, str]:
         """The token header's ``kid`` and ``alg``, checked before any key is looked up."""
@@ -764,8 +781,7 @@ class JWTAuthenticator:
             try:
                 return self.verify(token)
             except AuthenticationError as exc:
-                # A token without a kid: a failing signature may mean the provider rotated.
-                if kid is not None or not isinstance(exc.__cause__, jwt.InvalidSignatureError):
+                if not _may_be_rotated(kid, exc):
                     raise
                 rotated = await key_set.akeys_for(kid, alg, retry=generation)
                 if not rotated or key_set.generation == generation:
@@ -778,6 +794,11 @@ class JWTAuthenticator:
 
 def _seconds(leeway: float | timedelta) -> float:
     return leeway.total_seconds() if isinstance(leeway, timedelta) else float(leeway)
+
+
+def _may_be_rotated(kid: str | None, exc: AuthenticationError) -> bool:
+    """A token without a kid whose signature failed: the provider may have rotated its key."""
+    return kid is None and isinstance(exc.__cause__, jwt.InvalidSignatureError)
 
 
 def _is_number(value: Any) -> bool:

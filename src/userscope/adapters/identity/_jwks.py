@@ -29,10 +29,11 @@ from typing import Any
 import jwt
 from jwt import PyJWK, PyJWKClient
 
+from userscope._durations import Duration, to_seconds
 from userscope._log import fields
 
 from ._errors import IdentityProviderUnavailableError, OIDCDiscoveryError
-from ._keys import ASYMMETRIC_ALGORITHMS, key_fits_algorithm
+from ._keys import ASYMMETRIC_ALGORITHMS, is_private_key, key_fits_algorithm
 
 __all__ = ["JWKSKeySet", "SigningKey", "check_url", "discovery_url"]
 
@@ -147,20 +148,23 @@ class JWKSKeySet:
         *,
         jwks_url: str | None = None,
         issuer: str | None = None,
-        ttl: float = 600.0,
-        min_refresh_interval: float = 30.0,
-        timeout: float = 5.0,
+        ttl: Duration = 600.0,
+        min_refresh_interval: Duration = 30.0,
+        timeout: Duration = 5.0,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         if (jwks_url is None) == (issuer is None):
             raise ValueError("JWKSKeySet needs exactly one of jwks_url= or issuer=")
+        ttl = to_seconds("jwks_ttl", ttl)
+        min_refresh_interval = to_seconds("jwks_min_refresh_interval", min_refresh_interval)
+        timeout = to_seconds("jwks_timeout", timeout)
         self.jwks_url = None if jwks_url is None else check_url("jwks_url", jwks_url)
         self.configured_issuer = None if issuer is None else check_url("issuer", issuer)
         #: the issuer the discovery document names (``None`` until discovered)
         self.issuer: str | None = None
-        self.ttl = ttl
-        self.min_refresh_interval = min_refresh_interval
-        self.timeout = timeout
+        self.ttl: float = ttl
+        self.min_refresh_interval: float = min_refresh_interval
+        self.timeout: float = timeout
         self.headers = dict(headers or {})
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
@@ -298,7 +302,8 @@ class JWKSKeySet:
     def _unavailable_locked(self) -> IdentityProviderUnavailableError:
         error = self._last_error
         if isinstance(error, IdentityProviderUnavailableError):
-            return error
+            # a fresh error per request: re-raising one instance would grow its traceback
+            return IdentityProviderUnavailableError(error.url, error.reason)
         where = self.jwks_url or discovery_url(self.configured_issuer or "")
         if error is None:
             return IdentityProviderUnavailableError(where, "the keys are still being fetched")
@@ -359,7 +364,8 @@ class JWKSKeySet:
             except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
                 continue  # a key type PyJWT cannot use: skip it, like PyJWKSet does
             kid = entry.get("kid")
-            keys.append(SigningKey(kid if isinstance(kid, str) else None, alg, parsed.key))
+            key = parsed.key.public_key() if is_private_key(parsed.key) else parsed.key
+            keys.append(SigningKey(kid if isinstance(kid, str) else None, alg, key))
         if not keys:
             raise IdentityProviderUnavailableError(
                 jwks_url, "the key set has no usable signing key"

@@ -19,6 +19,7 @@ __all__ = [
     "check_algorithms",
     "check_hmac_secret",
     "check_key_for_algorithms",
+    "is_private_key",
     "key_fits_algorithm",
 ]
 
@@ -214,3 +215,28 @@ def check_key_for_algorithms(key: Any, algorithms: Sequence[str]) -> None:
             raise AlgorithmKeyMismatchError(
                 names, _describe(loaded), f"{name} cannot be verified with this key"
             )
+        if is_private_key(loaded):
+            raise AlgorithmKeyMismatchError(
+                names,
+                f"private {_describe(loaded)}",
+                "a verifier needs only the public key; pass key.public_key() (or the PEM "
+                "'PUBLIC KEY' block) and keep the private key with the token issuer",
+            )
+
+
+def is_private_key(key: Any) -> bool:
+    """Whether ``key`` is a private key object (RSA, EC or EdDSA).
+
+    Example:
+        >>> from cryptography.hazmat.primitives.asymmetric import ed25519
+        >>> private = ed25519.Ed25519PrivateKey.generate()
+        >>> is_private_key(private), is_private_key(private.public_key())
+        (True, False)
+    """
+    return isinstance(
+        key,
+        rsa.RSAPrivateKey
+        | ec.EllipticCurvePrivateKey
+        | ed25519.Ed25519PrivateKey
+        | ed448.Ed448PrivateKey,
+    )
