@@ -507,3 +507,29 @@ def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_identity_errors_are_userscope_errors_with_their_builtins() -> None:
+    import pickle
+
+    import userscope as us
+    import userscope.adapters.identity as identity
+
+    builtins = {
+        "AlgorithmKeyMismatchError": ValueError,
+        "IdentityProviderUnavailableError": ConnectionError,
+        "OIDCDiscoveryError": ValueError,
+        "WeakKeyError": ValueError,
+    }
+    exported = {n for n in identity.__all__ if n.endswith("Error")}
+    assert exported == set(builtins)
+    assert identity.__all__ == sorted(identity.__all__)
+    for name, builtin in builtins.items():
+        cls = getattr(identity, name)
+        assert issubclass(cls, us.UserscopeError)
+        assert issubclass(cls, builtin)
+    unavailable = IdentityProviderUnavailableError("https://id.example.com/jwks", "timed out")
+    copy = pickle.loads(pickle.dumps(unavailable))
+    assert (copy.url, copy.reason) == (unavailable.url, unavailable.reason)
+    weak = pickle.loads(pickle.dumps(WeakKeyError(length=3, problem="short")))
+    assert (weak.length, weak.problem) == (3, "short")
