@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import math
 import secrets
@@ -62,6 +64,8 @@ _MAX_REMEMBERED_TOKEN = 4096
 _SCHEME_ALLOWANCE = 64
 #: bytes a WebSocket query string may have beyond the token (other parameters)
 _QUERY_ALLOWANCE = 2048
+#: longest JOSE header read to pick a key (real ones are under 200 characters)
+_MAX_HEADER_CHARS = 2048
 #: a kid-less token is tried against at most this many keys of the set
 _MAX_CANDIDATE_KEYS = 8
 #: claims that RFC 7519 says are NumericDate (JSON numbers)
@@ -521,10 +525,7 @@ class JWTAuthenticator:
 
     def _header(self, token: str) -> tuple[str | None, str]:
         """The token header's ``kid`` and ``alg``, checked before any key is looked up."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise AuthenticationError(str(exc) or type(exc).__name__) from exc
+        header = _unverified_header(token)
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self.algorithms:
             raise AuthenticationError(f"the token's algorithm {str(alg)[:16]!r} is not accepted")
@@ -794,6 +795,24 @@ class JWTAuthenticator:
 
 def _seconds(leeway: float | timedelta) -> float:
     return leeway.total_seconds() if isinstance(leeway, timedelta) else float(leeway)
+
+
+def _unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header only, to pick a key (PyJWT checks it again when it verifies).
+
+    ``jwt.get_unverified_header`` decodes the payload and signature too, character by
+    character; this reads the first segment alone.
+    """
+    segment, dot, _ = token.partition(".")
+    if not dot or len(segment) > _MAX_HEADER_CHARS:
+        raise AuthenticationError("not a JWT: expected header.payload.signature")
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, TypeError) as exc:  # binascii.Error and JSONDecodeError are ValueErrors
+        raise AuthenticationError("the token's header is not base64url JSON") from exc
+    if not isinstance(header, dict):
+        raise AuthenticationError("the token's header is not a JSON object")
+    return header
 
 
 def _may_be_rotated(kid: str | None, exc: AuthenticationError) -> bool:
