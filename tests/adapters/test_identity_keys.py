@@ -533,3 +533,21 @@ def test_identity_errors_are_userscope_errors_with_their_builtins() -> None:
     assert (copy.url, copy.reason) == (unavailable.url, unavailable.reason)
     weak = pickle.loads(pickle.dumps(WeakKeyError(length=3, problem="short")))
     assert (weak.length, weak.problem) == (3, "short")
+
+
+async def test_jwks_mode_refuses_bad_headers_and_foreign_algorithms_before_any_fetch() -> None:
+    with jwks_server() as server:
+        server.keys = [public_jwk(private_key("ES256"), "ES256", kid="k")]
+        auth = JWTAuthenticator(jwks_url=server.url, algorithms=["ES256"])
+        hs256 = jwt.encode({"sub": "mallory", "exp": time.time() + 60}, SECRET, algorithm="HS256")
+        for token, reason in [
+            ("no-dots-at-all", "not a JWT"),
+            ("!!!.e30.sig", "base64url JSON"),
+            ("WzFd.e30.sig", "JSON object"),  # header [1]
+            ("A" * 3000 + ".e30.sig", "not a JWT"),
+            (hs256, "algorithm 'HS256' is not accepted"),
+        ]:
+            with pytest.raises(AuthenticationError) as info:
+                await auth(conn(token))
+            assert reason in info.value.reason
+        assert server.hits == 0  # nothing reached the provider
