@@ -257,15 +257,3 @@ def test_audit_before_and_after() -> None:
         ("server.py", ATTACH_CALL, "US007"),
         ("admin.py", ADMIN_CALL, "US007"),
     }
-
-
-# -- the guide quotes the example as it is ------------------------------------------------
-
-
-def test_every_code_block_of_the_guide_that_names_an_example_file_is_in_that_file() -> None:
-    blocks = re.findall(r"```python\n# (examples/migration/\S+)\n(.*?)```", DOC.read_text(), re.S)
-    assert len(blocks) >= 5, "docs/migration.md lost its quoted example files"
-    for path, body in blocks:
-        source = (ROOT / path).read_text()
-        for chunk in body.split("\n...\n"):
-            assert chunk.strip("\n") in source, f"docs/migration.md is out of date for {path}"

@@ -65,3 +65,15 @@ __all__ = [
     "current_scope",
     "validate",
 ]
+
+
+def _present_as_public() -> None:
+    """Give every exported name the public module (``repr`` shows ``userscope.UserSessions``,
+    not the private module it is defined in; pickling resolves it through ``userscope``)."""
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith("userscope."):
+            obj.__module__ = __name__
+
+
+_present_as_public()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import doctest
 import gc
-import importlib
 import inspect
 import pickle
 import sys
@@ -562,20 +560,6 @@ def test_accessor_looks_like_the_old_function(registry: legacy.LegacyRegistry) -
 
 
 # -- public surface --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        "userscope.adapters.legacy",
-        "userscope.adapters.legacy._accessor",
-        "userscope.adapters.legacy._registry",
-    ],
-)
-def test_docstring_examples_run(module: str) -> None:
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0
-    assert result.failed == 0
 
 
 def test_all_is_sorted_and_every_public_name_documented_with_an_example() -> None:

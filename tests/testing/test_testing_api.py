@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import inspect
 
-import pytest
-
 import userscope.testing
-
-MODULES = [
-    "userscope.testing",
-    "userscope.testing._override",
-    "userscope.testing._isolation",
-]
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -28,10 +18,3 @@ def test_every_public_name_has_an_example() -> None:
     for name in userscope.testing.__all__:
         doc = inspect.getdoc(getattr(userscope.testing, name)) or ""
         assert "Example" in doc, name
-
-
-@pytest.mark.parametrize("name", MODULES)
-def test_docstring_examples(name: str) -> None:
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0
-    assert result.failed == 0

@@ -1,0 +1,119 @@
+"""One mechanism for every example: Sybil runs the docstring examples of the whole
+package (``src/userscope``) and every ``python`` block of ``docs/*.md`` and README.md.
+
+A docs page's blocks run in order in one namespace, so a page can build an example
+step by step; top-level ``await`` / ``async with`` run on one event loop per page.
+A block that cannot run as copied (a file of a user's test suite, a shell session in
+Python syntax) says so right above it with ``<!-- skip: next -->`` and a reason in the
+surrounding text; everything else runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextvars
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+from sybil import Example, Sybil
+from sybil.parsers.markdown import CodeBlockParser, SkipParser
+from sybil.parsers.rest import DocTestParser
+
+_FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+_ROOT = Path(__file__).resolve().parent
+_QUOTE = re.compile(r"# ((?:examples|src|tests)/[\w./-]+\.py)\n")
+
+
+def _check_quote(example: Example, path: str) -> None:
+    """A block headed ``# examples/x.py`` quotes that file: each part between lines
+    of ``...`` appears in it exactly as written."""
+    source = (_ROOT / path).read_text()
+    body = str(example.parsed).split("\n", 1)[1]
+    for chunk in body.split("\n...\n"):
+        if chunk.strip("\n") not in source:
+            raise AssertionError(
+                f"{example.path}, line {example.line}: the block quoting {path} is out of "
+                f"date; copy the current text of {path} into it:\n{chunk}"
+            )
+
+
+def _run_block(example: Example) -> None:
+    """Evaluate one code block; top-level awaits run on the page's event loop.
+
+    A block whose first line names a file of this repository (``# examples/x.py``) is an
+    excerpt of that file, which its own tests run: it is checked against the file instead.
+    """
+    quoted = _QUOTE.match(example.parsed)
+    if quoted:
+        _check_quote(example, quoted.group(1))
+        return
+    source = "\n" * (example.line + example.parsed.line_offset) + example.parsed
+    code = compile(source, example.path, "exec", flags=_FLAGS, dont_inherit=True)
+    namespace = example.namespace
+    context: contextvars.Context = namespace["__userscope_context__"]
+    result: Any = context.run(eval, code, namespace)
+    if inspect.iscoroutine(result):
+        loop: asyncio.AbstractEventLoop = namespace["__userscope_loop__"]
+        loop.run_until_complete(loop.create_task(result, context=context))
+    namespace.pop("__builtins__", None)
+
+
+def _page_setup(namespace: dict[str, Any]) -> None:
+    namespace["__name__"] = "docs_page"
+    namespace["__userscope_loop__"] = asyncio.new_event_loop()
+    # like one REPL session: a scope entered in one block is still active in the next
+    namespace["__userscope_context__"] = contextvars.copy_context()
+
+
+def _page_teardown(namespace: dict[str, Any]) -> None:
+    loop: asyncio.AbstractEventLoop = namespace.pop("__userscope_loop__")
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+    namespace.pop("__userscope_context__")
+
+
+_pages = Sybil(
+    parsers=[SkipParser(), CodeBlockParser("python", _run_block)],
+    patterns=["docs/*.md", "README.md"],
+    setup=_page_setup,
+    teardown=_page_teardown,
+    name="docs",
+)
+_docstrings = Sybil(
+    parsers=[DocTestParser(optionflags=__import__("doctest").ELLIPSIS)],
+    patterns=["src/userscope/**/*.py"],
+    excludes=["**/__main__.py"],
+    name="docstrings",
+)
+
+pytest_collect_file = (_pages + _docstrings).pytest()
+
+
+# -- the `slow` marker: one list, kept here rather than in each test module ------------
+# A test is slow when it starts something real: a uvicorn server, redis-server, worker
+# processes, Chromium, valgrind, or a benchmark script. `scripts/check --fast` (the inner
+# loop) skips them; CI (`scripts/check`) runs everything.
+_SLOW_FIXTURES = frozenset({"live_server", "redis_server", "fresh_redis"})
+_SLOW_MODULES = (
+    "tests/benchmarks/",
+    "tests/adapters/test_demo_browser.py",
+    "tests/adapters/test_fastapi_concurrency.py",
+    "tests/events/test_events_processes.py",
+    "tests/events/test_events_workers.py",
+)
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    """Mark the tests that start real servers, processes, browsers or valgrind ``slow``."""
+    import pytest
+
+    slow = pytest.mark.slow
+    for item in items:
+        path = Path(str(item.path)).resolve().relative_to(_ROOT).as_posix()
+        fixtures = set(getattr(item, "fixturenames", ()))
+        redis_param = "redis" in getattr(getattr(item, "callspec", None), "params", {}).values()
+        if path.startswith(_SLOW_MODULES) or fixtures & _SLOW_FIXTURES or redis_param:
+            item.add_marker(slow)

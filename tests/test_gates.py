@@ -1,0 +1,65 @@
+"""The quality gates check themselves: the public names look public, no docstring
+example is a comment pretending to be one, and the pre-commit config is valid."""
+
+from __future__ import annotations
+
+import ast
+import doctest
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import userscope as us
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_exported_names_live_in_the_public_module() -> None:
+    for name in us.__all__:
+        obj = getattr(us, name)
+        if hasattr(obj, "__module__"):
+            assert obj.__module__ == "userscope", name
+    assert repr(us.UserSessions) == "<class 'userscope.UserSessions'>"
+    ctx = us.UserExecutionContext(user_id="alice", thread_id="t")
+    assert pickle.loads(pickle.dumps(ctx)) == ctx
+    assert pickle.loads(pickle.dumps(us.Scope.REQUEST)) is us.Scope.REQUEST
+
+
+def _docstrings(tree: ast.AST) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            doc = ast.get_docstring(node, clean=False)
+            if doc:
+                found.append((getattr(node, "lineno", 1), doc))
+    return found
+
+
+def test_no_docstring_example_is_only_comments() -> None:
+    parser = doctest.DocTestParser()
+    pretend = []
+    for path in sorted((ROOT / "src" / "userscope").rglob("*.py")):
+        for line, doc in _docstrings(ast.parse(path.read_text())):
+            # doctest drops examples that are only comments: ">>>" with none left pretends
+            if ">>>" in doc and not parser.get_examples(doc):
+                pretend.append(f"{path.relative_to(ROOT)}:{line}")
+    assert not pretend, (
+        "these docstring examples run nothing (every line is a comment): write an "
+        f"example that runs, or describe it in prose: {pretend}"
+    )
+
+
+def test_pre_commit_config_is_valid() -> None:
+    pytest.importorskip("pre_commit")
+    done = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "validate-config", ".pre-commit-config.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
