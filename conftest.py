@@ -99,6 +99,7 @@ pytest_collect_file = (_pages + _docstrings).pytest()
 _SLOW_FIXTURES = frozenset({"live_server", "redis_server", "fresh_redis"})
 _SLOW_MODULES = (
     "tests/benchmarks/",
+    "docs/identity.md",  # runs a real OpenID Connect provider process
     "tests/adapters/test_demo_browser.py",
     "tests/adapters/test_fastapi_concurrency.py",
     "tests/events/test_events_processes.py",
