@@ -106,10 +106,9 @@ class RedisServer:
         self.proc = None
 
 
-def ctx(user_id: str, tenant: str | None = None) -> us.UserExecutionContext:
-    """A verified context for ``user_id`` (as an adapter would build it)."""
-    metadata = {} if tenant is None else {"tenant": tenant}
-    return us.UserExecutionContext(user_id=user_id, thread_id="t-1", metadata=metadata)
+def ctx(user_id: str, tenant_id: str | None = None) -> us.UserExecutionContext:
+    """A verified context for ``user_id`` of ``tenant_id`` (as an adapter would build it)."""
+    return us.UserExecutionContext(user_id=user_id, thread_id="t-1", tenant_id=tenant_id)
 
 
 BrokerFactory = Callable[..., InMemoryBroker | RedisBroker]

@@ -10,10 +10,20 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Final, Self
 
+from userscope._log import fields as log_fields
+
+from ._errors import SubscriptionFailedError
 from ._identity import UserLike, as_verified
 from ._types import RUN_HEARTBEAT, Broker, Delivery, Gap
 
-__all__ = ["BROKER_GONE_CLOSE_CODE", "RESYNC_CLOSE_CODE", "BridgeExit", "EventBridge"]
+__all__ = [
+    "BROKER_GONE_CLOSE_CODE",
+    "FAILED_CLOSE_CODE",
+    "RESYNC_CLOSE_CODE",
+    "UNAVAILABLE_CLOSE_CODE",
+    "BridgeExit",
+    "EventBridge",
+]
 
 logger = logging.getLogger("userscope.events")
 
@@ -28,6 +38,18 @@ event after that id (or a :class:`Gap` if history was trimmed meanwhile).
 BROKER_GONE_CLOSE_CODE: Final = 1012
 """WebSocket close code ("service restart") sent when the broker shuts down."""
 
+UNAVAILABLE_CLOSE_CODE: Final = 1013
+"""WebSocket close code ("try again later") for :class:`BrokerUnavailableError`.
+
+The bridge does not close the socket itself when ``start()`` raises (nothing was
+accepted on its behalf); close with this code, e.g.
+``await websocket.close(UNAVAILABLE_CLOSE_CODE, "events unavailable; retry later")``.
+"""
+
+FAILED_CLOSE_CODE: Final = 1011
+"""WebSocket close code sent when the connection's subscription failed alone
+(:class:`SubscriptionFailedError`); other users' sockets are unaffected."""
+
 SendFn = Callable[[dict[str, Any]], Awaitable[None]]
 CloseFn = Callable[[int, str], Awaitable[None]]
 
@@ -38,11 +60,13 @@ class BridgeExit:
 
     Attributes:
         code: the close code the bridge asked for (:data:`RESYNC_CLOSE_CODE` on
-            overflow, :data:`BROKER_GONE_CLOSE_CODE` when the broker closed), or
-            ``None`` when its owner closed it or ``send`` failed.
+            overflow, :data:`BROKER_GONE_CLOSE_CODE` when the broker closed,
+            :data:`FAILED_CLOSE_CODE` when the subscription failed), or ``None``
+            when its owner closed it or ``send`` failed.
         reason: human-readable reason (also the close reason sent).
         last_sent_id: id of the last event ``send`` completed for, or ``None``.
-        error: the exception ``send`` raised, if that is why it stopped.
+        error: the exception ``send`` (or the subscription) raised, if that is why
+            it stopped.
 
     Example:
         >>> from userscope.events import BridgeExit, RESYNC_CLOSE_CODE
@@ -137,6 +161,12 @@ class EventBridge:
     async def start(self) -> None:
         """Subscribe and start forwarding (``async with`` calls it).
 
+        Raises:
+            EventIdError: ``after`` is not an event id.
+            BrokerUnavailableError: the broker's server cannot be reached; close the
+                socket with :data:`UNAVAILABLE_CLOSE_CODE` and let the client retry.
+            SubscriptionFailedError: the broker refused this user's subscription.
+
         Example:
             >>> # bridge = EventBridge(broker, ctx, ws.send_json); await bridge.start()
         """
@@ -159,6 +189,17 @@ class EventBridge:
             self._done.set()
 
     async def _pump(self, sub: AsyncIterator[Delivery | Gap]) -> None:
+        try:
+            await self._forward(sub)
+        except SubscriptionFailedError as exc:
+            self._stop(FAILED_CLOSE_CODE, "events_failed: the event subscription failed", exc)
+        except Exception as exc:  # never leave the bridge running without its pump
+            logger.exception(
+                "event bridge subscription raised", extra=log_fields("events_bridge_failed")
+            )
+            self._stop(FAILED_CLOSE_CODE, "events_failed: the event subscription failed", exc)
+
+    async def _forward(self, sub: AsyncIterator[Delivery | Gap]) -> None:
         async for item in sub:
             if isinstance(item, Delivery):
                 if item.type == RUN_HEARTBEAT and not self._forward_heartbeats:
