@@ -94,6 +94,14 @@ class RedisServer:
         self.stop()
         raise RuntimeError(f"redis-server did not answer on port {self.port} within 10 s")
 
+    def kill(self) -> None:
+        """SIGKILL the server (no shutdown, no save), as a crash or an OOM kill would."""
+        if self.proc is None:
+            return
+        self.proc.kill()
+        self.proc.wait(timeout=5)
+        self.proc = None
+
     def stop(self) -> None:
         if self.proc is None:
             return

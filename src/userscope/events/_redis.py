@@ -51,6 +51,9 @@ CLIENT_NAME = "userscope-events"
 class _Watch:
     cursor: str
     subs: set[Subscription] = field(default_factory=set)
+    # the last XREAD reply held fewer than read_count entries of this stream: the
+    # reader had everything Redis stored for it when it last heard from Redis
+    drained: bool = False
 
 
 def _record(event_id: str, fields: Mapping[str, str]) -> Record:
@@ -491,26 +494,53 @@ class RedisBroker(BrokerBase):
         watch.subs.add(sub)
         fut.set_result(None)
 
+    async def _stream_was_lost(self, key: str, watch: _Watch) -> bool:
+        """Whether the stream behind ``watch`` is gone (or replaced by a new one)."""
+        last = await self._last_id(key)
+        if last is None or id_key(last) < id_key(watch.cursor):
+            return True
+        if last == watch.cursor:
+            return False
+        # newer entries exist: the stream we were reading, or a new one written since
+        # Redis came back empty? The old cursor entry is gone from a new stream, and the
+        # new stream's first entry has no predecessor.
+        if await self._reader_client.xrange(key, watch.cursor, watch.cursor, count=1):
+            return False
+        first = _entries(await self._reader_client.xrange(key, "-", "+", count=1))
+        return bool(first) and first[0][1].get("p") == BEGINNING
+
     async def _resync(self) -> None:
-        """After a reconnect: detect streams that Redis lost and tell their subscribers."""
-        self._wake_cursor = await self._last_id(self._wake_key) or BEGINNING
+        """After a reconnect: detect streams that Redis lost and tell their subscribers.
+
+        A subscriber gets ``Gap(reason="missing")`` only if it may have missed events:
+        when the reader had read everything the lost stream held (its last reply was
+        not cut short by ``read_count``) and the subscriber was not behind, the stream
+        restarts for it without a gap.
+        """
         import redis.exceptions as redis_errors
 
+        self._wake_cursor = await self._last_id(self._wake_key) or BEGINNING
         for key, watch in list(self._watches.items()):
             if watch.cursor == BEGINNING:
                 continue
             try:
-                last = await self._last_id(key)
+                lost = await self._stream_was_lost(key, watch)
             except redis_errors.ResponseError as exc:  # this stream alone is refused
                 for sub in list(watch.subs):
                     self._fail(sub, None, exc)
                 self._watches.pop(key, None)
                 continue
-            if last is None or id_key(last) < id_key(watch.cursor):
-                logger.warning("stream history lost while reconnecting; reporting a gap")
+            if lost:
+                silent = watch.drained
+                logger.warning(
+                    "stream history lost while reconnecting; %s",
+                    "its subscribers had read all of it (no gap)" if silent else "reporting a gap",
+                    extra=log_fields("events_stream_lost"),
+                )
                 for sub in watch.subs:
-                    sub._push(Lost())
+                    sub._push(Lost(silent=silent))
                 watch.cursor = BEGINNING
+                watch.drained = False
 
     def _fail(
         self, sub: Subscription, fut: asyncio.Future[None] | None, exc: BaseException
@@ -579,6 +609,7 @@ class RedisBroker(BrokerBase):
             await self._isolate_refused_streams(exc)
             return
         raw: Any = response
+        counts: dict[str, int] = {}
         for raw_key, raw_entries in raw or ():
             key = str(raw_key)
             entries = _entries(raw_entries)
@@ -589,11 +620,16 @@ class RedisBroker(BrokerBase):
             found = self._watches.get(key)
             if found is None:
                 continue
+            counts[key] = len(entries)
             for event_id, fields in entries:
                 record = _record(event_id, fields)
                 found.cursor = event_id
                 for sub in list(found.subs):
                     sub._push(record)
+        for key in streams:
+            read = self._watches.get(key)
+            if read is not None:  # a full page means Redis may hold more than we read
+                read.drained = counts.get(key, 0) < self.read_count
 
     async def _read_loop(self) -> None:
         failures = 0

@@ -44,9 +44,14 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Lost:
-    """Backend marker: the subscriber's stream is gone (expired, or the server lost it)."""
+    """Backend marker: the subscriber's stream is gone (expired, or the server lost it).
+
+    ``silent``: the backend knows this subscriber had already been handed everything
+    the lost stream held, so nothing is missing: reposition without a :class:`Gap`.
+    """
 
     reason: Literal["missing"] = "missing"
+    silent: bool = False
 
 
 class _End:
@@ -295,7 +300,7 @@ class Subscription:
                     await self.aclose()
                     raise head.error
                 if isinstance(head, Lost):
-                    if self._last != BEGINNING:
+                    if self._last != BEGINNING and not head.silent:
                         self._pending.append(self._gap(None, head.reason))
                     self._last = BEGINNING
                 else:
