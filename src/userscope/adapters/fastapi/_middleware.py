@@ -19,7 +19,7 @@ import userscope as us
 from userscope._log import fields as log_fields
 
 from ._auth import BEARER_SUBPROTOCOL, Authenticator
-from ._errors import AuthenticationError
+from ._errors import AuthenticationError, CredentialsExpiredError
 from ._refusals import (
     WS_MESSAGE_TOO_BIG,
     WS_POLICY_VIOLATION,
@@ -133,7 +133,8 @@ class ConnectionState:
 
     async def close_expired(self) -> None:
         """Close the socket with 1008 because its token expired."""
-        await self.close(WS_POLICY_VIOLATION, "token_expired: the token expired; sign in again")
+        refusal = refusal_for(CredentialsExpiredError(self.expires_at), authenticated=True)
+        await self.close(refusal.close_code, refusal.close_reason)
 
 
 class UserscopeMiddleware:
