@@ -304,3 +304,15 @@ async def test_query_tokens_are_redacted_from_the_access_log() -> None:
     assert "/health?token=[redacted]&x=1" in text
     assert "ACCESS_TOKEN=[redacted]" in text
     assert "/echo?access=[redacted]&after=5-0" in text
+
+
+@pytest.mark.parametrize(
+    "name", ["userscope.adapters.fastapi._refusals", "userscope.adapters.fastapi._redact"]
+)
+def test_docstring_examples_run(name: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
