@@ -546,7 +546,7 @@ class RedisBroker(BrokerBase):
         self, sub: Subscription, fut: asyncio.Future[None] | None, exc: BaseException
     ) -> None:
         """Fail one subscription alone (Redis refused something about its stream)."""
-        error = SubscriptionFailedError(f"Redis refused a read of this user's stream ({exc})")
+        error = SubscriptionFailedError(f"reading this user's stream failed: {exc}")
         self.stats.failed += 1
         logger.warning(
             "event subscription failed alone; the reader keeps serving the others: %s",
@@ -591,12 +591,15 @@ class RedisBroker(BrokerBase):
             sub, fut = self._requests.popleft()
             try:
                 await self._handle_request(sub, fut)
-            except redis_errors.ResponseError as exc:
+            except Exception as exc:
+                if _is_connection_error(exc):
+                    self._requests.appendleft((sub, fut))  # retried once Redis is back
+                    raise
                 # Redis refused something about this subscription alone (its stream key
                 # holds another type, ...): fail it, keep serving everybody else
                 self._fail(sub, fut, exc)
             except BaseException:
-                self._requests.appendleft((sub, fut))  # retried once Redis is back
+                self._requests.appendleft((sub, fut))
                 raise
         streams: dict[Any, Any] = {self._wake_key: self._wake_cursor}
         for key, watch in self._watches.items():
