@@ -20,6 +20,7 @@ from events_support import BrokerFactory, RedisServer, ctx
 from userscope.events import (
     BEGINNING,
     FAILED_CLOSE_CODE,
+    RESYNC_CLOSE_CODE,
     BrokerUnavailableError,
     Delivery,
     EventBridge,
@@ -326,6 +327,32 @@ async def test_a_stalled_in_memory_subscriber_holds_a_bounded_number_of_bytes() 
         assert sum(len(r.data) for r in sub._buffer if hasattr(r, "data")) <= 256 * 1024
         got = await take(sub, 20)  # nothing lost: the rest is re-read from history
     assert ids_of(got) == sent
+    await broker.aclose()
+
+
+async def test_a_stalled_socket_holds_a_bounded_number_of_bytes() -> None:
+    broker = InMemoryBroker()
+    alice = ctx("alice")
+    stalled = asyncio.Event()  # never set: the client reads nothing
+    closes: list[tuple[int, str]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        await stalled.wait()
+
+    async def close(code: int, reason: str) -> None:
+        closes.append((code, reason))
+
+    big = "z" * (64 * 1024)
+    bridge = EventBridge(broker, alice, send, close=close, max_queue_bytes=256 * 1024)
+    async with bridge:
+        for n in range(20):  # far below max_queue=256 events, far above 256 KiB
+            await broker.publish(alice, {"n": n, "pad": big})
+        async with asyncio.timeout(GUARD):
+            exit_ = await bridge.wait()
+    assert exit_.code == RESYNC_CLOSE_CODE
+    assert "262144 bytes" in exit_.reason
+    assert closes == [(RESYNC_CLOSE_CODE, exit_.reason)]
+    assert bridge._queued_bytes == 0  # internal: the dropped queue is accounted for
     await broker.aclose()
 
 

@@ -250,7 +250,13 @@ class Subscription:
         self._track_run(rec.id, payload)
         ms = id_key(rec.id)[0]
         self._pending.append(
-            Delivery(id=rec.id, user_hash=rec.owner, payload=payload, timestamp=ms / 1000)
+            Delivery(
+                id=rec.id,
+                user_hash=rec.owner,
+                payload=payload,
+                timestamp=ms / 1000,
+                size=rec.size,
+            )
         )
 
     def _track_run(self, event_id: str, payload: dict[str, Any]) -> None:

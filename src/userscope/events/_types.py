@@ -89,6 +89,8 @@ class Delivery:
         timestamp: publish time, seconds since the epoch (from the id).
         synthetic: ``True`` for events the subscriber made up locally (``run_lost``);
             they are not stored and repeat the id of the last stored event seen.
+        size: bytes of the stored JSON text of the event (0 for synthetic events);
+            what byte bounds on buffers and queues count.
 
     Example:
         >>> from userscope.events import Delivery
@@ -102,6 +104,7 @@ class Delivery:
     payload: dict[str, Any]
     timestamp: float
     synthetic: bool = False
+    size: int = 0
 
     @property
     def type(self) -> str | None:
