@@ -241,6 +241,43 @@ async def test_first_publishes_after_a_redis_restart_succeed(fresh_redis: RedisS
         await broker.aclose()
 
 
+async def test_the_reader_never_waits_longer_than_the_backoff_cap() -> None:
+    broker = RedisBroker("redis://127.0.0.1:1/0", secret=SECRET)  # the defaults
+    custom = RedisBroker("redis://127.0.0.1:1/0", secret=SECRET, reconnect_backoff=(0.01, 0.1))
+    try:
+        waits = [broker._backoff.compute(failures) for failures in range(1, 60)]  # internal
+        assert max(waits) <= 0.5  # the documented cap: back within about 0.5 s of Redis
+        assert min(waits) > 0
+        assert max(custom._backoff.compute(f) for f in range(1, 60)) <= 0.1
+    finally:
+        await broker.aclose()
+        await custom.aclose()
+
+
+async def test_subscribers_come_back_after_a_long_outage(fresh_redis: RedisServer) -> None:
+    consumer = make(fresh_redis.url, reconnect_backoff=(0.05, 0.5))
+    producer = make(fresh_redis.url, key_prefix=consumer.key_prefix)
+    users = [ctx(f"user-{n}") for n in range(5)]
+    subs = [consumer.subscribe(u) for u in users]
+    try:
+        for sub in subs:
+            await sub.__aenter__()
+        fresh_redis.kill()
+        await asyncio.sleep(2.0)  # long enough for many failed reconnects (not asserted on)
+        fresh_redis.start()
+        sent = [await publish_retrying(producer, u, {"for": u.user_id}) for u in users]
+        for user, sub, event_id in zip(users, subs, sent, strict=True):
+            (item,) = await take(sub, 1)
+            assert isinstance(item, Delivery)
+            assert (item.id, item.payload) == (event_id, {"for": user.user_id})
+        assert consumer.stats.reconnects == 1  # one outage, counted once
+    finally:
+        for sub in subs:
+            await sub.aclose()
+        await consumer.aclose()
+        await producer.aclose()
+
+
 async def test_lost_redis_data_is_missing_for_resumers_and_silent_for_the_caught_up(
     fresh_redis: RedisServer,
 ) -> None:
