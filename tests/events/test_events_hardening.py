@@ -203,12 +203,14 @@ async def test_subscribing_while_redis_is_down_is_refused_not_left_waiting(
                 pass  # pragma: no cover - refused on entry
         assert (info.value.broker, info.value.waited) == ("RedisBroker", 0.5)
         assert isinstance(info.value, ConnectionError)
+        assert broker.available is False  # known without waiting: refuse work with 503
         assert broker._watches == {}  # internal: nothing half-registered
         assert not broker._requests
         fresh_redis.start()
         async with broker.subscribe(alice) as sub:
             sent = await broker.publish(alice, {"n": 1})
             assert ids_of(await take(sub, 1)) == [sent]
+        assert broker.available is True
     finally:
         await broker.aclose()
 

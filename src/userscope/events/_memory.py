@@ -144,6 +144,17 @@ class InMemoryBroker(BrokerBase):
             stream = self._streams.get(owner)
         return stream
 
+    @property
+    def available(self) -> bool:
+        """Always ``True``: an in-process broker cannot lose its server.
+
+        Example:
+            >>> from userscope.events import InMemoryBroker
+            >>> InMemoryBroker().available
+            True
+        """
+        return True
+
     async def publish(self, user: UserLike, event: Mapping[str, Any]) -> str:
         """Append ``event`` to the user's stream and hand it to live subscribers.
 

@@ -263,6 +263,7 @@ class RedisBroker(BrokerBase):
         self._watches: dict[str, _Watch] = {}
         self._requests: deque[tuple[Subscription, asyncio.Future[None] | None]] = deque()
         self._reader: asyncio.Task[None] | None = None
+        self._available = True
         self._closed = False
         self.stats = BrokerStats()
 
@@ -336,10 +337,13 @@ class RedisBroker(BrokerBase):
                         pipe.eval(_PUBLISH_LUA, 1, key, *args)
                     results = await pipe.execute(raise_on_error=False)
             except Exception as exc:
+                if _is_connection_error(exc):
+                    self._available = False
                 for _, _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
+            self._available = True
             for (_, _, fut), result in zip(batch, results, strict=True):
                 if fut.done():
                     continue
@@ -354,7 +358,30 @@ class RedisBroker(BrokerBase):
         Example:
             >>> # assert await broker.ping()
         """
-        return bool(await self._client.ping())
+        try:
+            answered = bool(await self._client.ping())
+        except Exception as exc:
+            if _is_connection_error(exc):
+                self._available = False
+            raise
+        self._available = answered
+        return answered
+
+    @property
+    def available(self) -> bool:
+        """``False`` while Redis is known to be unreachable; never waits.
+
+        It turns ``False`` when the reader or a publish loses Redis and ``True`` again
+        at the next command that succeeds. Use it to refuse work that needs events
+        (``503``) instead of accepting it and failing later; ``await ping()`` asks
+        Redis itself.
+
+        Example:
+            >>> from userscope.events import RedisBroker
+            >>> RedisBroker("redis://127.0.0.1:6379/0", secret="s" * 32).available
+            True
+        """
+        return self._available
 
     async def aclose(self) -> None:
         """Stop the reader, end every subscription, close connections; idempotent.
@@ -643,6 +670,7 @@ class RedisBroker(BrokerBase):
                     await self._resync()
                     need_resync = False
                     failures = 0
+                    self._available = True
                     logger.info(
                         "event reader reconnected to Redis",
                         extra=log_fields("events_reader_reconnected"),
@@ -652,6 +680,7 @@ class RedisBroker(BrokerBase):
                 raise
             except Exception as exc:
                 if _is_connection_error(exc):
+                    self._available = False
                     if not need_resync:
                         self.stats.reconnects += 1
                         logger.warning(
