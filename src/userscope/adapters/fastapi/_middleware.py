@@ -212,13 +212,12 @@ class UserscopeMiddleware:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.max_body_bytes
-        if limit is not None:
-            declared = _declared_length(scope)
-            if declared is not None and declared > limit:  # refused before reading a byte
-                refusal = body_too_large(limit)
-                _log_oversize(refusal, declared)
-                await send_http_refusal(send, refusal)
-                return
+        declared = None if limit is None else _declared_length(scope)
+        if limit is not None and declared is not None and declared > limit:
+            refusal = body_too_large(limit)  # refused before reading a byte of it
+            _log_oversize(refusal, declared)
+            await send_http_refusal(send, refusal)
+            return
         try:
             context = await self.authenticate(HTTPConnection(scope))
         except Exception as exc:
@@ -259,7 +258,9 @@ class UserscopeMiddleware:
                     return {"type": "http.disconnect"}
             return message
 
-        app_receive = receive if limit is None else limited_receive
+        # with a Content-Length within the limit the server itself delivers no more than
+        # that: only bodies of unannounced length (chunked) need counting
+        app_receive = receive if limit is None or declared is not None else limited_receive
         try:
             if context is None:
                 await self.app(scope, app_receive, tracking_send)
