@@ -264,6 +264,7 @@ class RedisBroker(BrokerBase):
         self._requests: deque[tuple[Subscription, asyncio.Future[None] | None]] = deque()
         self._reader: asyncio.Task[None] | None = None
         self._available = True
+        self._lost_in_xread = False
         self._closed = False
         self.stats = BrokerStats()
 
@@ -541,8 +542,9 @@ class RedisBroker(BrokerBase):
 
         A subscriber gets ``Gap(reason="missing")`` only if it may have missed events:
         when the reader had read everything the lost stream held (its last reply was
-        not cut short by ``read_count``) and the subscriber was not behind, the stream
-        restarts for it without a gap.
+        not cut short by ``read_count``), Redis went away while the reader was blocked
+        in ``XREAD`` (so every event stored before reached it) and the subscriber was
+        not behind, the stream restarts for it without a gap.
         """
         import redis.exceptions as redis_errors
 
@@ -558,7 +560,9 @@ class RedisBroker(BrokerBase):
                 self._watches.pop(key, None)
                 continue
             if lost:
-                silent = watch.drained
+                # silent only if nothing can have been missed: the reader had read all of
+                # the stream and was blocked in XREAD (not busy elsewhere) when Redis went
+                silent = watch.drained and self._lost_in_xread
                 logger.warning(
                     "stream history lost while reconnecting; %s",
                     "its subscribers had read all of it (no gap)" if silent else "reporting a gap",
@@ -638,6 +642,11 @@ class RedisBroker(BrokerBase):
         except redis_errors.ResponseError as exc:
             await self._isolate_refused_streams(exc)
             return
+        except BaseException:
+            # if this was Redis going away, it went while we were blocked reading: every
+            # event stored before that reached us (the read loop decides what it was)
+            self._lost_in_xread = True
+            raise
         raw: Any = response
         counts: dict[str, int] = {}
         for raw_key, raw_entries in raw or ():
@@ -668,6 +677,7 @@ class RedisBroker(BrokerBase):
             try:
                 if need_resync:
                     await self._resync()
+                    self._lost_in_xread = False
                     need_resync = False
                     failures = 0
                     self._available = True
