@@ -94,6 +94,14 @@ class RedisServer:
         self.stop()
         raise RuntimeError(f"redis-server did not answer on port {self.port} within 10 s")
 
+    def kill(self) -> None:
+        """SIGKILL the server (no shutdown, no save), as a crash or an OOM kill would."""
+        if self.proc is None:
+            return
+        self.proc.kill()
+        self.proc.wait(timeout=5)
+        self.proc = None
+
     def stop(self) -> None:
         if self.proc is None:
             return
@@ -106,10 +114,9 @@ class RedisServer:
         self.proc = None
 
 
-def ctx(user_id: str, tenant: str | None = None) -> us.UserExecutionContext:
-    """A verified context for ``user_id`` (as an adapter would build it)."""
-    metadata = {} if tenant is None else {"tenant": tenant}
-    return us.UserExecutionContext(user_id=user_id, thread_id="t-1", metadata=metadata)
+def ctx(user_id: str, tenant_id: str | None = None) -> us.UserExecutionContext:
+    """A verified context for ``user_id`` of ``tenant_id`` (as an adapter would build it)."""
+    return us.UserExecutionContext(user_id=user_id, thread_id="t-1", tenant_id=tenant_id)
 
 
 BrokerFactory = Callable[..., InMemoryBroker | RedisBroker]

@@ -169,7 +169,7 @@ async def test_idle_users_stream_expires_and_resume_reports_it(
         # the live subscriber learns about the hole when the next event arrives
         later = await broker.publish(alice, {"n": 1})
         gap, event = await take(live, 2)
-    assert gap == Gap(after=first, next_id=later, reason="trimmed")
+    assert gap == Gap(after=first, next_id=later, reason="missing")
     assert isinstance(event, Delivery)
     assert event.id == later
 
@@ -318,7 +318,7 @@ async def test_odd_user_ids_never_cross(make_broker: BrokerFactory) -> None:
             got = await take(sub, 4)
             assert [d.payload for d in events(got)] == [
                 {"owner": index, "round": r} for r in (0, 1, 2, "last")
-            ], ODD_IDS[index] if index < len(ODD_IDS) else users[index].metadata
+            ], ODD_IDS[index] if index < len(ODD_IDS) else users[index].tenant_id
     finally:
         for sub in subs:
             await sub.aclose()
@@ -342,15 +342,37 @@ async def test_only_verified_identities_are_accepted(make_broker: BrokerFactory)
         await broker.publish("alice", {"n": 1})  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="bare string"):
         VerifiedUser("alice", None)
-    with pytest.raises(TypeError, match="tenant"):
-        VerifiedUser.from_context(ctx("alice").model_copy(update={"metadata": {"tenant": 3}}))
     verified = VerifiedUser.from_context(ctx("alice", "t1"))
-    assert (verified.user_id, verified.tenant) == ("alice", "t1")
+    assert (verified.user_id, verified.tenant_id) == ("alice", "t1")
     async with broker.subscribe(verified) as sub:
         await broker.publish(ctx("alice", "t1"), {"n": 1})
         (item,) = await take(sub, 1)
     assert isinstance(item, Delivery)
     assert item.payload == {"n": 1}
+
+
+async def test_the_tenant_comes_from_tenant_id_only(make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    acme, globex, plain = ctx("alice", "acme"), ctx("alice", "globex"), ctx("alice")
+    assert VerifiedUser.from_context(acme).tenant_id == "acme"
+    async with broker.subscribe(acme) as acme_sub, broker.subscribe(plain) as plain_sub:
+        await broker.publish(globex, {"for": "globex"})
+        await broker.publish(plain, {"for": "plain"})
+        acme_id = await broker.publish(acme, {"for": "acme"})
+        (got,) = await take(acme_sub, 1)
+        (plain_got,) = await take(plain_sub, 1)
+    assert isinstance(got, Delivery)
+    assert (got.id, got.payload) == (acme_id, {"for": "acme"})
+    assert isinstance(plain_got, Delivery)
+    assert plain_got.payload == {"for": "plain"}
+    # the old spelling is never read: a context still carrying metadata["tenant"] that
+    # disagrees with tenant_id is refused rather than silently keyed without a tenant
+    legacy = ctx("alice").model_copy(update={"metadata": {"tenant": "acme"}})
+    with pytest.raises(TypeError, match=r"tenant_id") as info:
+        await broker.publish(legacy, {"n": 1})
+    assert "metadata['tenant']" in str(info.value)
+    agreeing = ctx("alice", "acme").model_copy(update={"metadata": {"tenant": "acme"}})
+    assert VerifiedUser.from_context(agreeing) == VerifiedUser.from_context(acme)
 
 
 class _Opaque:

@@ -230,8 +230,36 @@ async def test_redis_restart_mid_stream_keeps_delivering_or_reports_a_gap(
     collapsed = [p for i, p in enumerate(positions) if i == 0 or p != positions[i - 1]]
     assert collapsed == sorted(collapsed)
     for gap in gaps:
-        assert gap["reason"] in ("trimmed", "missing")
+        assert gap["reason"] == "missing"  # Redis lost the stream; nothing was trimmed
         assert gap["user_id"] == "alice"
+
+
+async def test_a_bad_after_on_one_socket_never_stalls_another_users_events(
+    workers: tuple[DemoWorker, DemoWorker],
+) -> None:
+    w1, w2 = workers
+    # alice has history, so an unchecked id would become the shared reader's XREAD cursor
+    async with socket(w1, "alice") as warm:
+        warm_run = await start_run(w2, "alice", "warm up")
+        await warm.until("run_finished", warm_run)
+    prompt = words(10, "h")
+    async with socket(w1, "bob") as bob:
+        # beyond Redis's uint64 ids, and Arabic-Indic digits (which match \d)
+        for bad in ("1-99999999999999999999", "%D9%A1-%D9%A0"):
+            async with asyncio.timeout(GUARD):
+                conn = await connect(f"{w1.ws}/ws?after={bad}", additional_headers=bearer("alice"))
+            try:
+                with pytest.raises(ConnectionClosed) as info:
+                    async with asyncio.timeout(GUARD):
+                        while True:
+                            await conn.recv()
+            finally:
+                await conn.close()
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == 1008  # refused at once, never attached
+        run_id = await start_run(w2, "bob", " ".join(prompt))
+        got = await bob.until("run_finished", run_id)
+    assert tokens(got, run_id) == ["assistant", "heard:", *prompt]
 
 
 CHROMIUM = "/usr/bin/chromium"

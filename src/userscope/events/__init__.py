@@ -15,9 +15,23 @@ Example:
     'hi'
 """
 
-from ._bridge import BROKER_GONE_CLOSE_CODE, RESYNC_CLOSE_CODE, BridgeExit, EventBridge
+from ._bridge import (
+    BROKER_GONE_CLOSE_CODE,
+    FAILED_CLOSE_CODE,
+    RESYNC_CLOSE_CODE,
+    UNAVAILABLE_CLOSE_CODE,
+    BridgeExit,
+    EventBridge,
+)
 from ._config import broker_from_env
-from ._errors import BrokerClosedError, EventIdError, EventPayloadError, WeakSecretError
+from ._errors import (
+    BrokerClosedError,
+    BrokerUnavailableError,
+    EventIdError,
+    EventPayloadError,
+    SubscriptionFailedError,
+    WeakSecretError,
+)
 from ._identity import MIN_SECRET_BYTES, UserLike, VerifiedUser
 from ._memory import InMemoryBroker
 from ._redis import RedisBroker
@@ -42,10 +56,12 @@ __all__ = [
     "Broker",
     "BrokerClosedError",
     "BrokerStats",
+    "BrokerUnavailableError",
     "Delivery",
     "EventBridge",
     "EventIdError",
     "EventPayloadError",
+    "FAILED_CLOSE_CODE",
     "Gap",
     "InMemoryBroker",
     "MIN_SECRET_BYTES",
@@ -57,6 +73,8 @@ __all__ = [
     "RedisBroker",
     "RunHandle",
     "Subscription",
+    "SubscriptionFailedError",
+    "UNAVAILABLE_CLOSE_CODE",
     "UserLike",
     "VerifiedUser",
     "WeakSecretError",

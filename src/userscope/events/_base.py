@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from userscope._durations import Duration, to_seconds
+
 from ._errors import BrokerClosedError
 from ._identity import KeyDeriver, UserLike, as_verified
 from ._runs import RunHandle
@@ -26,6 +28,7 @@ class BrokerBase(Backend, Broker):
     _keys: KeyDeriver
     _closed: bool
     buffer_limit: int
+    buffer_bytes: int
     heartbeat_interval: float
     heartbeat_timeout: float
 
@@ -52,7 +55,12 @@ class BrokerBase(Backend, Broker):
         self._check_open()
         identity = as_verified(user)
         return Subscription(
-            self, identity, self._keys.user_hash(identity), parse_after(after), self.buffer_limit
+            self,
+            identity,
+            self._keys.user_hash(identity),
+            parse_after(after),
+            self.buffer_limit,
+            self.buffer_bytes,
         )
 
     def run(
@@ -61,12 +69,13 @@ class BrokerBase(Backend, Broker):
         run_id: str,
         *,
         fields: Mapping[str, Any] | None = None,
-        heartbeat_interval: float | None = None,
-        heartbeat_timeout: float | None = None,
+        heartbeat_interval: Duration | None = None,
+        heartbeat_timeout: Duration | None = None,
     ) -> RunHandle:
         """Announce a run and keep it alive with heartbeats (see :class:`RunHandle`).
 
-        ``fields`` (a JSON object) are stamped on every event of the run.
+        ``fields`` (a JSON object) are stamped on every event of the run; the heartbeat
+        settings (seconds or ``timedelta``) default to the broker's.
 
         Example:
             >>> # async with broker.run(ctx, "run-1", fields={"agent": "coder"}) as run:
@@ -76,7 +85,11 @@ class BrokerBase(Backend, Broker):
             self,
             user,
             run_id,
-            self.heartbeat_interval if heartbeat_interval is None else heartbeat_interval,
-            self.heartbeat_timeout if heartbeat_timeout is None else heartbeat_timeout,
+            self.heartbeat_interval
+            if heartbeat_interval is None
+            else to_seconds("heartbeat_interval", heartbeat_interval),
+            self.heartbeat_timeout
+            if heartbeat_timeout is None
+            else to_seconds("heartbeat_timeout", heartbeat_timeout),
             fields,
         )

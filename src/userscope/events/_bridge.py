@@ -10,10 +10,20 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Final, Self
 
+from userscope._log import fields as log_fields
+
+from ._errors import SubscriptionFailedError
 from ._identity import UserLike, as_verified
 from ._types import RUN_HEARTBEAT, Broker, Delivery, Gap
 
-__all__ = ["BROKER_GONE_CLOSE_CODE", "RESYNC_CLOSE_CODE", "BridgeExit", "EventBridge"]
+__all__ = [
+    "BROKER_GONE_CLOSE_CODE",
+    "FAILED_CLOSE_CODE",
+    "RESYNC_CLOSE_CODE",
+    "UNAVAILABLE_CLOSE_CODE",
+    "BridgeExit",
+    "EventBridge",
+]
 
 logger = logging.getLogger("userscope.events")
 
@@ -28,6 +38,18 @@ event after that id (or a :class:`Gap` if history was trimmed meanwhile).
 BROKER_GONE_CLOSE_CODE: Final = 1012
 """WebSocket close code ("service restart") sent when the broker shuts down."""
 
+UNAVAILABLE_CLOSE_CODE: Final = 1013
+"""WebSocket close code ("try again later") for :class:`BrokerUnavailableError`.
+
+The bridge does not close the socket itself when ``start()`` raises (nothing was
+accepted on its behalf); close with this code, e.g.
+``await websocket.close(UNAVAILABLE_CLOSE_CODE, "events unavailable; retry later")``.
+"""
+
+FAILED_CLOSE_CODE: Final = 1011
+"""WebSocket close code sent when the connection's subscription failed alone
+(:class:`SubscriptionFailedError`); other users' sockets are unaffected."""
+
 SendFn = Callable[[dict[str, Any]], Awaitable[None]]
 CloseFn = Callable[[int, str], Awaitable[None]]
 
@@ -38,11 +60,13 @@ class BridgeExit:
 
     Attributes:
         code: the close code the bridge asked for (:data:`RESYNC_CLOSE_CODE` on
-            overflow, :data:`BROKER_GONE_CLOSE_CODE` when the broker closed), or
-            ``None`` when its owner closed it or ``send`` failed.
+            overflow, :data:`BROKER_GONE_CLOSE_CODE` when the broker closed,
+            :data:`FAILED_CLOSE_CODE` when the subscription failed), or ``None``
+            when its owner closed it or ``send`` failed.
         reason: human-readable reason (also the close reason sent).
         last_sent_id: id of the last event ``send`` completed for, or ``None``.
-        error: the exception ``send`` raised, if that is why it stopped.
+        error: the exception ``send`` (or the subscription) raised, if that is why
+            it stopped.
 
     Example:
         >>> from userscope.events import BridgeExit, RESYNC_CLOSE_CODE
@@ -64,6 +88,8 @@ class EventBridge:
     ``max_queue`` items sits between the subscription and ``send``; when it is full
     the client is too slow: the bridge stops, drops the queue and calls
     ``close(RESYNC_CLOSE_CODE, reason)`` — the client reconnects with its last id.
+    The queue is bounded in bytes of event JSON too (``max_queue_bytes``), so a
+    stalled client never holds more than that, whatever the size of its events.
     Heartbeats are not forwarded unless ``forward_heartbeats``; synthetic
     ``run_lost`` events are.
 
@@ -77,6 +103,8 @@ class EventBridge:
         close: coroutine function ``close(code, reason)`` (``websocket.close``).
         after: the client's last event id, to resume; ``None`` for new events only.
         max_queue: items buffered for a slow client before it must resync.
+        max_queue_bytes: bytes of event JSON buffered for a slow client before it
+            must resync (one event always fits).
         forward_heartbeats: also forward ``run_heartbeat`` events.
 
     Example:
@@ -103,18 +131,25 @@ class EventBridge:
         close: CloseFn | None = None,
         after: str | None = None,
         max_queue: int = 256,
+        max_queue_bytes: int = 8 << 20,
         forward_heartbeats: bool = False,
     ) -> None:
         if max_queue < 1:
             raise ValueError(f"max_queue must be at least 1, got {max_queue}")
+        if max_queue_bytes < 1:
+            raise ValueError(f"max_queue_bytes must be at least 1, got {max_queue_bytes}")
         self._broker = broker
         self._user = as_verified(user)
         self._send = send
         self._close = close
         self._after = after
         self._forward_heartbeats = forward_heartbeats
-        self._queue: asyncio.Queue[tuple[str | None, dict[str, Any]]] = asyncio.Queue(max_queue)
+        self._queue: asyncio.Queue[tuple[str | None, dict[str, Any], int]] = asyncio.Queue(
+            max_queue
+        )
         self.max_queue = max_queue
+        self.max_queue_bytes = max_queue_bytes
+        self._queued_bytes = 0
         self.last_sent_id: str | None = None
         self.exit: BridgeExit | None = None
         self._sub: AsyncIterator[Delivery | Gap] | None = None
@@ -136,6 +171,12 @@ class EventBridge:
 
     async def start(self) -> None:
         """Subscribe and start forwarding (``async with`` calls it).
+
+        Raises:
+            EventIdError: ``after`` is not an event id.
+            BrokerUnavailableError: the broker's server cannot be reached; close the
+                socket with :data:`UNAVAILABLE_CLOSE_CODE` and let the client retry.
+            SubscriptionFailedError: the broker refused this user's subscription.
 
         Example:
             >>> # bridge = EventBridge(broker, ctx, ws.send_json); await bridge.start()
@@ -159,27 +200,48 @@ class EventBridge:
             self._done.set()
 
     async def _pump(self, sub: AsyncIterator[Delivery | Gap]) -> None:
+        try:
+            await self._forward(sub)
+        except SubscriptionFailedError as exc:
+            self._stop(FAILED_CLOSE_CODE, "events_failed: the event subscription failed", exc)
+        except Exception as exc:  # never leave the bridge running without its pump
+            logger.exception(
+                "event bridge subscription raised", extra=log_fields("events_bridge_failed")
+            )
+            self._stop(FAILED_CLOSE_CODE, "events_failed: the event subscription failed", exc)
+
+    async def _forward(self, sub: AsyncIterator[Delivery | Gap]) -> None:
         async for item in sub:
             if isinstance(item, Delivery):
                 if item.type == RUN_HEARTBEAT and not self._forward_heartbeats:
                     continue
-                entry: tuple[str | None, dict[str, Any]] = (item.id, item.to_wire())
+                entry: tuple[str | None, dict[str, Any], int] = (
+                    item.id,
+                    item.to_wire(),
+                    item.size,
+                )
             else:
-                entry = (None, item.to_wire())
+                entry = (None, item.to_wire(), 0)
             try:
+                if not self._queue.empty() and (
+                    self._queued_bytes + entry[2] > self.max_queue_bytes
+                ):
+                    raise asyncio.QueueFull
                 self._queue.put_nowait(entry)
+                self._queued_bytes += entry[2]
             except asyncio.QueueFull:
                 self._stop(
                     RESYNC_CLOSE_CODE,
-                    f"resync: more than {self.max_queue} events waiting for this client; "
-                    "reconnect with after=<id of the last event received>",
+                    f"resync: more than {self.max_queue} events or {self.max_queue_bytes} "
+                    "bytes waiting for this client; reconnect with after=<last id received>",
                 )
                 return
         self._stop(BROKER_GONE_CLOSE_CODE, "event broker closed; reconnect to resume")
 
     async def _sender(self) -> None:
         while True:
-            event_id, wire = await self._queue.get()
+            event_id, wire, size = await self._queue.get()
+            self._queued_bytes -= size
             try:
                 await self._send(wire)
             except Exception as exc:
@@ -196,7 +258,7 @@ class EventBridge:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         while not self._queue.empty():  # the client resumes from last_sent_id instead
-            self._queue.get_nowait()
+            self._queued_bytes -= self._queue.get_nowait()[2]
         if self._sub is not None:
             closer = getattr(self._sub, "aclose", None)
             if closer is not None:

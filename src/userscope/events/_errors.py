@@ -6,8 +6,10 @@ from userscope.errors import UserscopeError
 
 __all__ = [
     "BrokerClosedError",
+    "BrokerUnavailableError",
     "EventIdError",
     "EventPayloadError",
+    "SubscriptionFailedError",
     "WeakSecretError",
 ]
 
@@ -66,7 +68,8 @@ class WeakSecretError(UserscopeError, ValueError):
 class EventIdError(UserscopeError, ValueError):
     """An event id given to ``subscribe(after=...)`` is not a broker event id.
 
-    Event ids look like ``"1700000000000-0"`` (milliseconds, sequence).
+    Event ids look like ``"1700000000000-0"`` (milliseconds, sequence): ASCII digits
+    only, each part within an unsigned 64-bit integer (what Redis stream ids hold).
 
     Attributes:
         value: the refused value (truncated to 80 characters).
@@ -81,7 +84,8 @@ class EventIdError(UserscopeError, ValueError):
         self.value = value[:80]
         super().__init__(
             f"{self.value!r} is not an event id; pass the `id` of the last event the client "
-            "received (format '<milliseconds>-<sequence>'), or None to start with new events."
+            "received (format '<milliseconds>-<sequence>': ASCII digits, each part at most "
+            "2**64-1), or None to start with new events."
         )
 
 
@@ -101,4 +105,59 @@ class BrokerClosedError(UserscopeError, RuntimeError):
         self.broker = broker
         super().__init__(
             f"{broker} is closed; create a new broker (one per application, closed at shutdown)."
+        )
+
+
+class BrokerUnavailableError(UserscopeError, ConnectionError):
+    """A subscription could not attach because the broker's server cannot be reached.
+
+    Raised by ``subscribe(...)`` (entering the subscription, or ``EventBridge.start``)
+    when a :class:`RedisBroker` could not register it within ``attach_timeout``
+    seconds, typically because Redis is down or restarting. Nothing stays registered.
+    Tell the client to retry later (a WebSocket closes with ``1013``, see
+    :data:`UNAVAILABLE_CLOSE_CODE`).
+
+    Attributes:
+        broker: the broker's class name.
+        waited: seconds waited before giving up.
+
+    Example:
+        >>> from userscope.events import BrokerUnavailableError
+        >>> BrokerUnavailableError("RedisBroker", 5.0).waited
+        5.0
+    """
+
+    def __init__(self, broker: str, waited: float) -> None:
+        self.broker = broker
+        self.waited = waited
+        super().__init__(
+            f"{broker} could not attach the subscription within {waited:g} s: its server is "
+            "unreachable. Tell the client to reconnect later (with after=<last id> to resume); "
+            "raise attach_timeout if the server is only slow."
+        )
+
+
+class SubscriptionFailedError(UserscopeError, RuntimeError):
+    """One subscription failed on its own; the broker keeps serving every other one.
+
+    Raised from iterating (or entering) the failed subscription when the broker's
+    server refused something about this subscription alone (for example its stream
+    key holds a value that is not a stream). The subscription is closed; other
+    users' subscriptions on the same reader are not affected.
+
+    Attributes:
+        reason: what the server refused (safe to log; it never contains event data).
+
+    Example:
+        >>> from userscope.events import SubscriptionFailedError
+        >>> SubscriptionFailedError("WRONGTYPE").reason
+        'WRONGTYPE'
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason[:200]
+        super().__init__(
+            f"the event subscription failed: {self.reason}. It was closed and other "
+            "subscriptions are unaffected; reconnect to subscribe again, and check the "
+            "user's stream key in Redis if it keeps failing."
         )

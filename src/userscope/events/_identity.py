@@ -26,11 +26,12 @@ class VerifiedUser:
 
     It can only be built from a :class:`~userscope.UserExecutionContext` (which is
     itself only built from a verified identity), never from a string a client sent.
-    The tenant, when present, is ``ctx.metadata["tenant"]`` (a non-empty string).
+    The identity is the context's ``(tenant_id, user_id)``: the tenant comes from
+    ``ctx.tenant_id`` and nowhere else (``ctx.metadata`` is never read for it).
 
     Attributes:
         user_id: the context's ``user_id``.
-        tenant: the context's tenant, or ``None``.
+        tenant_id: the context's ``tenant_id``, or ``None`` (a single-tenant app).
 
     Example:
         >>> import userscope as us
@@ -40,26 +41,26 @@ class VerifiedUser:
         'alice'
     """
 
-    __slots__ = ("tenant", "user_id")
+    __slots__ = ("tenant_id", "user_id")
 
     user_id: str
-    tenant: str | None
+    tenant_id: str | None
 
-    def __init__(self, user_id: str, tenant: str | None, *, _token: object = None) -> None:
+    def __init__(self, user_id: str, tenant_id: str | None, *, _token: object = None) -> None:
         if _token is not _TOKEN:
             raise TypeError(
                 "VerifiedUser cannot be built from a bare string; use "
                 "VerifiedUser.from_context(ctx) with the verified UserExecutionContext"
             )
         object.__setattr__(self, "user_id", user_id)
-        object.__setattr__(self, "tenant", tenant)
+        object.__setattr__(self, "tenant_id", tenant_id)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("VerifiedUser is immutable")
 
     @classmethod
     def from_context(cls, ctx: UserExecutionContext) -> VerifiedUser:
-        """Take the identity (user id and optional tenant) of a verified context.
+        """Take the identity (``tenant_id`` and ``user_id``) of a verified context.
 
         Args:
             ctx: the active :class:`~userscope.UserExecutionContext`.
@@ -68,15 +69,15 @@ class VerifiedUser:
             The identity whose event stream ``ctx`` may read and write.
 
         Raises:
-            TypeError: ``ctx`` is not a ``UserExecutionContext``, or its
-                ``metadata["tenant"]`` is present but not a non-empty string.
+            TypeError: ``ctx`` is not a ``UserExecutionContext``, or it still carries a
+                ``metadata["tenant"]`` that differs from ``ctx.tenant_id`` (the tenant
+                lives in ``tenant_id`` only; move it there).
 
         Example:
             >>> import userscope as us
             >>> from userscope.events import VerifiedUser
-            >>> ctx = us.UserExecutionContext(
-            ...     user_id="bob", thread_id="t", metadata={"tenant": "acme"})
-            >>> VerifiedUser.from_context(ctx).tenant
+            >>> ctx = us.UserExecutionContext(user_id="bob", thread_id="t", tenant_id="acme")
+            >>> VerifiedUser.from_context(ctx).tenant_id
             'acme'
         """
         if not isinstance(ctx, UserExecutionContext):
@@ -84,23 +85,27 @@ class VerifiedUser:
                 f"expected a UserExecutionContext, got {type(ctx).__name__}; event streams are "
                 "addressed by verified identity only, never by a client-supplied string"
             )
-        tenant = ctx.metadata.get("tenant")
-        if tenant is not None and (not isinstance(tenant, str) or not tenant):
+        legacy = ctx.metadata.get("tenant", ctx.tenant_id)
+        if legacy != ctx.tenant_id:
+            # before tenant_id existed the events layer read metadata["tenant"]; silently
+            # ignoring it now would merge the streams of same-named users of two tenants
             raise TypeError(
-                f"ctx.metadata['tenant'] must be a non-empty string or absent, got {tenant!r}"
+                f"ctx.metadata['tenant'] is {legacy!r} but ctx.tenant_id is {ctx.tenant_id!r}; "
+                "the tenant of an event stream is ctx.tenant_id only: build the context "
+                "with UserExecutionContext(..., tenant_id=...) and drop metadata['tenant']"
             )
-        return cls(ctx.user_id, tenant, _token=_TOKEN)
+        return cls(ctx.user_id, ctx.tenant_id, _token=_TOKEN)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, VerifiedUser):
             return NotImplemented
-        return (self.user_id, self.tenant) == (other.user_id, other.tenant)
+        return (self.user_id, self.tenant_id) == (other.user_id, other.tenant_id)
 
     def __hash__(self) -> int:
-        return hash((VerifiedUser, self.user_id, self.tenant))
+        return hash((VerifiedUser, self.user_id, self.tenant_id))
 
     def __repr__(self) -> str:
-        tenant = "" if self.tenant is None else f", tenant={self.tenant!r}"
+        tenant = "" if self.tenant_id is None else f", tenant_id={self.tenant_id!r}"
         return f"VerifiedUser(user_id={self.user_id!r}{tenant})"
 
 
@@ -148,16 +153,16 @@ class KeyDeriver:
 
     def user_hash(self, user: VerifiedUser) -> str:
         """Keyed digest of the whole identity (tenant and user id), 64 hex digits."""
-        tenant = b"" if user.tenant is None else user.tenant.encode()
-        kind = b"t" if user.tenant is not None else b"-"
+        tenant = b"" if user.tenant_id is None else user.tenant_id.encode()
+        kind = b"t" if user.tenant_id is not None else b"-"
         msg = _DOMAIN + b"|user|" + kind + _field(tenant) + _field(user.user_id.encode())
         return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()
 
     def stream_key(self, user: VerifiedUser) -> str:
         """The exact stream key of ``user``."""
         digest = self.user_hash(user)
-        if user.tenant is None:
+        if user.tenant_id is None:
             return f"{self._prefix}:u:{digest}"
-        tmsg = _DOMAIN + b"|tenant|" + _field(user.tenant.encode())
+        tmsg = _DOMAIN + b"|tenant|" + _field(user.tenant_id.encode())
         tdigest = hmac.new(self._secret, tmsg, hashlib.sha256).hexdigest()[:32]
         return f"{self._prefix}:t:{tdigest}:u:{digest}"

@@ -9,11 +9,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from userscope._durations import Duration, to_seconds
+
 from ._base import BrokerBase
 from ._identity import KeyDeriver, UserLike, as_verified
 from ._json import encode_event
 from ._runs import check_heartbeat
-from ._subscription import Lost, Record, Subscription
+from ._subscription import DEFAULT_BUFFER_BYTES, Lost, Record, Subscription
 from ._types import BEGINNING, BrokerStats, id_key
 
 __all__ = ["InMemoryBroker"]
@@ -21,26 +23,43 @@ __all__ = ["InMemoryBroker"]
 
 @dataclass(slots=True)
 class _Stream:
-    entries: deque[Record]
+    entries: deque[Record] = field(default_factory=deque)
     last_id: str = BEGINNING
     touched: float = 0.0
     subs: set[Subscription] = field(default_factory=set)
+    size: int = 0  # bytes of the retained entries
+    last_ms: int = 0  # this user's own id clock: ids reveal nothing about other users
+    last_seq: int = 0
+
+    def next_id(self, now_ms: int) -> str:
+        if now_ms <= self.last_ms:
+            self.last_seq += 1
+        else:
+            self.last_ms, self.last_seq = now_ms, 0
+        return f"{self.last_ms}-{self.last_seq}"
 
 
 class InMemoryBroker(BrokerBase):
     """Per-user event streams inside one process (no network, no persistence).
 
     Same semantics as :class:`RedisBroker`: total order per user, resume after an
-    id, :class:`Gap` markers, history bounded to ``maxlen`` events per user, streams
-    of users idle (no publish) for ``idle_ttl`` seconds dropped, run liveness.
+    id, :class:`Gap` markers, history bounded to ``maxlen`` events and
+    ``max_history_bytes`` bytes per user, streams of users idle (no publish) for
+    ``idle_ttl`` seconds dropped, run liveness. Each user's ids come from that user's
+    own sequence (``"<ms>-<n>"``), so their gaps reveal nothing about other users.
     Use it with a single worker process; use :class:`RedisBroker` as soon as there
     are several.
 
     Args:
         maxlen: events kept per user for resuming (exact bound).
-        idle_ttl: seconds without a publish after which a user's history is dropped.
+        max_history_bytes: bytes of event JSON kept per user (the oldest go first;
+            the newest event is always kept).
+        idle_ttl: seconds (or ``timedelta``) without a publish after which a user's
+            history is dropped.
         max_event_bytes: largest encoded event accepted.
         buffer_limit: envelopes buffered per subscription before it re-reads from history.
+        buffer_bytes: bytes of event JSON buffered per subscription before it re-reads
+            from history (a stalled consumer never holds more).
         heartbeat_interval: default seconds between run heartbeats.
         heartbeat_timeout: default seconds without heartbeat before ``run_lost``.
         clock: wall clock in seconds (for tests).
@@ -65,42 +84,39 @@ class InMemoryBroker(BrokerBase):
         self,
         *,
         maxlen: int = 1000,
-        idle_ttl: float = 3600.0,
+        max_history_bytes: int = 16 << 20,
+        idle_ttl: Duration = 3600.0,
         max_event_bytes: int = 1 << 20,
         buffer_limit: int = 10_000,
-        heartbeat_interval: float = 5.0,
-        heartbeat_timeout: float = 15.0,
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+        heartbeat_interval: Duration = 5.0,
+        heartbeat_timeout: Duration = 15.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if maxlen < 1:
-            raise ValueError(f"maxlen must be at least 1, got {maxlen}")
-        if not idle_ttl > 0:
-            raise ValueError(f"idle_ttl must be positive seconds, got {idle_ttl}")
-        if buffer_limit < 1:
-            raise ValueError(f"buffer_limit must be at least 1, got {buffer_limit}")
-        check_heartbeat(heartbeat_interval, heartbeat_timeout)
+        for name, value in (
+            ("maxlen", maxlen),
+            ("max_history_bytes", max_history_bytes),
+            ("max_event_bytes", max_event_bytes),
+            ("buffer_limit", buffer_limit),
+            ("buffer_bytes", buffer_bytes),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        self.heartbeat_interval = to_seconds("heartbeat_interval", heartbeat_interval)
+        self.heartbeat_timeout = to_seconds("heartbeat_timeout", heartbeat_timeout)
+        check_heartbeat(self.heartbeat_interval, self.heartbeat_timeout)
         self.maxlen = maxlen
-        self.idle_ttl = idle_ttl
+        self.max_history_bytes = max_history_bytes
+        self.idle_ttl = to_seconds("idle_ttl", idle_ttl)
         self.max_event_bytes = max_event_bytes
         self.buffer_limit = buffer_limit
-        self.heartbeat_interval = heartbeat_interval
-        self.heartbeat_timeout = heartbeat_timeout
+        self.buffer_bytes = buffer_bytes
         self._clock = clock
         self._keys = KeyDeriver(os.urandom(32), "mem")
         self._streams: dict[str, _Stream] = {}
-        self._last_ms = 0
-        self._last_seq = 0
         self._last_sweep = clock()
         self._closed = False
         self.stats = BrokerStats()
-
-    def _next_id(self) -> str:
-        ms = int(self._clock() * 1000)
-        if ms <= self._last_ms:
-            self._last_seq += 1
-        else:
-            self._last_ms, self._last_seq = ms, 0
-        return f"{self._last_ms}-{self._last_seq}"
 
     def _sweep(self, now: float) -> None:
         if now - self._last_sweep < self.idle_ttl / 4:
@@ -113,6 +129,7 @@ class InMemoryBroker(BrokerBase):
         stream = self._streams[owner]
         if stream.subs:  # keep the subscriber registry, forget the history
             stream.entries.clear()
+            stream.size = 0
             stream.last_id = BEGINNING
             stream.touched = float("inf")  # not idle-tracked until the next publish
         else:
@@ -126,6 +143,17 @@ class InMemoryBroker(BrokerBase):
             self._expire(owner)
             stream = self._streams.get(owner)
         return stream
+
+    @property
+    def available(self) -> bool:
+        """Always ``True``: an in-process broker cannot lose its server.
+
+        Example:
+            >>> from userscope.events import InMemoryBroker
+            >>> InMemoryBroker().available
+            True
+        """
+        return True
 
     async def publish(self, user: UserLike, event: Mapping[str, Any]) -> str:
         """Append ``event`` to the user's stream and hand it to live subscribers.
@@ -146,10 +174,17 @@ class InMemoryBroker(BrokerBase):
         owner = self._keys.user_hash(identity)
         stream = self._live(owner)
         if stream is None:
-            stream = self._streams[owner] = _Stream(entries=deque(maxlen=self.maxlen))
-        event_id = self._next_id()
-        record = Record(id=event_id, prev=stream.last_id, owner=owner, data=data)
-        stream.entries.append(record)
+            stream = self._streams[owner] = _Stream()
+        event_id = stream.next_id(int(self._clock() * 1000))
+        size = len(data.encode())
+        record = Record(id=event_id, prev=stream.last_id, owner=owner, data=data, size=size)
+        entries = stream.entries
+        entries.append(record)
+        stream.size += size
+        while len(entries) > self.maxlen or (
+            stream.size > self.max_history_bytes and len(entries) > 1
+        ):
+            stream.size -= entries.popleft().size
         stream.last_id = event_id
         stream.touched = self._clock()
         self.stats.published += 1
@@ -180,9 +215,7 @@ class InMemoryBroker(BrokerBase):
         elif stream is not None:
             self._replay(sub, stream)
         if stream is None:
-            stream = self._streams[sub.owner] = _Stream(
-                entries=deque(maxlen=self.maxlen), touched=float("inf")
-            )
+            stream = self._streams[sub.owner] = _Stream(touched=float("inf"))
         stream.subs.add(sub)
 
     def _detach(self, sub: Subscription) -> None:

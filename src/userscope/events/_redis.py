@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from userscope._durations import Duration, to_seconds
+from userscope._log import fields as log_fields
+
 from ._base import BrokerBase
+from ._errors import BrokerUnavailableError, SubscriptionFailedError
 from ._identity import KeyDeriver, UserLike, as_verified
 from ._json import encode_event
 from ._runs import check_heartbeat
-from ._subscription import Lost, Record, Subscription
+from ._subscription import DEFAULT_BUFFER_BYTES, Lost, Record, Subscription
 from ._types import BEGINNING, BrokerStats, id_key
 
 if TYPE_CHECKING:
@@ -48,12 +51,27 @@ CLIENT_NAME = "userscope-events"
 class _Watch:
     cursor: str
     subs: set[Subscription] = field(default_factory=set)
+    # the last XREAD reply held fewer than read_count entries of this stream: the
+    # reader had everything Redis stored for it when it last heard from Redis
+    drained: bool = False
 
 
 def _record(event_id: str, fields: Mapping[str, str]) -> Record:
+    data = fields.get("d", "")
     return Record(
-        id=event_id, prev=fields.get("p", ""), owner=fields.get("u", ""), data=fields.get("d", "")
+        id=event_id,
+        prev=fields.get("p", ""),
+        owner=fields.get("u", ""),
+        data=data,
+        size=len(data.encode()),
     )
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` means "Redis is unreachable" (reconnect) rather than a refusal."""
+    import redis.exceptions as redis_errors
+
+    return isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError | OSError)
 
 
 def _entries(raw: Any) -> list[tuple[str, dict[str, str]]]:
@@ -73,7 +91,12 @@ class RedisBroker(BrokerBase):
     multiplexed blocking ``XREAD`` reader task for all its subscriptions (one per
     worker, not one connection per socket), reconnects with backoff when Redis
     restarts, resumes every subscription from its last id and reports a
-    :class:`Gap` if history was lost.
+    :class:`Gap` if history was lost. A Redis error about one subscription's stream
+    fails that subscription alone (:class:`SubscriptionFailedError`); the reader
+    keeps serving the others. Publishes retry on connection errors with redis-py's
+    ``Retry`` and backoff, so the first publishes after a Redis restart succeed.
+
+    Every duration takes seconds or a ``datetime.timedelta``.
 
     Args:
         url: ``redis://`` or ``rediss://`` (TLS) URL, credentials included.
@@ -88,9 +111,19 @@ class RedisBroker(BrokerBase):
         read_count: entries read per stream per ``XREAD``.
         max_event_bytes: largest encoded event accepted.
         buffer_limit: envelopes buffered per subscription before it re-reads history.
+        buffer_bytes: bytes of event JSON buffered per subscription before it
+            re-reads history.
         heartbeat_interval: default seconds between run heartbeats.
         heartbeat_timeout: default seconds without heartbeat before ``run_lost``.
-        reconnect_backoff: (first, maximum) seconds between reconnection attempts.
+        reconnect_backoff: (base, cap) seconds of the backoff between reconnection
+            attempts of the reader and between publish retries (redis-py's
+            ``EqualJitterBackoff``: never more than ``cap``, so subscribers are back
+            within about ``cap`` seconds of Redis).
+        publish_retries: times a publish is retried after a connection error before
+            it raises (a retried publish whose first reply was lost may store the
+            event twice, under two ids).
+        attach_timeout: seconds a new subscription waits for Redis before
+            :class:`BrokerUnavailableError` (the client should retry later).
         max_connections: connections for publishing (publishers queue for a free one);
             the reader always has one more of its own.
         max_batch: most publishes sent together in one pipelined round trip.
@@ -113,21 +146,26 @@ class RedisBroker(BrokerBase):
         key_prefix: str = "userscope:events",
         maxlen: int = 1000,
         exact_trim: bool = False,
-        idle_ttl: float = 3600.0,
-        socket_timeout: float = 10.0,
-        block_timeout: float = 2.0,
+        idle_ttl: Duration = 3600.0,
+        socket_timeout: Duration = 10.0,
+        block_timeout: Duration = 2.0,
         read_count: int = 512,
         max_event_bytes: int = 1 << 20,
         buffer_limit: int = 10_000,
-        heartbeat_interval: float = 5.0,
-        heartbeat_timeout: float = 15.0,
-        reconnect_backoff: tuple[float, float] = (0.05, 2.0),
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+        heartbeat_interval: Duration = 5.0,
+        heartbeat_timeout: Duration = 15.0,
+        reconnect_backoff: tuple[Duration, Duration] = (0.05, 0.5),
+        publish_retries: int = 3,
+        attach_timeout: Duration = 5.0,
         max_connections: int = 32,
         max_batch: int = 128,
         connection_options: Mapping[str, Any] | None = None,
     ) -> None:
         try:
             import redis.asyncio as redis_asyncio
+            from redis.asyncio.retry import Retry
+            from redis.backoff import EqualJitterBackoff
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError(
                 "RedisBroker needs the redis client: pip install 'userscope[redis]'"
@@ -135,9 +173,21 @@ class RedisBroker(BrokerBase):
         self._keys = KeyDeriver(secret, key_prefix)
         if maxlen < 1:
             raise ValueError(f"maxlen must be at least 1, got {maxlen}")
-        if not idle_ttl > 0:
-            raise ValueError(f"idle_ttl must be positive seconds, got {idle_ttl}")
-        if not 0 < block_timeout < socket_timeout:
+        idle_ttl = to_seconds("idle_ttl", idle_ttl)
+        socket_timeout = to_seconds("socket_timeout", socket_timeout)
+        block_timeout = to_seconds("block_timeout", block_timeout)
+        heartbeat_interval = to_seconds("heartbeat_interval", heartbeat_interval)
+        heartbeat_timeout = to_seconds("heartbeat_timeout", heartbeat_timeout)
+        backoff = (
+            to_seconds("reconnect_backoff[0]", reconnect_backoff[0]),
+            to_seconds("reconnect_backoff[1]", reconnect_backoff[1]),
+        )
+        self.attach_timeout = to_seconds("attach_timeout", attach_timeout)
+        if publish_retries < 0:
+            raise ValueError(f"publish_retries must be 0 or more, got {publish_retries}")
+        if buffer_bytes < 1:
+            raise ValueError(f"buffer_bytes must be at least 1, got {buffer_bytes}")
+        if not block_timeout < socket_timeout:
             raise ValueError(
                 f"block_timeout={block_timeout} must be positive and below "
                 f"socket_timeout={socket_timeout}, or every idle XREAD would time the "
@@ -147,8 +197,8 @@ class RedisBroker(BrokerBase):
             raise ValueError(
                 "read_count, buffer_limit, max_connections and max_batch must be at least 1"
             )
-        if not 0 < reconnect_backoff[0] <= reconnect_backoff[1]:
-            raise ValueError("reconnect_backoff must be (first, maximum) with 0 < first <= maximum")
+        if not backoff[0] <= backoff[1]:
+            raise ValueError("reconnect_backoff must be (base, cap) with 0 < base <= cap")
         check_heartbeat(heartbeat_interval, heartbeat_timeout)
         self.key_prefix = key_prefix
         self.maxlen = maxlen
@@ -158,15 +208,26 @@ class RedisBroker(BrokerBase):
         self.read_count = read_count
         self.max_event_bytes = max_event_bytes
         self.buffer_limit = buffer_limit
+        self.buffer_bytes = buffer_bytes
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
-        self._backoff = reconnect_backoff
-        managed = {"decode_responses", "socket_timeout", "socket_connect_timeout", "client_name"}
+        self.publish_retries = publish_retries
+        # one backoff policy, redis-py's: for the reader's reconnects and publish retries
+        self._backoff = EqualJitterBackoff(cap=backoff[1], base=backoff[0])
+        managed = {
+            "decode_responses",
+            "socket_timeout",
+            "socket_connect_timeout",
+            "client_name",
+            "retry",
+            "retry_on_error",
+        }
         clash = sorted(managed & set(connection_options or {}))
         if clash:
             raise ValueError(
                 f"connection_options may not set {clash}; use the RedisBroker arguments "
-                "(socket_timeout, block_timeout) so that XREAD BLOCK stays below the timeout"
+                "(socket_timeout, block_timeout, reconnect_backoff, publish_retries) so that "
+                "XREAD BLOCK stays below the timeout and the reader sees every reconnect"
             )
         common: dict[str, Any] = {
             **(connection_options or {}),
@@ -175,13 +236,24 @@ class RedisBroker(BrokerBase):
             "socket_connect_timeout": min(socket_timeout, 5.0),
             "client_name": CLIENT_NAME,
         }
-        # publishers wait for a free connection instead of failing when many run at once
+        # publishers wait for a free connection instead of failing when many run at once;
+        # a connection that died with Redis is dropped and re-dialled by redis-py's Retry
+        # (supported errors: ConnectionError, TimeoutError), so the first publishes after
+        # a restart succeed instead of failing on the pool's dead connections
         pool = redis_asyncio.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=socket_timeout, **common
+            url,
+            max_connections=max_connections,
+            timeout=socket_timeout,
+            retry=Retry(EqualJitterBackoff(cap=backoff[1], base=backoff[0]), publish_retries),
+            **common,
         )
         self._client: Redis = redis_asyncio.Redis.from_pool(pool)
-        # the reader has a connection of its own: a burst of publishers never starves it
-        self._reader_client: Redis = redis_asyncio.Redis.from_url(url, **common)
+        # the reader has a connection of its own: a burst of publishers never starves it.
+        # It never retries inside a command: a broken XREAD must reach the read loop,
+        # which re-checks every stream for lost history before reading again
+        self._reader_client: Redis = redis_asyncio.Redis.from_url(
+            url, retry=Retry(EqualJitterBackoff(cap=backoff[1], base=backoff[0]), 0), **common
+        )
         self._outbox: list[tuple[str, tuple[int | str, ...], asyncio.Future[str]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.max_batch = max_batch
@@ -191,6 +263,8 @@ class RedisBroker(BrokerBase):
         self._watches: dict[str, _Watch] = {}
         self._requests: deque[tuple[Subscription, asyncio.Future[None] | None]] = deque()
         self._reader: asyncio.Task[None] | None = None
+        self._available = True
+        self._lost_in_xread = False
         self._closed = False
         self.stats = BrokerStats()
 
@@ -264,10 +338,13 @@ class RedisBroker(BrokerBase):
                         pipe.eval(_PUBLISH_LUA, 1, key, *args)
                     results = await pipe.execute(raise_on_error=False)
             except Exception as exc:
+                if _is_connection_error(exc):
+                    self._available = False
                 for _, _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
+            self._available = True
             for (_, _, fut), result in zip(batch, results, strict=True):
                 if fut.done():
                     continue
@@ -282,7 +359,30 @@ class RedisBroker(BrokerBase):
         Example:
             >>> # assert await broker.ping()
         """
-        return bool(await self._client.ping())
+        try:
+            answered = bool(await self._client.ping())
+        except Exception as exc:
+            if _is_connection_error(exc):
+                self._available = False
+            raise
+        self._available = answered
+        return answered
+
+    @property
+    def available(self) -> bool:
+        """``False`` while Redis is known to be unreachable; never waits.
+
+        It turns ``False`` when the reader or a publish loses Redis and ``True`` again
+        at the next command that succeeds. Use it to refuse work that needs events
+        (``503``) instead of accepting it and failing later; ``await ping()`` asks
+        Redis itself.
+
+        Example:
+            >>> from userscope.events import RedisBroker
+            >>> RedisBroker("redis://127.0.0.1:6379/0", secret="s" * 32).available
+            True
+        """
+        return self._available
 
     async def aclose(self) -> None:
         """Stop the reader, end every subscription, close connections; idempotent.
@@ -347,13 +447,16 @@ class RedisBroker(BrokerBase):
         self._requests.append((sub, fut))
         self._ensure_reader()
         try:
-            await self._wake()
-            await fut
-        except BaseException:  # cancelled while attaching: leave nothing registered
+            async with asyncio.timeout(self.attach_timeout):
+                await self._wake()
+                await fut
+        except BaseException as exc:  # cancelled, failed or timed out: leave nothing behind
             fut.cancel()  # the reader skips (or undoes) a request whose future is done
             with contextlib.suppress(ValueError):
                 self._requests.remove((sub, fut))
             self._detach(sub)
+            if isinstance(exc, TimeoutError):
+                raise BrokerUnavailableError(type(self).__name__, self.attach_timeout) from None
             raise
 
     def _detach(self, sub: Subscription) -> None:
@@ -419,35 +522,133 @@ class RedisBroker(BrokerBase):
         watch.subs.add(sub)
         fut.set_result(None)
 
+    async def _stream_was_lost(self, key: str, watch: _Watch) -> bool:
+        """Whether the stream behind ``watch`` is gone (or replaced by a new one)."""
+        last = await self._last_id(key)
+        if last is None or id_key(last) < id_key(watch.cursor):
+            return True
+        if last == watch.cursor:
+            return False
+        # newer entries exist: the stream we were reading, or a new one written since
+        # Redis came back empty? The old cursor entry is gone from a new stream, and the
+        # new stream's first entry has no predecessor.
+        if await self._reader_client.xrange(key, watch.cursor, watch.cursor, count=1):
+            return False
+        first = _entries(await self._reader_client.xrange(key, "-", "+", count=1))
+        return bool(first) and first[0][1].get("p") == BEGINNING
+
     async def _resync(self) -> None:
-        """After a reconnect: detect streams that Redis lost and tell their subscribers."""
+        """After a reconnect: detect streams that Redis lost and tell their subscribers.
+
+        A subscriber gets ``Gap(reason="missing")`` only if it may have missed events:
+        when the reader had read everything the lost stream held (its last reply was
+        not cut short by ``read_count``), Redis went away while the reader was blocked
+        in ``XREAD`` (so every event stored before reached it) and the subscriber was
+        not behind, the stream restarts for it without a gap.
+        """
+        import redis.exceptions as redis_errors
+
         self._wake_cursor = await self._last_id(self._wake_key) or BEGINNING
         for key, watch in list(self._watches.items()):
             if watch.cursor == BEGINNING:
                 continue
-            last = await self._last_id(key)
-            if last is None or id_key(last) < id_key(watch.cursor):
-                logger.warning("stream history lost while reconnecting; reporting a gap")
+            try:
+                lost = await self._stream_was_lost(key, watch)
+            except redis_errors.ResponseError as exc:  # this stream alone is refused
+                for sub in list(watch.subs):
+                    self._fail(sub, None, exc)
+                self._watches.pop(key, None)
+                continue
+            if lost:
+                # silent only if nothing can have been missed: the reader had read all of
+                # the stream and was blocked in XREAD (not busy elsewhere) when Redis went
+                silent = watch.drained and self._lost_in_xread
+                logger.warning(
+                    "stream history lost while reconnecting; %s",
+                    "its subscribers had read all of it (no gap)" if silent else "reporting a gap",
+                    extra=log_fields("events_stream_lost"),
+                )
                 for sub in watch.subs:
-                    sub._push(Lost())
+                    sub._push(Lost(silent=silent))
                 watch.cursor = BEGINNING
+                watch.drained = False
+
+    def _fail(
+        self, sub: Subscription, fut: asyncio.Future[None] | None, exc: BaseException
+    ) -> None:
+        """Fail one subscription alone (Redis refused something about its stream)."""
+        error = SubscriptionFailedError(f"reading this user's stream failed: {exc}")
+        self.stats.failed += 1
+        logger.warning(
+            "event subscription failed alone; the reader keeps serving the others: %s",
+            exc,
+            extra=log_fields(
+                "events_subscription_failed",
+                user_id=sub.identity.user_id,
+                tenant_id=sub.identity.tenant_id,
+            ),
+        )
+        self._detach(sub)
+        if fut is not None and not fut.done():
+            fut.set_exception(error)  # the attaching caller gets it from __aenter__
+        else:
+            sub._fail(error)  # an attached subscriber gets it from its next __anext__
+
+    async def _isolate_refused_streams(self, cause: BaseException) -> None:
+        """XREAD was refused: find the streams Redis refuses and fail only their watchers.
+
+        Each watched stream is probed alone (non-blocking); a connection error propagates
+        (the read loop reconnects). If no single stream is at fault the error is re-raised.
+        """
+        found = False
+        for key, watch in list(self._watches.items()):
+            try:
+                await self._reader_client.xread({key: watch.cursor}, count=1)
+            except Exception as exc:
+                if _is_connection_error(exc):
+                    raise
+                found = True
+                for sub in list(watch.subs):
+                    self._fail(sub, None, exc)
+                self._watches.pop(key, None)
+        if not found:
+            raise cause
 
     async def _read_once(self) -> None:
+        import redis.exceptions as redis_errors
+
         self._wake_pending = False  # cleared before draining: later requests wake us again
         while self._requests:
             sub, fut = self._requests.popleft()
             try:
                 await self._handle_request(sub, fut)
+            except Exception as exc:
+                if _is_connection_error(exc):
+                    self._requests.appendleft((sub, fut))  # retried once Redis is back
+                    raise
+                # Redis refused something about this subscription alone (its stream key
+                # holds another type, ...): fail it, keep serving everybody else
+                self._fail(sub, fut, exc)
             except BaseException:
-                self._requests.appendleft((sub, fut))  # retried once Redis is back
+                self._requests.appendleft((sub, fut))
                 raise
         streams: dict[Any, Any] = {self._wake_key: self._wake_cursor}
         for key, watch in self._watches.items():
             streams[key] = watch.cursor
-        response = await self._reader_client.xread(
-            streams, count=self.read_count, block=max(1, int(self.block_timeout * 1000))
-        )
+        try:
+            response = await self._reader_client.xread(
+                streams, count=self.read_count, block=max(1, int(self.block_timeout * 1000))
+            )
+        except redis_errors.ResponseError as exc:
+            await self._isolate_refused_streams(exc)
+            return
+        except BaseException:
+            # if this was Redis going away, it went while we were blocked reading: every
+            # event stored before that reached us (the read loop decides what it was)
+            self._lost_in_xread = True
+            raise
         raw: Any = response
+        counts: dict[str, int] = {}
         for raw_key, raw_entries in raw or ():
             key = str(raw_key)
             entries = _entries(raw_entries)
@@ -458,36 +659,52 @@ class RedisBroker(BrokerBase):
             found = self._watches.get(key)
             if found is None:
                 continue
+            counts[key] = len(entries)
             for event_id, fields in entries:
                 record = _record(event_id, fields)
                 found.cursor = event_id
                 for sub in list(found.subs):
                     sub._push(record)
+        for key in streams:
+            read = self._watches.get(key)
+            if read is not None:  # a full page means Redis may hold more than we read
+                read.drained = counts.get(key, 0) < self.read_count
 
     async def _read_loop(self) -> None:
-        import redis.exceptions as redis_errors
-
-        delay = self._backoff[0]
+        failures = 0
         need_resync = False
         while not self._closed:
             try:
                 if need_resync:
                     await self._resync()
+                    self._lost_in_xread = False
                     need_resync = False
-                    delay = self._backoff[0]
-                    logger.info("event reader reconnected to Redis")
+                    failures = 0
+                    self._available = True
+                    logger.info(
+                        "event reader reconnected to Redis",
+                        extra=log_fields("events_reader_reconnected"),
+                    )
                 await self._read_once()
             except asyncio.CancelledError:
                 raise
-            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
-                if not need_resync:
-                    self.stats.reconnects += 1
-                    logger.warning("event reader lost Redis (%s); reconnecting", exc)
+            except Exception as exc:
+                if _is_connection_error(exc):
+                    self._available = False
+                    if not need_resync:
+                        self.stats.reconnects += 1
+                        logger.warning(
+                            "event reader lost Redis (%s); reconnecting",
+                            exc,
+                            extra=log_fields("events_reader_lost_redis"),
+                        )
+                elif failures == 0:  # one traceback per streak, not one per retry
+                    logger.exception(
+                        "event reader failed; retrying with backoff",
+                        extra=log_fields("events_reader_failed"),
+                    )
                 need_resync = True
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, self._backoff[1])
-            except Exception:
-                logger.exception("event reader failed; retrying")
-                need_resync = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff[1])
+                failures += 1
+                # redis-py's backoff policy: bounded by reconnect_backoff's cap, so the
+                # reader is back within about that long after Redis is
+                await asyncio.sleep(self._backoff.compute(failures))

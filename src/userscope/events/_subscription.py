@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 
+from ._errors import SubscriptionFailedError
 from ._identity import VerifiedUser
 from ._json import decode_event
 from ._types import (
@@ -38,13 +39,19 @@ class Record:
     prev: str
     owner: str
     data: str
+    size: int  # bytes of ``data`` encoded as UTF-8 (what buffers are bounded by)
 
 
 @dataclass(frozen=True, slots=True)
 class Lost:
-    """Backend marker: the subscriber's stream is gone (expired, or the server lost it)."""
+    """Backend marker: the subscriber's stream is gone (expired, or the server lost it).
+
+    ``silent``: the backend knows this subscriber had already been handed everything
+    the lost stream held, so nothing is missing: reposition without a :class:`Gap`.
+    """
 
     reason: Literal["missing"] = "missing"
+    silent: bool = False
 
 
 class _End:
@@ -52,6 +59,11 @@ class _End:
 
 
 _END = _End()
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    error: SubscriptionFailedError
 
 
 class Backend(Protocol):
@@ -64,6 +76,10 @@ class Backend(Protocol):
     def _detach(self, sub: Subscription) -> None: ...
 
     async def _rewind(self, sub: Subscription) -> None: ...
+
+
+DEFAULT_BUFFER_BYTES = 8 << 20
+"""Default bound, in bytes of event JSON, of what one subscription buffers (8 MiB)."""
 
 
 class Subscription:
@@ -96,14 +112,17 @@ class Subscription:
         owner: str,
         after: str | None,
         buffer_limit: int,
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
     ) -> None:
         self._backend = backend
         self.identity = identity
         self.owner = owner
         self.requested_after = after
         self._last = BEGINNING if after is None else after
-        self._buffer: deque[Record | Lost | _End] = deque()
+        self._buffer: deque[Record | Lost | _End | _Failed] = deque()
         self._buffer_limit = buffer_limit
+        self._buffer_bytes = buffer_bytes
+        self._buffered_bytes = 0
         self._wakeup = asyncio.Event()
         self._pending: deque[Delivery | Gap] = deque()
         self._runs: dict[str, tuple[float, str]] = {}
@@ -132,10 +151,25 @@ class Subscription:
         """Backend: hand over the next stored envelope (or a loss marker)."""
         if self._closed or self.lagged or self.resyncing:
             return
-        if len(self._buffer) >= self._buffer_limit:
+        size = item.size if isinstance(item, Record) else 0
+        if len(self._buffer) >= self._buffer_limit or (
+            # bounded in bytes too, but one event always fits (it was accepted at publish)
+            self._buffer and self._buffered_bytes + size > self._buffer_bytes
+        ):
+            # the consumer is slow: stop buffering, re-read the retained history later
             self.lagged = True
             return
         self._buffer.append(item)
+        self._buffered_bytes += size
+        self._wakeup.set()
+
+    def _fail(self, error: SubscriptionFailedError) -> None:
+        """Backend: this subscription failed alone; iteration raises ``error`` next."""
+        if self._closed:
+            return
+        self._buffer.clear()
+        self._buffered_bytes = 0
+        self._buffer.append(_Failed(error))
         self._wakeup.set()
 
     def _end(self) -> None:
@@ -177,6 +211,7 @@ class Subscription:
             self._backend._detach(self)
             self._backend.stats.subscriptions -= 1
         self._buffer.clear()
+        self._buffered_bytes = 0
         self._wakeup.set()
 
     def _gap(self, next_id: str | None, reason: Literal["trimmed", "missing"]) -> Gap:
@@ -205,12 +240,23 @@ class Subscription:
             logger.error("dropped event %s: stored payload is not a JSON object", rec.id)
             return
         if rec.prev != self._last:
-            self._pending.append(self._gap(rec.id, "trimmed"))
+            # the first event of a new incarnation of the stream (it expired, or Redis
+            # lost its data) has no predecessor: the old stream is gone, not trimmed
+            reason: Literal["trimmed", "missing"] = (
+                "missing" if rec.prev == BEGINNING else "trimmed"
+            )
+            self._pending.append(self._gap(rec.id, reason))
         self._last = rec.id
         self._track_run(rec.id, payload)
         ms = id_key(rec.id)[0]
         self._pending.append(
-            Delivery(id=rec.id, user_hash=rec.owner, payload=payload, timestamp=ms / 1000)
+            Delivery(
+                id=rec.id,
+                user_hash=rec.owner,
+                payload=payload,
+                timestamp=ms / 1000,
+                size=rec.size,
+            )
         )
 
     def _track_run(self, event_id: str, payload: dict[str, Any]) -> None:
@@ -256,11 +302,15 @@ class Subscription:
                     self._closed = True
                     self._buffer.clear()
                     raise StopAsyncIteration
+                if isinstance(head, _Failed):
+                    await self.aclose()
+                    raise head.error
                 if isinstance(head, Lost):
-                    if self._last != BEGINNING:
+                    if self._last != BEGINNING and not head.silent:
                         self._pending.append(self._gap(None, head.reason))
                     self._last = BEGINNING
                 else:
+                    self._buffered_bytes -= head.size
                     self._accept(head)
                 continue
             self._expire_runs()

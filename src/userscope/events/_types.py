@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkab
 from ._errors import EventIdError
 
 if TYPE_CHECKING:
+    from userscope._durations import Duration
+
     from ._identity import UserLike
     from ._runs import RunHandle
 
@@ -39,15 +41,30 @@ RUN_FINISHED: Final = "run_finished"
 RUN_LOST: Final = "run_lost"
 """Synthetic event ``type`` a subscriber sees when a run's heartbeats stop."""
 
-_ID_RE = re.compile(r"(\d{1,20})-(\d{1,20})")
+# ASCII digits only (``\d`` also matches e.g. Arabic-Indic digits, which Redis refuses)
+_ID_RE = re.compile(r"([0-9]{1,20})-([0-9]{1,20})", re.ASCII)
+_UINT64_MAX: Final = (1 << 64) - 1
 
 
 def id_key(event_id: str) -> tuple[int, int]:
-    """Sort key of a broker event id (``"<ms>-<seq>"``)."""
+    """Sort key of a broker event id (``"<ms>-<seq>"``, both parts unsigned 64-bit).
+
+    Raises:
+        EventIdError: not two ASCII digit runs joined by ``-``, or a part beyond
+            ``2**64 - 1`` (what Redis stream ids can hold).
+
+    Example:
+        >>> from userscope.events._types import id_key
+        >>> id_key("1700000000000-3")
+        (1700000000000, 3)
+    """
     match = _ID_RE.fullmatch(event_id)
     if match is None:
         raise EventIdError(event_id)
-    return int(match.group(1)), int(match.group(2))
+    ms, seq = int(match.group(1)), int(match.group(2))
+    if ms > _UINT64_MAX or seq > _UINT64_MAX:
+        raise EventIdError(event_id)
+    return ms, seq
 
 
 def parse_after(after: str | None) -> str | None:
@@ -72,6 +89,8 @@ class Delivery:
         timestamp: publish time, seconds since the epoch (from the id).
         synthetic: ``True`` for events the subscriber made up locally (``run_lost``);
             they are not stored and repeat the id of the last stored event seen.
+        size: bytes of the stored JSON text of the event (0 for synthetic events);
+            what byte bounds on buffers and queues count.
 
     Example:
         >>> from userscope.events import Delivery
@@ -85,6 +104,7 @@ class Delivery:
     payload: dict[str, Any]
     timestamp: float
     synthetic: bool = False
+    size: int = 0
 
     @property
     def type(self) -> str | None:
@@ -117,8 +137,10 @@ class Gap:
         after: the last id the subscriber had (what it asked to resume after).
         next_id: id of the first event still available after the hole, or ``None``
             when nothing is known yet (the stream expired or Redis lost its data).
-        reason: ``"trimmed"`` (history bound or expiry dropped events that the next
-            event follows) or ``"missing"`` (the user's stream no longer exists).
+        reason: ``"trimmed"`` (the history bound dropped events that the next event
+            follows) or ``"missing"`` (the user's stream was lost: it expired while idle
+            or Redis lost its data; ``next_id`` is then the first event of the new
+            stream, or ``None``).
 
     Example:
         >>> from userscope.events import Gap
@@ -147,6 +169,8 @@ class BrokerStats:
             subscriber's identity (should stay 0; anything else is logged as an error).
         subscriptions: subscriptions currently open.
         reconnects: times the Redis reader reconnected (always 0 in memory).
+        failed: subscriptions the broker failed alone (a Redis error about that
+            subscription's stream); every other subscription kept being served.
 
     Example:
         >>> from userscope.events import BrokerStats
@@ -160,6 +184,7 @@ class BrokerStats:
     dropped_foreign: int = 0
     subscriptions: int = 0
     reconnects: int = 0
+    failed: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -191,8 +216,8 @@ class Broker(Protocol):
         run_id: str,
         *,
         fields: Mapping[str, Any] | None = None,
-        heartbeat_interval: float | None = None,
-        heartbeat_timeout: float | None = None,
+        heartbeat_interval: Duration | None = None,
+        heartbeat_timeout: Duration | None = None,
     ) -> RunHandle:
         """Async context manager announcing a run and keeping it visibly alive.
 

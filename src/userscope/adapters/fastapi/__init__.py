@@ -26,6 +26,7 @@ from ._errors import (
 from ._inject import Inject
 from ._install import install
 from ._middleware import UserscopeMiddleware
+from ._refusals import refusal_close_reason, refusal_response
 from ._state import set_credentials_expiry
 from ._websocket import message_scope
 
@@ -46,5 +47,7 @@ __all__ = [
     "bearer_subprotocol_token",
     "install",
     "message_scope",
+    "refusal_close_reason",
+    "refusal_response",
     "set_credentials_expiry",
 ]

@@ -14,7 +14,15 @@ from fastapi import FastAPI
 import userscope as us
 
 from ._auth import Authenticator
-from ._middleware import StatsGuard, UserscopeMiddleware
+from ._middleware import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    StatsGuard,
+    UserscopeMiddleware,
+    check_limit,
+)
+from ._redact import install_redactor
 from ._routes import prepare_routes
 
 __all__ = ["install"]
@@ -30,6 +38,9 @@ def install(
     *,
     stats_path: str | None = None,
     stats_guard: StatsGuard | None = None,
+    max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES,
+    max_message_bytes: int | None = DEFAULT_MAX_MESSAGE_BYTES,
+    max_header_bytes: int | None = DEFAULT_MAX_HEADER_BYTES,
 ) -> None:
     """Serve ``app`` with userscope scopes opened from verified identities.
 
@@ -45,7 +56,13 @@ def install(
       ``sessions`` has ``start_reaper``) and runs ``await sessions.aclose()``
       at shutdown, after the app's own shutdown code;
     * optionally serves ``sessions.stats()`` as JSON at ``stats_path`` to callers
-      for whom ``await stats_guard(connection)`` is true (``403`` otherwise).
+      for whom ``await stats_guard(connection)`` is true (``403`` otherwise);
+    * bounds what a client can make the server hold, before authentication:
+      request headers (``431``), request bodies (``413``, announced or chunked) and
+      WebSocket messages (close ``1009``); refusals never echo the input;
+    * redacts token query parameters (``token``, ``access_token``, ``id_token``,
+      ``jwt`` and the authenticator's ``query_param``) from uvicorn's request log
+      lines (a filter on the ``uvicorn.access`` and ``uvicorn.error`` loggers).
 
     Args:
         app: the FastAPI application (before it starts serving).
@@ -56,10 +73,18 @@ def install(
         stats_path: path of the stats endpoint, e.g. ``"/admin/userscope"``.
         stats_guard: async predicate deciding who may read the stats; required
             with ``stats_path``.
+        max_body_bytes: largest HTTP request body in bytes (default 1 MiB);
+            ``None`` for no limit.
+        max_message_bytes: largest WebSocket message in bytes (default 1 MiB);
+            ``None`` for no limit. Set the server's own frame limit to match
+            (``uvicorn --ws-max-size``) so bigger frames are not even buffered.
+        max_header_bytes: largest total of request header names and values in
+            bytes (default 32 KiB); ``None`` for no limit.
 
     Raises:
         us.CaptiveDependencyError: the container has a captive dependency.
-        ValueError: ``stats_path`` without ``stats_guard``.
+        ValueError: ``stats_path`` without ``stats_guard``, or a size limit below 1.
+        TypeError: a size limit that is not an ``int`` or ``None``.
         RuntimeError: userscope is already installed on this app.
 
     Example:
@@ -80,8 +105,15 @@ def install(
         )
     if stats_path is not None and not stats_path.startswith("/"):
         raise ValueError(f"stats_path must start with '/', got {stats_path!r}")
+    limits = {
+        "max_body_bytes": check_limit("max_body_bytes", max_body_bytes),
+        "max_message_bytes": check_limit("max_message_bytes", max_message_bytes),
+        "max_header_bytes": check_limit("max_header_bytes", max_header_bytes),
+    }
     us.validate(container)
     providers_map = ProvidersMap(container)  # for the route plans (the middleware has its own)
+    query_param = getattr(authenticate, "query_param", None)
+    install_redactor([query_param] if isinstance(query_param, str) else [])
 
     app.add_middleware(
         UserscopeMiddleware,
@@ -90,6 +122,7 @@ def install(
         authenticate=authenticate,
         stats_path=stats_path,
         stats_guard=stats_guard,
+        **limits,
     )
 
     inner = app.router.lifespan_context

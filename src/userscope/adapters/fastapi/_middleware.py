@@ -16,25 +16,94 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 import userscope as us
+from userscope._log import fields as log_fields
 from userscope.adapters.identity._errors import IdentityProviderUnavailableError
 
 from ._auth import BEARER_SUBPROTOCOL, Authenticator
-from ._errors import AuthenticationError
+from ._errors import AuthenticationError, CredentialsExpiredError
 from ._refusals import (
+    WS_MESSAGE_TOO_BIG,
     WS_POLICY_VIOLATION,
     WS_TRY_AGAIN_LATER,
     Refusal,
+    body_too_large,
+    headers_too_large,
+    message_too_big,
     refusal_for,
+    send_handshake_refusal,
     send_http_refusal,
 )
 from ._routes import prepare_routes
 from ._state import PROVIDERS_KEY, STATE_KEY, credentials_expiry
 
-__all__ = ["ConnectionState", "StatsGuard", "UserscopeMiddleware"]
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_HEADER_BYTES",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "ConnectionState",
+    "StatsGuard",
+    "UserscopeMiddleware",
+]
 
 logger = logging.getLogger("userscope.adapters.fastapi")
 
 StatsGuard = Callable[[HTTPConnection], Awaitable[bool]]
+
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+"""Default bound of an HTTP request body: 1 MiB (``413`` beyond)."""
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
+"""Default bound of one WebSocket message: 1 MiB (close ``1009`` beyond)."""
+DEFAULT_MAX_HEADER_BYTES = 32 << 10
+"""Default bound of a request's headers, names and values together: 32 KiB (``431``)."""
+
+
+def check_limit(name: str, value: int | None) -> int | None:
+    """Validate a size limit: a positive ``int`` of bytes, or ``None`` for no limit."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int number of bytes or None, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1 byte (or None for no limit), got {value}")
+    return value
+
+
+def _header_bytes(scope: Scope) -> int:
+    return sum(len(name) + len(value) for name, value in scope.get("headers") or ())
+
+
+def _declared_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers") or ():
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the server refuses a malformed length itself
+    return None
+
+
+def _message_bytes(message: Message, limit: int) -> int:
+    """Size of a WebSocket message in bytes (UTF-8 for text), exact near ``limit``."""
+    data = message.get("bytes")
+    if data is not None:
+        return len(data)
+    text = message.get("text")
+    if text is None:
+        return 0
+    # a character takes 1-4 bytes in UTF-8: encode only when the answer depends on it
+    if len(text) > limit or len(text) * 4 <= limit:
+        return len(text)
+    return len(text.encode())
+
+
+def _log_oversize(refusal: Refusal, size: int | None) -> None:
+    logger.warning(
+        "refused with %s (%s): %s bytes",
+        refusal.status,
+        refusal.error,
+        "?" if size is None else size,
+        extra=log_fields(refusal.error),
+    )
 
 
 @dataclass(eq=False)
@@ -65,7 +134,8 @@ class ConnectionState:
 
     async def close_expired(self) -> None:
         """Close the socket with 1008 because its token expired."""
-        await self.close(WS_POLICY_VIOLATION, "token_expired: the token expired; sign in again")
+        refusal = refusal_for(CredentialsExpiredError(self.expires_at), authenticated=True)
+        await self.close(refusal.close_code, refusal.close_reason)
 
 
 class UserscopeMiddleware:
@@ -83,7 +153,13 @@ class UserscopeMiddleware:
         authenticate: Authenticator,
         stats_path: str | None = None,
         stats_guard: StatsGuard | None = None,
+        max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES,
+        max_message_bytes: int | None = DEFAULT_MAX_MESSAGE_BYTES,
+        max_header_bytes: int | None = DEFAULT_MAX_HEADER_BYTES,
     ) -> None:
+        self.max_body_bytes = check_limit("max_body_bytes", max_body_bytes)
+        self.max_message_bytes = check_limit("max_message_bytes", max_message_bytes)
+        self.max_header_bytes = check_limit("max_header_bytes", max_header_bytes)
         self.app = app
         self.container = container
         self.providers_map = ProvidersMap(container)
@@ -95,6 +171,17 @@ class UserscopeMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        if kind in ("http", "websocket") and self.max_header_bytes is not None:
+            size = _header_bytes(scope)
+            if size > self.max_header_bytes:  # refused before any credential is parsed
+                refusal = headers_too_large(self.max_header_bytes)
+                _log_oversize(refusal, size)
+                if kind == "http":
+                    await send_http_refusal(send, refusal)
+                else:
+                    await _expect_connect(receive)
+                    await send_handshake_refusal(scope, send, refusal)
+                return
         if kind == "http":
             scope[PROVIDERS_KEY] = self.providers_map
             if not self._routes_prepared:
@@ -125,6 +212,13 @@ class UserscopeMiddleware:
     # -- HTTP ---------------------------------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.max_body_bytes
+        declared = None if limit is None else _declared_length(scope)
+        if limit is not None and declared is not None and declared > limit:
+            refusal = body_too_large(limit)  # refused before reading a byte of it
+            _log_oversize(refusal, declared)
+            await send_http_refusal(send, refusal)
+            return
         try:
             context = await self.authenticate(HTTPConnection(scope))
         except Exception as exc:
@@ -133,22 +227,51 @@ class UserscopeMiddleware:
 
         started = False
         finished = False
+        too_large = False
+        received = 0
 
         async def tracking_send(message: Message) -> None:
             nonlocal started, finished
+            if too_large:
+                return  # the 413 went out; whatever the app answers to the cut body is dropped
             if message["type"] == "http.response.start":
                 started = True
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 finished = True
             await send(message)
 
+        async def limited_receive() -> Message:
+            # a body without Content-Length (chunked) is counted as it arrives; past the
+            # limit the client gets 413 and the app sees a disconnect (never the bytes)
+            nonlocal received, too_large, started, finished
+            if too_large:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if limit is not None and message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    if not started:
+                        refusal = body_too_large(limit)
+                        _log_oversize(refusal, received)
+                        await send_http_refusal(send, refusal)
+                        started = finished = True
+                    too_large = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        # with a Content-Length within the limit the server itself delivers no more than
+        # that: only bodies of unannounced length (chunked) need counting
+        app_receive = receive if limit is None or declared is not None else limited_receive
         try:
             if context is None:
-                await self.app(scope, receive, tracking_send)
+                await self.app(scope, app_receive, tracking_send)
             else:
                 async with self.sessions.request(context):
-                    await self.app(scope, receive, tracking_send)
+                    await self.app(scope, app_receive, tracking_send)
         except Exception as exc:
+            if too_large:
+                logger.debug("endpoint failed after its body was cut off", exc_info=exc)
+                return
             if finished:
                 # The response went out; only a cleanup failed afterwards.
                 logger.error("error after the response was sent", exc_info=exc)
@@ -204,6 +327,7 @@ class UserscopeMiddleware:
                 }
             )
             return
+        message_limit = self.max_message_bytes
 
         offered = [p.strip().lower() for p in scope.get("subprotocols") or ()]
         state = ConnectionState(
@@ -231,6 +355,13 @@ class UserscopeMiddleware:
                 state.connect_received = True
             elif message["type"] == "websocket.disconnect":
                 state.closed = True
+            elif message_limit is not None and message["type"] == "websocket.receive":
+                size = _message_bytes(message, message_limit)
+                if size > message_limit:  # never handed to the app, never echoed
+                    refusal = message_too_big(message_limit)
+                    _log_oversize(refusal, size)
+                    await state.close(WS_MESSAGE_TOO_BIG, refusal.close_reason)
+                    return {"type": "websocket.disconnect", "code": WS_MESSAGE_TOO_BIG}
             return message
 
         async def guarded_send(message: Message) -> None:

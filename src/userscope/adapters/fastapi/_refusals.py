@@ -1,31 +1,53 @@
-"""How errors become HTTP responses and WebSocket close codes (private)."""
+"""How errors become HTTP responses and WebSocket close codes (private).
+
+Every refusal the adapter sends has one shape, built here and nowhere else:
+
+* HTTP: status code, ``Content-Type: application/json``, ``Cache-Control: no-store``
+  and the body ``{"error": "<code>", "detail": "<sentence>"}``;
+* WebSocket: close code and the reason ``"<code>: <sentence>"`` (at most 123 bytes).
+
+``<code>`` is a short stable machine-readable word (``invalid_token``,
+``payload_too_large``...), ``<sentence>`` says what to do next. Neither ever carries
+the request's input, a token, a library's message or a stack trace.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 
-from starlette.types import Send
+from starlette.responses import Response
+from starlette.types import Scope, Send
 
 import userscope as us
 from userscope.adapters.identity._errors import IdentityProviderUnavailableError
 
 from ._errors import AuthenticationError, AuthenticationRequiredError, CredentialsExpiredError
 
-__all__ = ["Refusal", "refusal_for", "send_http_refusal"]
+__all__ = [
+    "Refusal",
+    "body_too_large",
+    "headers_too_large",
+    "message_too_big",
+    "refusal_close_reason",
+    "refusal_for",
+    "refusal_response",
+    "send_http_refusal",
+]
 
 #: WebSocket close codes (RFC 6455 section 7.4.1)
 WS_POLICY_VIOLATION = 1008
 WS_INTERNAL_ERROR = 1011
 WS_TRY_AGAIN_LATER = 1013
 WS_GOING_AWAY = 1001
+WS_MESSAGE_TOO_BIG = 1009
 
 _BEARER = 'Bearer realm="userscope"'
 
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """One refusal: its HTTP status, WebSocket close code and JSON body."""
+    """One refusal: its HTTP status, WebSocket close code and JSON body (the one shape)."""
 
     status: int
     close_code: int
@@ -36,6 +58,18 @@ class Refusal:
     def body(self) -> bytes:
         """The JSON body: ``{"error": ..., "detail": ...}`` (never a stack trace)."""
         return json.dumps({"error": self.error, "detail": self.detail}).encode()
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """The raw ASGI headers of the HTTP form (content type, length, no caching)."""
+        body = self.body()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        if self.www_authenticate is not None:
+            headers.append((b"www-authenticate", self.www_authenticate.encode()))
+        return headers
 
     @property
     def close_reason(self) -> str:
@@ -52,6 +86,45 @@ UNAUTHENTICATED = Refusal(
 )
 INTERNAL = Refusal(500, WS_INTERNAL_ERROR, "internal_error", "the server failed to handle this")
 
+# What a client is told for each AuthenticationError code: fixed sentences, never the
+# exception's reason (which may quote PyJWT, json or base64 internals); that is logged.
+_AUTH_DETAILS = {
+    "invalid_token": "the token was refused; sign in again to get a valid token",
+    "token_expired": "the token expired; sign in again",
+    "unauthenticated": "this endpoint needs a signed-in user; send `Authorization: Bearer <token>`",
+}
+_AUTH_DETAIL_DEFAULT = "the credentials were refused; sign in again"
+
+
+def body_too_large(limit: int) -> Refusal:
+    """413 / 1009: the request body is larger than ``max_body_bytes``."""
+    return Refusal(
+        413,
+        WS_MESSAGE_TOO_BIG,
+        "payload_too_large",
+        f"the request body is larger than {limit} bytes; send less",
+    )
+
+
+def message_too_big(limit: int) -> Refusal:
+    """413 / 1009: a WebSocket message is larger than ``max_message_bytes``."""
+    return Refusal(
+        413,
+        WS_MESSAGE_TOO_BIG,
+        "message_too_big",
+        f"a message is larger than {limit} bytes; send smaller messages",
+    )
+
+
+def headers_too_large(limit: int) -> Refusal:
+    """431 / 1009: the request headers are larger than ``max_header_bytes``."""
+    return Refusal(
+        431,
+        WS_MESSAGE_TOO_BIG,
+        "headers_too_large",
+        f"the request headers are larger than {limit} bytes; send smaller headers",
+    )
+
 
 def refusal_for(exc: BaseException, *, authenticated: bool) -> Refusal:
     """Map an exception raised while serving a connection to its refusal.
@@ -67,7 +140,7 @@ def refusal_for(exc: BaseException, *, authenticated: bool) -> Refusal:
             401,
             WS_POLICY_VIOLATION,
             exc.code,
-            "the token expired; sign in again",
+            _AUTH_DETAILS["token_expired"],
             f'{_BEARER}, error="invalid_token", error_description="the token expired"',
         )
     if isinstance(exc, AuthenticationError):
@@ -75,7 +148,7 @@ def refusal_for(exc: BaseException, *, authenticated: bool) -> Refusal:
             401,
             WS_POLICY_VIOLATION,
             exc.code,
-            f"the token was refused: {exc.reason}",
+            _AUTH_DETAILS.get(exc.code, _AUTH_DETAIL_DEFAULT),
             f'{_BEARER}, error="invalid_token"',
         )
     if isinstance(exc, IdentityProviderUnavailableError):
@@ -105,13 +178,72 @@ def refusal_for(exc: BaseException, *, authenticated: bool) -> Refusal:
 
 async def send_http_refusal(send: Send, refusal: Refusal) -> None:
     """Send ``refusal`` as a complete JSON HTTP response on a raw ASGI ``send``."""
-    body = refusal.body()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-    ]
-    if refusal.www_authenticate is not None:
-        headers.append((b"www-authenticate", refusal.www_authenticate.encode()))
-    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    await send(
+        {"type": "http.response.start", "status": refusal.status, "headers": refusal.headers()}
+    )
+    await send({"type": "http.response.body", "body": refusal.body(), "more_body": False})
+
+
+async def send_handshake_refusal(scope: Scope, send: Send, refusal: Refusal) -> None:
+    """Refuse a WebSocket handshake (after ``websocket.connect``): a real HTTP response
+    with the JSON body when the server supports the ``websocket.http.response``
+    extension, else a close with ``refusal.close_code`` (servers answer that with 403)."""
+    extensions = scope.get("extensions")
+    if isinstance(extensions, dict) and "websocket.http.response" in extensions:
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": refusal.status,
+                "headers": refusal.headers(),
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": refusal.body()})
+        return
+    await send(
+        {"type": "websocket.close", "code": refusal.close_code, "reason": refusal.close_reason}
+    )
+
+
+def refusal_response(
+    status: int, error: str, detail: str, *, headers: dict[str, str] | None = None
+) -> Response:
+    """An HTTP error response in the adapter's one refusal shape, for your own endpoints.
+
+    The body is ``{"error": error, "detail": detail}`` with ``Content-Type:
+    application/json`` and ``Cache-Control: no-store``, exactly what the adapter sends
+    for its own refusals (401, 413, 429...). Put a stable code in ``error`` and a
+    sentence saying what to do next in ``detail``; never the request's input.
+
+    Args:
+        status: the HTTP status code (4xx or 5xx).
+        error: short machine-readable code, e.g. ``"runs_at_capacity"``.
+        detail: what happened and what to do next.
+        headers: extra response headers (e.g. ``{"Retry-After": "5"}``).
+
+    Example:
+        >>> response = refusal_response(429, "runs_at_capacity", "wait for a run to finish")
+        >>> response.status_code, response.body
+        (429, b'{"error": "runs_at_capacity", "detail": "wait for a run to finish"}')
+    """
+    if not 400 <= status <= 599:
+        raise ValueError(f"a refusal needs a 4xx or 5xx status, got {status}")
+    refusal = Refusal(status, WS_POLICY_VIOLATION, error, detail)
+    response = Response(refusal.body(), status_code=status, media_type="application/json")
+    response.headers["cache-control"] = "no-store"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def refusal_close_reason(error: str, detail: str) -> str:
+    """A WebSocket close reason in the adapter's one refusal shape: ``"<error>: <detail>"``.
+
+    Cut to the 123 bytes a close frame can carry (on a character boundary).
+
+    Example:
+        >>> refusal_close_reason("bad_request", "send JSON objects")
+        'bad_request: send JSON objects'
+        >>> len(refusal_close_reason("x", "é" * 200).encode()) <= 123
+        True
+    """
+    return Refusal(400, WS_POLICY_VIOLATION, error, detail).close_reason
