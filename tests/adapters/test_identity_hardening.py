@@ -105,9 +105,13 @@ def test_weak_hmac_secrets_are_refused_at_construction(secret: str) -> None:
 async def test_an_oversized_authorization_header_is_refused_before_parsing() -> None:
     auth = JWTAuthenticator(key=SECRET, algorithms=["HS256"], allow_query_token=True)
     huge = "A" * (8 * 1024 * 1024)
+    large = "A" * (20 * 1024)  # over max_token_bytes (16 KiB), under max_header_bytes (32 KiB)
     with serve(identity_app(auth)) as server:
         async with httpx.AsyncClient(timeout=30) as client:
             response = await client.get(
+                f"{server.http}/whoami", headers={"Authorization": f"Bearer {large}"}
+            )
+            headers = await client.get(
                 f"{server.http}/whoami", headers={"Authorization": f"Bearer {huge}"}
             )
             normal = await client.get(
@@ -120,5 +124,9 @@ async def test_an_oversized_authorization_header_is_refused_before_parsing() -> 
                     pass  # pragma: no cover - refused before accept
     assert response.status_code == 401
     assert response.json()["error"] == "credentials_too_large"
-    assert huge[:100] not in response.text
+    assert large[:100] not in response.text
+    # the whole header block is bounded before authentication even starts
+    assert headers.status_code == 431
+    assert headers.json()["error"] == "headers_too_large"
+    assert huge[:100] not in headers.text
     assert normal.status_code == 200

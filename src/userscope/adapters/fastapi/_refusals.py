@@ -16,13 +16,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import jwt
 from starlette.responses import Response
 from starlette.types import Scope, Send
 
 import userscope as us
 from userscope.adapters.identity._errors import IdentityProviderUnavailableError
 
-from ._errors import AuthenticationError, AuthenticationRequiredError, CredentialsExpiredError
+from ._errors import (
+    AuthenticationError,
+    AuthenticationRequiredError,
+    CredentialsExpiredError,
+    InvalidClaimError,
+)
 
 __all__ = [
     "Refusal",
@@ -92,8 +98,27 @@ _AUTH_DETAILS = {
     "invalid_token": "the token was refused; sign in again to get a valid token",
     "token_expired": "the token expired; sign in again",
     "unauthenticated": "this endpoint needs a signed-in user; send `Authorization: Bearer <token>`",
+    "unknown_key": "the token is signed with a key the identity provider does not publish; "
+    "sign in again",
+    "credentials_too_large": "the credentials are too large to be a token; send a valid token",
 }
 _AUTH_DETAIL_DEFAULT = "the credentials were refused; sign in again"
+
+
+def _auth_detail(exc: AuthenticationError) -> str:
+    """The client's sentence for a refused credential: our own words, never a library's.
+
+    A refused mapped claim names the claim (from the authenticator's configuration);
+    a wrong audience or issuer says which, as RFC 6750's ``error_description`` would.
+    """
+    if isinstance(exc, InvalidClaimError):
+        return f"the token's {exc.claim!r} claim was refused; sign in again"
+    cause = exc.__cause__
+    if isinstance(cause, jwt.InvalidAudienceError):
+        return "the token was issued for another audience; sign in to this application"
+    if isinstance(cause, jwt.InvalidIssuerError):
+        return "the token comes from another issuer; sign in with this application's provider"
+    return _AUTH_DETAILS.get(exc.code, _AUTH_DETAIL_DEFAULT)
 
 
 def body_too_large(limit: int) -> Refusal:
@@ -148,7 +173,7 @@ def refusal_for(exc: BaseException, *, authenticated: bool) -> Refusal:
             401,
             WS_POLICY_VIOLATION,
             exc.code,
-            _AUTH_DETAILS.get(exc.code, _AUTH_DETAIL_DEFAULT),
+            _auth_detail(exc),
             f'{_BEARER}, error="invalid_token"',
         )
     if isinstance(exc, IdentityProviderUnavailableError):
