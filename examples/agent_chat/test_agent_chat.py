@@ -284,7 +284,7 @@ def test_redis_broker_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("USERSCOPE_EVENTS_SECRET", raising=False)
     with pytest.raises(WeakSecretError):
         create_app(DemoSettings(secret=SECRET))
-    monkeypatch.setenv("USERSCOPE_EVENTS_SECRET", "e" * 32)
+    monkeypatch.setenv("USERSCOPE_EVENTS_SECRET", "demo-events-secret-7f3a9c1e5b2d8f4a6c0e")
     app = create_app(DemoSettings(secret=SECRET))
     assert isinstance(app.state.broker, RedisBroker)
     assert "Redis Streams at 127.0.0.1:1" in demo_main.describe_events(app.state.broker)

@@ -63,13 +63,27 @@ async def take(sub: Subscription, n: int) -> list[Delivery | Gap]:
     return items
 
 
-@pytest.mark.parametrize("secret", ["", "short", b"x" * 31])
-def test_weak_secret_is_refused(secret: str | bytes) -> None:
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        ("", "0 bytes long"),
+        ("short", "5 bytes long"),
+        (b"x" * 31, "31 bytes long"),
+        (" " * 32, "only 1 distinct characters"),
+        ("secret" * 6, "only 5 distinct characters"),
+        ("abcdefgh" * 4, "repeats a 8-character unit"),
+        ("aaaaaaaaaaaaaaaaaaaaaaaabcdefghi", "bits of entropy"),
+    ],
+)
+def test_weak_secret_is_refused(secret: str | bytes, problem: str) -> None:
     with pytest.raises(WeakSecretError) as info:
         RedisBroker("redis://127.0.0.1:1/0", secret=secret)
     assert info.value.length == len(secret)
     assert info.value.minimum == 32
+    assert problem in info.value.problem
     assert "secrets.token_hex" in str(info.value)
+    raw = secret if isinstance(secret, bytes) else secret.encode()
+    assert not raw or raw.decode() not in str(info.value)  # never echoes the secret
 
 
 @pytest.mark.parametrize("prefix", ["", "a*", "{tag}", "a b", "a::b", "x" * 65])

@@ -42,27 +42,34 @@ class EventPayloadError(UserscopeError, TypeError):
 
 
 class WeakSecretError(UserscopeError, ValueError):
-    """The HMAC secret used to derive per-user stream keys is missing or too short.
+    """The HMAC secret used to derive per-user stream keys is missing, short or guessable.
 
     Attributes:
         length: length of the given secret in bytes.
         minimum: the required minimum length in bytes.
+        problem: what is wrong with it (never the secret itself).
 
     Example:
         >>> from userscope.events import WeakSecretError
         >>> WeakSecretError(3, 32).minimum
         32
+        >>> WeakSecretError(32, 32, "it uses only 1 distinct characters").problem
+        'it uses only 1 distinct characters'
     """
 
-    def __init__(self, length: int, minimum: int) -> None:
+    def __init__(self, length: int, minimum: int, problem: str | None = None) -> None:
         self.length = length
         self.minimum = minimum
+        self.problem = problem or f"it is {length} bytes long; at least {minimum} are needed"
         super().__init__(
-            f"the broker key secret is {length} bytes long; at least {minimum} random bytes are "
-            "required so that stream keys cannot be guessed. Generate one with "
+            f"the broker key secret is refused: {self.problem}. At least {minimum} random "
+            "bytes are required so that stream keys cannot be guessed. Generate one with "
             "`python -c 'import secrets; print(secrets.token_hex(32))'` and pass it as "
             "secret=... (keep it in your secret store, identical on every worker)."
         )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.length, self.minimum, self.problem))
 
 
 class EventIdError(UserscopeError, ValueError):

@@ -5,16 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from typing import Final
 
+from userscope._secrets import MIN_SECRET_BYTES, weakness
 from userscope.context import UserExecutionContext
 
 from ._errors import WeakSecretError
 
 __all__ = ["MIN_SECRET_BYTES", "KeyDeriver", "UserLike", "VerifiedUser", "as_verified"]
 
-MIN_SECRET_BYTES: Final = 32
-"""Minimum length of the stream-key HMAC secret, in bytes."""
 
 _TOKEN = object()
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}(?::[A-Za-z0-9_.-]{1,64}){0,7}")
@@ -136,8 +134,9 @@ class KeyDeriver:
 
     def __init__(self, secret: str | bytes, prefix: str) -> None:
         raw = secret.encode() if isinstance(secret, str) else bytes(secret)
-        if len(raw) < MIN_SECRET_BYTES:
-            raise WeakSecretError(len(raw), MIN_SECRET_BYTES)
+        problem = weakness(raw)
+        if problem is not None:
+            raise WeakSecretError(len(raw), MIN_SECRET_BYTES, problem)
         if not _PREFIX_RE.fullmatch(prefix):
             raise ValueError(
                 f"key prefix {prefix!r} is not allowed; use 1-8 ':'-separated segments of "

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+from userscope._secrets import MIN_SECRET_BYTES, weakness
 
 from ._errors import AlgorithmKeyMismatchError, WeakKeyError
 
@@ -38,12 +38,8 @@ _EDDSA = frozenset({"EdDSA"})
 ASYMMETRIC_ALGORITHMS = _RSA | frozenset(_EC_CURVES) | _EDDSA
 """Public-key algorithms: the verifier holds only the public key."""
 
-MIN_HMAC_KEY_BYTES = 32
+MIN_HMAC_KEY_BYTES = MIN_SECRET_BYTES
 """Shortest accepted HMAC secret (RFC 7518 section 3.2: at least the hash size)."""
-
-#: below this many estimated bits a secret is obviously guessable
-_MIN_ESTIMATED_BITS = 80
-_MIN_DISTINCT_BYTES = 8
 
 
 def check_algorithms(algorithms: Sequence[str]) -> tuple[str, ...]:
@@ -106,25 +102,9 @@ def check_hmac_secret(secret: str | bytes) -> None:
         userscope.adapters.identity._errors.WeakKeyError: the HMAC secret is refused: ...
     """
     raw = secret.encode() if isinstance(secret, str) else bytes(secret)
-    length = len(raw)
-    if length < MIN_HMAC_KEY_BYTES:
-        raise WeakKeyError(
-            length=length,
-            problem=f"it is {length} bytes long; at least {MIN_HMAC_KEY_BYTES} are needed",
-        )
-    counts = Counter(raw)
-    if len(counts) < _MIN_DISTINCT_BYTES:
-        raise WeakKeyError(length=length, problem=f"it uses only {len(counts)} distinct characters")
-    for unit in range(1, length // 2 + 1):
-        if length % unit == 0 and raw == raw[:unit] * (length // unit):
-            raise WeakKeyError(length=length, problem=f"it repeats a {unit}-character unit")
-    bits = -sum(n * math.log2(n / length) for n in counts.values())
-    if bits < _MIN_ESTIMATED_BITS:
-        raise WeakKeyError(
-            length=length,
-            problem=f"it carries about {bits:.0f} bits of entropy; at least "
-            f"{_MIN_ESTIMATED_BITS} are needed",
-        )
+    problem = weakness(raw)
+    if problem is not None:
+        raise WeakKeyError(length=len(raw), problem=problem)
 
 
 def key_fits_algorithm(key: Any, algorithm: str) -> bool:
