@@ -143,7 +143,12 @@ def check(provider: Any) -> None:
 
 def remember(container: Any, paths: tuple[str, ...]) -> None:
     """Record an explicit :func:`~userscope.validate` result and adopt the container's
-    userscope providers (they are linked to it from now on)."""
+    userscope providers (they are linked to it from now on).
+
+    Starts a new generation, so that providers which passed before this call meet the
+    recorded result (e.g. a plain override made since then) at their next creation.
+    """
+    invalidate()
     with _lock:
         _records[container] = (GENERATION.token, _fingerprint(container), paths)
     anchor = container if isinstance(container, type) else getattr(container, "__self__", None)
@@ -220,7 +225,7 @@ def _outermost(container: Any) -> Any:
 
 def _subclasses(cls: type) -> list[type]:
     found: list[type] = []
-    stack = list(cls.__subclasses__())
+    stack: list[type] = list(cls.__subclasses__())
     while stack:
         sub = stack.pop()
         if sub not in found:

@@ -100,7 +100,7 @@ def validate(container: Any) -> None:
             f"{type(container).__name__}"
         )
     paths = captive_paths(container)
-    from userscope.container import _guard  # noqa: PLC0415 - _guard imports this module
+    from userscope.container import _guard  # imported here: _guard imports this module
 
     _guard.remember(container, paths)
     if paths:
