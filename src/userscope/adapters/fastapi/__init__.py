@@ -7,7 +7,12 @@ Example:
 """
 
 from ._auth import Authenticator, JWTAuthenticator, bearer_subprotocol_token
-from ._errors import AuthenticationError, AuthenticationRequiredError, CredentialsExpiredError
+from ._errors import (
+    AuthenticationError,
+    AuthenticationRequiredError,
+    CredentialsExpiredError,
+    NotInstalledError,
+)
 from ._inject import Inject
 from ._install import install
 from ._middleware import UserscopeMiddleware
@@ -21,6 +26,7 @@ __all__ = [
     "CredentialsExpiredError",
     "Inject",
     "JWTAuthenticator",
+    "NotInstalledError",
     "UserscopeMiddleware",
     "bearer_subprotocol_token",
     "install",

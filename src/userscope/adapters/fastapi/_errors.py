@@ -6,7 +6,12 @@ from datetime import UTC, datetime
 
 from userscope.errors import UserscopeError
 
-__all__ = ["AuthenticationError", "AuthenticationRequiredError", "CredentialsExpiredError"]
+__all__ = [
+    "AuthenticationError",
+    "AuthenticationRequiredError",
+    "CredentialsExpiredError",
+    "NotInstalledError",
+]
 
 
 class AuthenticationError(UserscopeError, PermissionError):
@@ -88,3 +93,31 @@ class CredentialsExpiredError(AuthenticationError):
             else f" at {datetime.fromtimestamp(expired_at, UTC).isoformat(timespec='seconds')}"
         )
         super().__init__(f"the token expired{when}; sign in again to get a fresh token")
+
+
+class NotInstalledError(UserscopeError, RuntimeError):
+    """An endpoint resolved `Inject` on an app that userscope was not installed on.
+
+    Without :func:`install` no middleware opens scopes or authenticates anyone, so no
+    scoped provider could ever resolve. `Inject` logs this error once per request on
+    logger ``userscope.adapters.fastapi`` (one line) and answers ``500`` (a WebSocket is
+    closed with ``1011``): a misconfigured server, never a credentials problem.
+
+    Attributes:
+        provider: repr of the provider the endpoint asked for.
+        path: the request path.
+
+    Example:
+        >>> err = NotInstalledError(provider="Container.agent", path="/chat")
+        >>> err.path
+        '/chat'
+    """
+
+    def __init__(self, provider: str, path: str) -> None:
+        self.provider = provider
+        self.path = path
+        super().__init__(
+            f"{path} injects {provider} but userscope is not installed on this app: call "
+            "userscope.adapters.fastapi.install(app, container, sessions, authenticate=...) "
+            "on the app that serves this route, before it starts serving"
+        )
