@@ -17,6 +17,7 @@ MODULES = [
     "userscope.container._sessions",
     "userscope.container._validate",
     "userscope.providers._scoped",
+    "userscope.mypy",
 ]
 
 

@@ -25,14 +25,16 @@ What it does:
 * ``Provide[provider]`` is typed as what ``provider`` provides (``T`` of a
   ``Provider[T]``; ``Any`` for names, modifiers and untyped providers), also inside
   ``Depends(Provide[...])``.
-* For every ``Annotated[T, marker]`` annotation of a function parameter (or a module-level
-  alias) whose metadata is ``Inject(...)``, ``Provide[...]`` or ``Depends(Provide[...])``,
+* For every ``Annotated[T, marker]`` annotation of a function parameter whose metadata is
+  ``Inject(...)``, ``Provide[...]`` or ``Depends(Provide[...])``,
   the plugin adds a type-only check, ``_userscope_inject_<name>: T = marker``, at the top
   of the function body in mypy's tree (never in your code) on the metadata's line; mypy
   reports a mismatch as an ``[assignment]`` error there. ``@overload`` signatures and
   bodies of only ``...`` (protocols) are left alone. Names in the annotation are looked
   up from the function body, so a name defined only in an enclosing *class* body is not
-  found there (mypy then reports it as undefined).
+  found there (mypy then reports it as undefined). A type alias
+  (``AgentDep = Annotated[Agent, Inject(Container.agent)]``) is not checked: mypy drops
+  its metadata before any plugin sees it.
 
 Example:
     >>> from userscope.mypy import plugin
@@ -64,7 +66,13 @@ from mypy.nodes import (
     Statement,
 )
 from mypy.options import Options
-from mypy.plugin import FunctionContext, FunctionSigContext, MethodContext, Plugin
+from mypy.plugin import (
+    AnalyzeTypeContext,
+    FunctionContext,
+    FunctionSigContext,
+    MethodContext,
+    Plugin,
+)
 from mypy.types import AnyType, CallableType, Instance, Type, TypeOfAny, get_proper_type
 
 __all__ = ["UserscopePlugin", "plugin"]
@@ -73,6 +81,9 @@ _PROVIDE = "dependency_injector.wiring.Provide"
 _MARKER_ITEM = "dependency_injector.wiring._Marker.__getitem__"
 _PROVIDER = "dependency_injector.providers.Provider"
 _DEPENDS = "fastapi.param_functions.Depends"
+_ANNOTATED = ("typing.Annotated", "typing_extensions.Annotated")
+#: the tree of each file already rewritten in this run (mypy analyses a module many times)
+_seen: dict[str, MypyFile] = {}
 #: prefix of the variables the plugin adds to mypy's tree
 CHECK_PREFIX = "_userscope_inject_"
 
@@ -99,12 +110,22 @@ class UserscopePlugin(Plugin):
         """``Depends(Provide[provider])`` is typed as what ``provider`` provides."""
         return _depends_type if fullname == _DEPENDS else None
 
-    def get_additional_deps(self, file: MypyFile) -> list[tuple[int, str, int]]:
-        """Add the checks of ``Annotated`` metadata to a freshly parsed file."""
-        # never break a type check: on any surprise the file is simply not rewritten
-        with contextlib.suppress(Exception):
-            add_annotated_checks(file, self.options)
-        return []
+    def get_type_analyze_hook(self, fullname: str) -> Callable[[AnalyzeTypeContext], Type] | None:
+        """At a module's first ``Annotated[...]``, add the checks of its markers."""
+        if fullname not in _ANNOTATED:
+            return None
+        options = self.options
+
+        def annotated(ctx: AnalyzeTypeContext) -> Type:
+            file = getattr(getattr(ctx.api, "api", None), "cur_mod_node", None)
+            if isinstance(file, MypyFile) and _seen.get(file.path) is not file:
+                _seen[file.path] = file
+                # never break a type check: on any surprise the file is simply not rewritten
+                with contextlib.suppress(Exception):
+                    add_annotated_checks(file, options)
+            return _analyze_annotated(ctx, fullname)
+
+        return annotated
 
 
 def plugin(version: str) -> type[UserscopePlugin]:
@@ -115,6 +136,18 @@ def plugin(version: str) -> type[UserscopePlugin]:
         True
     """
     return UserscopePlugin
+
+
+def _analyze_annotated(ctx: AnalyzeTypeContext, fullname: str) -> Type:
+    """mypy's own analysis of ``Annotated[T, ...]`` (the hook replaces it otherwise)."""
+    special = getattr(ctx.api, "try_analyze_special_unbound_type", None)
+    if callable(special):
+        analyzed = special(ctx.type, fullname)
+        if isinstance(analyzed, Type):
+            return analyzed
+    if not ctx.type.args:
+        return AnyType(TypeOfAny.from_error)
+    return ctx.api.analyze_type(ctx.type.args[0])
 
 
 # -- Provide[...] ------------------------------------------------------------------------
@@ -245,22 +278,6 @@ def _function_checks(source: str, tree: ast.Module) -> dict[int, list[tuple[int,
     return found
 
 
-def _alias_checks(source: str, tree: ast.Module) -> dict[int, list[tuple[int, str]]]:
-    """Checks of module-level aliases ``Dep = Annotated[T, Inject(...)]``, per line."""
-    found: dict[int, list[tuple[int, str]]] = {}
-    for stmt in tree.body:
-        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
-            target, value = stmt.targets[0], stmt.value
-        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
-            target, value = stmt.target, stmt.value
-        else:
-            continue
-        if isinstance(target, ast.Name):
-            for check in _checks(source, value, CHECK_PREFIX + target.id):
-                found.setdefault(stmt.lineno, []).append(check)
-    return found
-
-
 def _parse_statement(line: int, text: str, file: MypyFile, options: Options) -> Statement | None:
     from mypy.fastparse import parse  # only imported when a file has something to check
 
@@ -332,13 +349,5 @@ def add_annotated_checks(file: MypyFile, options: Options) -> int:
                 stmt = _parse_statement(line, text, file, options)
                 if stmt is not None:
                     func.body.body.insert(0, stmt)
-                    added += 1
-    by_alias = _alias_checks(source, tree)
-    if by_alias and not _already_checked(file.defs):
-        for index in range(len(file.defs) - 1, -1, -1):
-            for line, text in by_alias.get(file.defs[index].line, ()):
-                stmt = _parse_statement(line, text, file, options)
-                if stmt is not None:
-                    file.defs.insert(index + 1, stmt)
                     added += 1
     return added

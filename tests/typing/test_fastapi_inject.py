@@ -60,7 +60,7 @@ async def endpoint(
 
 
 AgentDep = Annotated[Agent, Inject(Container.agent)]
-WrongDep = Annotated[Wrong, Inject(Container.agent)]  # type: ignore[assignment]
+WrongDep = Annotated[Wrong, Inject(Container.agent)]  # not checked: mypy drops alias metadata
 
 
 async def annotated_endpoint(

@@ -14,9 +14,10 @@ import keyword
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from copy import deepcopy
 from types import AsyncGeneratorType, CoroutineType, GeneratorType
-from typing import Any, ClassVar, Generic, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, overload
 
 from dependency_injector import providers
+from typing_extensions import TypeVar
 
 from userscope.container import _guard
 from userscope.container._guard import GENERATION
@@ -37,6 +38,8 @@ from userscope.errors import OutOfScopeError, ScopeClosedError, UserscopeError
 __all__ = ["ConnectionScoped", "CurrentContext", "RequestScoped", "ScopedProvider", "UserScoped"]
 
 T = TypeVar("T")
+#: what calling the provider returns: ``T``, or ``Awaitable[T]`` for async factories
+R = TypeVar("R", default=T)
 
 
 async def _ready(value: T) -> T:
@@ -83,7 +86,7 @@ class _Named:
         _guard.invalidate()
 
 
-class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
+class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
     """Base of the scoped providers: one instance per active scope of :attr:`scope`.
 
     Subclasses fix the level; use :class:`UserScoped`, :class:`ConnectionScoped` or
@@ -252,7 +255,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
     # -- resolution -------------------------------------------------------------------
     # dependency-injector's stub overloads __call__ twice with identical parameters (T and
     # Awaitable[T]); no single signature can match both, so the override is declared on T.
-    def __call__(self, *args: Any, **kwargs: Any) -> T:  # type: ignore[override]
+    def __call__(self, *args: Any, **kwargs: Any) -> R:  # type: ignore[override]
         overriding = self.last_overriding
         if overriding is not None:
             return overriding(*args, **kwargs)  # type: ignore[no-any-return]
@@ -643,7 +646,7 @@ def _discard(result: Any) -> None:
         result.cancel()
 
 
-class UserScoped(ScopedProvider[T]):
+class UserScoped(ScopedProvider[T, R]):
     """One instance per user session (USER scope), shared by the user's connections.
 
     Example:
@@ -663,8 +666,40 @@ class UserScoped(ScopedProvider[T]):
     scope = Scope.USER
     __slots__ = ()
 
+    if TYPE_CHECKING:  # typing only: an async factory makes calling it give Awaitable[T]
 
-class ConnectionScoped(ScopedProvider[T]):
+        @overload
+        def __init__(
+            self: UserScoped[T, Awaitable[T]],
+            provides: Callable[..., AsyncIterator[T]],
+            /,
+            *args: Any,
+            **kwargs: Any,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: UserScoped[T, Awaitable[T]],
+            provides: Callable[..., Coroutine[Any, Any, T]],
+            /,
+            *args: Any,
+            **kwargs: Any,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: UserScoped[T, T],
+            provides: Callable[..., Iterator[T]],
+            /,
+            *args: Any,
+            **kwargs: Any,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: UserScoped[T, T], provides: Callable[..., T], /, *args: Any, **kwargs: Any
+        ) -> None: ...
+        def __init__(self, provides: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None: ...
+
+
+class ConnectionScoped(ScopedProvider[T, R]):
     """One instance per connection (an HTTP request or a WebSocket connection).
 
     Example:
@@ -688,8 +723,40 @@ class ConnectionScoped(ScopedProvider[T]):
     scope = Scope.CONNECTION
     __slots__ = ()
 
+    if TYPE_CHECKING:  # typing only: an async factory makes calling it give Awaitable[T]
 
-class RequestScoped(ScopedProvider[T]):
+        @overload
+        def __init__(
+            self: ConnectionScoped[T, Awaitable[T]],
+            provides: Callable[..., AsyncIterator[T]],
+            /,
+            *args: Any,
+            **kwargs: Any,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: ConnectionScoped[T, Awaitable[T]],
+            provides: Callable[..., Coroutine[Any, Any, T]],
+            /,
+            *args: Any,
+            **kwargs: Any,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: ConnectionScoped[T, T],
+            provides: Callable[..., Iterator[T]],
+            /,
+            *args: Any,
+            **kwargs: Any,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: ConnectionScoped[T, T], provides: Callable[..., T], /, *args: Any, **kwargs: Any
+        ) -> None: ...
+        def __init__(self, provides: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None: ...
+
+
+class RequestScoped(ScopedProvider[T, R]):
     """One instance per request (an HTTP request, one WebSocket message, one agent run).
 
     Example:
@@ -708,6 +775,38 @@ class RequestScoped(ScopedProvider[T]):
 
     scope = Scope.REQUEST
     __slots__ = ()
+
+    if TYPE_CHECKING:  # typing only: an async factory makes calling it give Awaitable[T]
+
+        @overload
+        def __init__(
+            self: RequestScoped[T, Awaitable[T]],
+            provides: Callable[..., AsyncIterator[T]],
+            /,
+            *args: Any,
+            **kwargs: Any,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: RequestScoped[T, Awaitable[T]],
+            provides: Callable[..., Coroutine[Any, Any, T]],
+            /,
+            *args: Any,
+            **kwargs: Any,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: RequestScoped[T, T],
+            provides: Callable[..., Iterator[T]],
+            /,
+            *args: Any,
+            **kwargs: Any,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: RequestScoped[T, T], provides: Callable[..., T], /, *args: Any, **kwargs: Any
+        ) -> None: ...
+        def __init__(self, provides: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None: ...
 
 
 class CurrentContext(_Named, providers.Provider[UserExecutionContext]):
