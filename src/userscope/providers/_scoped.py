@@ -254,7 +254,8 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
 
     # -- resolution -------------------------------------------------------------------
     # dependency-injector's stub overloads __call__ twice with identical parameters (T and
-    # Awaitable[T]); no single signature can match both, so the override is declared on T.
+    # Awaitable[T]); no single signature can match both, so the override is declared on R
+    # (T, or Awaitable[T] for a provider typed over an async factory).
     def __call__(self, *args: Any, **kwargs: Any) -> R:  # type: ignore[override]
         overriding = self.last_overriding
         if overriding is not None:
