@@ -280,3 +280,20 @@ def test_provider_outside_any_known_container_checks_its_own_dependencies(
     assert info.value.paths == (
         "UserScoped(Holder) (UserScoped) -> <inline RequestScoped(Agent)> (RequestScoped)",
     )
+
+
+def test_a_container_given_to_validate_is_known_from_then_on(sessions: Any) -> None:
+    """Providers assigned to a bare DynamicContainer have no class to link them; one
+    `validate()` does, and the guard then sees a captive provider added afterwards."""
+    container = containers.DynamicContainer()
+    container.context = us.CurrentContext()
+    container.agent = us.RequestScoped(Agent, container.context)
+    us.validate(container)  # sound, and now linked
+    container.holder = providers.Singleton(Holder, container.agent)
+    with pytest.raises(us.CaptiveDependencyError) as info:
+        with sessions.request(ctx_for("alice")):
+            container.holder()
+    assert info.value.paths == (
+        "DynamicContainer.holder (Singleton) -> DynamicContainer.agent (RequestScoped)",
+    )
+    assert Holder.built == 0
