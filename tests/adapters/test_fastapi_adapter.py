@@ -372,16 +372,22 @@ class Bare(containers.DeclarativeContainer):
     thing = us.RequestScoped(list)
 
 
-def test_inject_without_scope_never_falls_back() -> None:
-    """Without the middleware there is no scope: resolution refuses, nothing is created."""
+def test_inject_without_scope_never_falls_back(caplog: pytest.LogCaptureFixture) -> None:
+    """Without the middleware there is no scope: resolution refuses, nothing is created,
+    and the answer is a 500 that says to call `install` (never a 401: the token is not
+    the problem)."""
     app = FastAPI()
+    made: list[Any] = []
 
     @app.get("/thing")
     async def thing(value: Annotated[list[Any], Inject(Bare.thing)]) -> list[Any]:
+        made.append(value)  # pragma: no cover
         return value  # pragma: no cover
 
-    with TestClient(app) as client, pytest.raises(adapter.AuthenticationRequiredError) as info:
-        client.get("/thing")
-    assert "thing" in info.value.provider
-    assert isinstance(info.value.__cause__, us.OutOfScopeError)
-    assert info.value.__cause__.required_scope is us.Scope.REQUEST
+    with TestClient(app) as client:
+        response = client.get("/thing", headers={"Authorization": f"Bearer {make_token()}"})
+    assert response.status_code == 500
+    assert made == []
+    (record,) = [r for r in caplog.records if r.name == "userscope.adapters.fastapi"]
+    assert record.userscope_event == "not_installed"  # type: ignore[attr-defined]
+    assert "install(app, " in record.getMessage()

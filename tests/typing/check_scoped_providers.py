@@ -92,6 +92,16 @@ def check_resolution_types(container: Container) -> None:
     assert_type(container.context.async_(), Awaitable[us.UserExecutionContext])
 
 
+def check_async_call_types(container: Container) -> None:
+    # An async factory: calling the provider the dependency-injector way gives an awaitable.
+    assert_type(Container.async_registry, us.UserScoped[Registry, Awaitable[Registry]])
+    assert_type(container.async_registry(), Awaitable[Registry])  # coroutine function
+    assert_type(container.async_bridge(), Awaitable[Bridge])  # async generator function
+    assert_type(Container.agent, us.RequestScoped[Agent, Agent])  # sync: the default
+    registry: Registry = container.async_registry()  # type: ignore[assignment]
+    del registry
+
+
 async def check_async_resolution_types(container: Container) -> None:
     # `async_()` is a coroutine: awaiting it gives the instance, forgetting to is an error.
     assert_type(await container.async_bridge.async_(), Bridge)  # async generator

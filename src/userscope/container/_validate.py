@@ -10,7 +10,7 @@ from dependency_injector import providers
 from userscope.container._scope import Scope
 from userscope.errors import CaptiveDependencyError
 
-__all__ = ["validate"]
+__all__ = ["captive_paths", "provider_paths", "validate"]
 
 _APP = 4  # lifetime of caching dependency-injector providers: the application
 _CACHING = (providers.BaseSingleton, providers.BaseResource)
@@ -99,10 +99,28 @@ def validate(container: Any) -> None:
             f"validate() takes a dependency-injector container class or instance, got "
             f"{type(container).__name__}"
         )
+    paths = captive_paths(container)
+    from userscope.container import _guard  # imported here: _guard imports this module
+
+    _guard.remember(container, paths)
+    if paths:
+        raise CaptiveDependencyError(paths)
+
+
+def captive_paths(container: Any) -> tuple[str, ...]:
+    """Every captive dependency path of ``container`` (sorted; empty when it is sound)."""
     names: dict[int, str] = {}
     roots: list[Any] = []
     _collect(container, _container_name(container), names, roots)
+    return _paths(roots, names)
 
+
+def provider_paths(provider: Any, name: str) -> tuple[str, ...]:
+    """Captive dependency paths that start at ``provider`` itself (no container known)."""
+    return _paths([provider], {id(provider): name})
+
+
+def _paths(roots: list[Any], names: dict[int, str]) -> tuple[str, ...]:
     def label(provider: Any) -> str:
         name = names.get(id(provider))
         if name is None:
@@ -138,5 +156,4 @@ def validate(container: Any) -> None:
             if level < root_level and (id(root), id(node)) not in reported:
                 reported.add((id(root), id(node)))
                 paths.append(" -> ".join(label(p) for p in (*trail, node)))
-    if paths:
-        raise CaptiveDependencyError(sorted(paths))
+    return tuple(sorted(paths))

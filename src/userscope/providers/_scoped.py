@@ -14,10 +14,13 @@ import keyword
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from copy import deepcopy
 from types import AsyncGeneratorType, CoroutineType, GeneratorType
-from typing import Any, ClassVar, Generic, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, overload
 
 from dependency_injector import providers
+from typing_extensions import TypeVar
 
+from userscope.container import _guard
+from userscope.container._guard import GENERATION
 from userscope.container._scope import (
     ACTIVE,
     AGEN,
@@ -35,6 +38,8 @@ from userscope.errors import OutOfScopeError, ScopeClosedError, UserscopeError
 __all__ = ["ConnectionScoped", "CurrentContext", "RequestScoped", "ScopedProvider", "UserScoped"]
 
 T = TypeVar("T")
+#: what calling the provider returns: ``T``, or ``Awaitable[T]`` for async factories
+R = TypeVar("R", default=T)
 
 
 async def _ready(value: T) -> T:
@@ -50,16 +55,38 @@ def _describe(obj: object) -> str:
 
 
 class _Named:
-    """Mixin: remember the attribute name a provider got in its container class."""
+    """Mixin: remember the attribute name a provider got in its container class, and the
+    containers it belongs to (validated at its first creation, see `container._guard`)."""
 
     _us_name: str | None
+    _us_links: tuple[Any, ...]  # anchors of the containers holding it (`_guard`)
+    _us_guard: object  # the validation generation it last passed (`_guard.GENERATION`)
 
     def __set_name__(self, owner: type, name: str) -> None:
         if getattr(self, "_us_name", None) is None:
             self._us_name = f"{owner.__name__}.{name}"
+        _guard.link_owner(self, owner)
+
+    # Overriding a userscope provider starts a new validation generation.
+    def override(self, provider: Any) -> Any:
+        """Override like dependency-injector does; the container is validated again at its
+        next scoped creation (the override may introduce a captive dependency)."""
+        context = super().override(provider)  # type: ignore[misc]
+        _guard.invalidate()
+        return context
+
+    def reset_last_overriding(self) -> None:
+        """Undo the last override; the container is validated again at its next creation."""
+        super().reset_last_overriding()  # type: ignore[misc]
+        _guard.invalidate()
+
+    def reset_override(self) -> None:
+        """Undo every override; the container is validated again at its next creation."""
+        super().reset_override()  # type: ignore[misc]
+        _guard.invalidate()
 
 
-class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
+class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
     """Base of the scoped providers: one instance per active scope of :attr:`scope`.
 
     Subclasses fix the level; use :class:`UserScoped`, :class:`ConnectionScoped` or
@@ -90,6 +117,8 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
         "_kwargs",
         "_plan",
         "_provides",
+        "_us_guard",
+        "_us_links",
         "_us_name",
     )
 
@@ -129,6 +158,8 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
         self._abuilder: Callable[[Frame], Any] | None = None
         self._closing = False
         self._us_name = None
+        self._us_links = ()
+        self._us_guard = None
         self._is_async = inspect.iscoroutinefunction(provides) or inspect.isasyncgenfunction(
             provides
         )
@@ -194,6 +225,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
             **deepcopy(self._kwargs, memo),
         )
         copied._us_name = self._us_name
+        copied._us_links = _guard.copied_links(self._us_links, memo)
         copied._closing = self._closing
         self._copy_overridings(copied, memo)
         return copied
@@ -222,8 +254,9 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
 
     # -- resolution -------------------------------------------------------------------
     # dependency-injector's stub overloads __call__ twice with identical parameters (T and
-    # Awaitable[T]); no single signature can match both, so the override is declared on T.
-    def __call__(self, *args: Any, **kwargs: Any) -> T:  # type: ignore[override]
+    # Awaitable[T]); no single signature can match both, so the override is declared on R
+    # (T, or Awaitable[T] for a provider typed over an async factory).
+    def __call__(self, *args: Any, **kwargs: Any) -> R:  # type: ignore[override]
         overriding = self.last_overriding
         if overriding is not None:
             return overriding(*args, **kwargs)  # type: ignore[no-any-return]
@@ -265,6 +298,8 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
         value = state.cache.get(self, _MISSING)
         if value is not _MISSING:
             return _ready(value) if self._is_async else value
+        if self._us_guard is not GENERATION.token:  # first creation in this generation
+            _guard.check(self)  # validates the container(s): CaptiveDependencyError
         plain_call = not args and not kwargs
         if self._is_async and plain_call:  # known to be async: one coroutine does it all
             if not frame[5]:
@@ -361,6 +396,8 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
         Concurrent resolvers of the same instance wait on futures; a failure reaches
         them too, and a built instance that cannot be handed out is cleaned up at once.
         """
+        if self._us_guard is not GENERATION.token:  # first creation in this generation
+            _guard.check(self)  # validates the container(s): CaptiveDependencyError
         session = state.session
         if started is _MISSING:
             future: asyncio.Future[Any] | None = None
@@ -610,7 +647,7 @@ def _discard(result: Any) -> None:
         result.cancel()
 
 
-class UserScoped(ScopedProvider[T]):
+class UserScoped(ScopedProvider[T, R]):
     """One instance per user session (USER scope), shared by the user's connections.
 
     Example:
@@ -630,8 +667,40 @@ class UserScoped(ScopedProvider[T]):
     scope = Scope.USER
     __slots__ = ()
 
+    if TYPE_CHECKING:  # typing only: an async factory makes calling it give Awaitable[T]
 
-class ConnectionScoped(ScopedProvider[T]):
+        @overload
+        def __init__(
+            self: UserScoped[T, Awaitable[T]],
+            provides: Callable[..., AsyncIterator[T]],
+            /,
+            *args: Any,
+            **kwargs: Any,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: UserScoped[T, Awaitable[T]],
+            provides: Callable[..., Coroutine[Any, Any, T]],
+            /,
+            *args: Any,
+            **kwargs: Any,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: UserScoped[T, T],
+            provides: Callable[..., Iterator[T]],
+            /,
+            *args: Any,
+            **kwargs: Any,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: UserScoped[T, T], provides: Callable[..., T], /, *args: Any, **kwargs: Any
+        ) -> None: ...
+        def __init__(self, provides: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None: ...
+
+
+class ConnectionScoped(ScopedProvider[T, R]):
     """One instance per connection (an HTTP request or a WebSocket connection).
 
     Example:
@@ -655,8 +724,40 @@ class ConnectionScoped(ScopedProvider[T]):
     scope = Scope.CONNECTION
     __slots__ = ()
 
+    if TYPE_CHECKING:  # typing only: an async factory makes calling it give Awaitable[T]
 
-class RequestScoped(ScopedProvider[T]):
+        @overload
+        def __init__(
+            self: ConnectionScoped[T, Awaitable[T]],
+            provides: Callable[..., AsyncIterator[T]],
+            /,
+            *args: Any,
+            **kwargs: Any,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: ConnectionScoped[T, Awaitable[T]],
+            provides: Callable[..., Coroutine[Any, Any, T]],
+            /,
+            *args: Any,
+            **kwargs: Any,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: ConnectionScoped[T, T],
+            provides: Callable[..., Iterator[T]],
+            /,
+            *args: Any,
+            **kwargs: Any,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: ConnectionScoped[T, T], provides: Callable[..., T], /, *args: Any, **kwargs: Any
+        ) -> None: ...
+        def __init__(self, provides: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None: ...
+
+
+class RequestScoped(ScopedProvider[T, R]):
     """One instance per request (an HTTP request, one WebSocket message, one agent run).
 
     Example:
@@ -675,6 +776,38 @@ class RequestScoped(ScopedProvider[T]):
 
     scope = Scope.REQUEST
     __slots__ = ()
+
+    if TYPE_CHECKING:  # typing only: an async factory makes calling it give Awaitable[T]
+
+        @overload
+        def __init__(
+            self: RequestScoped[T, Awaitable[T]],
+            provides: Callable[..., AsyncIterator[T]],
+            /,
+            *args: Any,
+            **kwargs: Any,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: RequestScoped[T, Awaitable[T]],
+            provides: Callable[..., Coroutine[Any, Any, T]],
+            /,
+            *args: Any,
+            **kwargs: Any,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: RequestScoped[T, T],
+            provides: Callable[..., Iterator[T]],
+            /,
+            *args: Any,
+            **kwargs: Any,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: RequestScoped[T, T], provides: Callable[..., T], /, *args: Any, **kwargs: Any
+        ) -> None: ...
+        def __init__(self, provides: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None: ...
 
 
 class CurrentContext(_Named, providers.Provider[UserExecutionContext]):
@@ -696,11 +829,13 @@ class CurrentContext(_Named, providers.Provider[UserExecutionContext]):
     """
 
     scope: ClassVar[Scope] = Scope.USER
-    __slots__ = ("_us_name",)
+    __slots__ = ("_us_guard", "_us_links", "_us_name")
 
     def __init__(self) -> None:
         super().__init__()
         self._us_name = None
+        self._us_links = ()
+        self._us_guard = None
 
     @property
     def name(self) -> str:
@@ -711,6 +846,8 @@ class CurrentContext(_Named, providers.Provider[UserExecutionContext]):
         overriding = self.last_overriding
         if overriding is not None:
             return overriding(*args, **kwargs)  # type: ignore[no-any-return]
+        if self._us_guard is not GENERATION.token:  # a singleton must not capture a context
+            _guard.check(self)
         frame = ACTIVE.get()
         if frame is None:
             raise OutOfScopeError(
@@ -733,6 +870,7 @@ class CurrentContext(_Named, providers.Provider[UserExecutionContext]):
         copied = type(self)()
         memo[id(self)] = copied
         copied._us_name = self._us_name
+        copied._us_links = _guard.copied_links(self._us_links, memo)
         self._copy_overridings(copied, memo)
         return copied
 

@@ -10,6 +10,7 @@ from typing import Any, Generic, Literal, TypeVar, cast, final, overload
 
 from dependency_injector import providers
 
+from userscope.container import _guard
 from userscope.providers import ScopedProvider
 
 __all__ = ["Override", "override"]
@@ -127,9 +128,11 @@ class Override(Generic[T]):
     def _install(self) -> providers.Provider[Any]:
         built = self._build()
         self.provider.override(built)
+        _guard.invalidate()  # validated again at the next scoped creation
         return built
 
     def _remove(self, built: providers.Provider[Any]) -> None:
+        _guard.invalidate()  # validated again at the next scoped creation
         provider = self.provider
         if provider.last_overriding is built:
             provider.reset_last_overriding()

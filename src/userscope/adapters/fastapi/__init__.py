@@ -21,6 +21,7 @@ from ._errors import (
     CredentialsExpiredError,
     CredentialsTooLargeError,
     InvalidClaimError,
+    NotInstalledError,
     UnknownSigningKeyError,
 )
 from ._inject import Inject
@@ -43,6 +44,7 @@ __all__ = [
     "InvalidClaimError",
     "JWTAuthenticator",
     "UnknownSigningKeyError",
+    "NotInstalledError",
     "UserscopeMiddleware",
     "bearer_subprotocol_token",
     "install",

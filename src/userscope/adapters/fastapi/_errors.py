@@ -13,6 +13,7 @@ __all__ = [
     "CredentialsTooLargeError",
     "InvalidClaimError",
     "UnknownSigningKeyError",
+    "NotInstalledError",
 ]
 
 
@@ -167,3 +168,31 @@ class CredentialsTooLargeError(AuthenticationError):
         self.size = size
         self.limit = limit
         super().__init__(f"the credentials are {size} bytes long; at most {limit} are read")
+
+
+class NotInstalledError(UserscopeError, RuntimeError):
+    """An endpoint resolved `Inject` on an app that userscope was not installed on.
+
+    Without :func:`install` no middleware opens scopes or authenticates anyone, so no
+    scoped provider could ever resolve. `Inject` logs this error once per request on
+    logger ``userscope.adapters.fastapi`` (one line) and answers ``500`` (a WebSocket is
+    closed with ``1011``): a misconfigured server, never a credentials problem.
+
+    Attributes:
+        provider: repr of the provider the endpoint asked for.
+        path: the request path.
+
+    Example:
+        >>> err = NotInstalledError(provider="Container.agent", path="/chat")
+        >>> err.path
+        '/chat'
+    """
+
+    def __init__(self, provider: str, path: str) -> None:
+        self.provider = provider
+        self.path = path
+        super().__init__(
+            f"{path} injects {provider} but userscope is not installed on this app: call "
+            "userscope.adapters.fastapi.install(app, container, sessions, authenticate=...) "
+            "on the app that serves this route, before it starts serving"
+        )

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 from dependency_injector import providers
 from dependency_injector.wiring import ProvidersMap
-from fastapi import Depends
+from fastapi import Depends, HTTPException, WebSocketException
 from starlette.requests import HTTPConnection
 
 import userscope as us
+from userscope._log import fields
 from userscope.providers._scoped import _is_awaitable  # one cache of plain result types
 
-from ._errors import AuthenticationRequiredError
+from ._errors import AuthenticationRequiredError, NotInstalledError
 from ._state import PROVIDERS_KEY, map_provider
 
 __all__ = ["Inject", "injected_provider", "resolve_all"]
@@ -22,6 +24,16 @@ T = TypeVar("T")
 
 #: attribute of an `Inject` dependency that names the provider it resolves
 _PROVIDER_ATTR = "__userscope_provider__"
+
+logger = logging.getLogger("userscope.adapters.fastapi")
+
+#: how `Inject` in a WebSocket endpoint's signature should get a RequestScoped provider
+_MESSAGE_SCOPE_HINT = (
+    "a WebSocket endpoint's dependencies are resolved once per connection, with only the "
+    "USER and CONNECTION scopes open; resolve RequestScoped providers per message inside "
+    "`async with message_scope(websocket): agent = await container.agent.async_()` "
+    "(from userscope.adapters.fastapi import message_scope)"
+)
 
 
 async def resolve_all(
@@ -60,7 +72,9 @@ def Inject(provider: providers.Provider[T]) -> T:
     decorator and no ``container.wire(...)``. The provider is resolved once per
     request on the event loop (no threadpool hop, also for ``def`` endpoints) and
     awaited when it is asynchronous. Resolving a scoped provider without a
-    signed-in user answers ``401`` (`AuthenticationRequiredError`).
+    signed-in user answers ``401`` (`AuthenticationRequiredError`). On an app
+    without `install`, a provider that needs a scope answers ``500`` and logs
+    `NotInstalledError`, which says to call ``install(app, ...)``.
 
     In ``async def`` HTTP endpoints, `install` resolves the endpoint's ``Inject``
     parameters itself, before FastAPI reads the body and solves the other
@@ -76,7 +90,8 @@ def Inject(provider: providers.Provider[T]) -> T:
     In WebSocket endpoints the connection and user scopes are open while the
     endpoint's dependencies are resolved, so inject `UserScoped` and
     `ConnectionScoped` providers there; resolve `RequestScoped` ones per
-    message inside ``async with message_scope(websocket):``.
+    message inside ``async with message_scope(websocket):`` (injecting one in
+    the signature raises `OutOfScopeError` whose hint shows exactly that).
 
     Args:
         provider: any dependency-injector provider, typically ``Container.agent``.
@@ -107,8 +122,39 @@ def Inject(provider: providers.Provider[T]) -> T:
             if not isinstance(providers_map, ProvidersMap):
                 providers_map = None
             seen = cached = (providers_map, (map_provider(providers_map, provider),))
-        return (await resolve_all(requested, seen[1]))[0]
+        try:
+            return (await resolve_all(requested, seen[1]))[0]
+        except (us.OutOfScopeError, AuthenticationRequiredError) as exc:
+            if PROVIDERS_KEY not in connection.scope:  # no userscope middleware on this app
+                _not_installed(connection, provider, exc)
+            if (
+                not isinstance(exc, us.OutOfScopeError)
+                or connection.scope["type"] != "websocket"
+                or exc.required_scope is not us.Scope.REQUEST
+            ):
+                raise
+            raise us.OutOfScopeError(
+                exc.provider, exc.required_scope, exc.active_scope, hint=_MESSAGE_SCOPE_HINT
+            ) from exc
 
     resolve.__name__ = resolve.__qualname__ = f"inject_{name}"
     setattr(resolve, _PROVIDER_ATTR, provider)
     return cast(T, Depends(resolve))
+
+
+def _not_installed(
+    connection: HTTPConnection, provider: providers.Provider[Any], cause: Exception
+) -> NoReturn:
+    """Log the missing `install` (one line, no traceback) and answer 500 / close 1011."""
+    name = getattr(provider, "name", None)
+    label = name if isinstance(name, str) else repr(provider)
+    error = NotInstalledError(provider=label, path=connection.url.path)
+    error.__cause__ = cause
+    logger.error("%s", error, extra=fields("not_installed", provider=label))
+    if connection.scope["type"] == "websocket":
+        raise WebSocketException(
+            code=1011, reason="internal_error: userscope is not installed"
+        ) from error
+    raise HTTPException(
+        status_code=500, detail="internal_error: the server is misconfigured"
+    ) from error
