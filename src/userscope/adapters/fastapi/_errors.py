@@ -12,8 +12,8 @@ __all__ = [
     "CredentialsExpiredError",
     "CredentialsTooLargeError",
     "InvalidClaimError",
-    "UnknownSigningKeyError",
     "NotInstalledError",
+    "UnknownSigningKeyError",
 ]
 
 
