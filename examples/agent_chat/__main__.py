@@ -10,6 +10,7 @@ are set (start several workers on several ports), else through memory (one worke
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from urllib.parse import urlsplit
 
@@ -17,8 +18,8 @@ import uvicorn
 
 from userscope.events import RedisBroker
 
-from .app import DEMO_USERS, create_app, mint_token
-from .domain import ENV_SECRET, DemoSettings
+from .app import DEMO_USERS, MAX_FRAME_BYTES, create_app, mint_token
+from .domain import ENV_SECRET, DemoSettings, logger
 
 HOST = "127.0.0.1"
 
@@ -32,6 +33,16 @@ def describe_events(app_broker: object) -> str:
     return "events: in memory (this worker only; set USERSCOPE_REDIS_URL for several workers)"
 
 
+def configure_logging() -> None:
+    """One line per sign-in refusal, connection and disconnection, on stderr."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    demo = logging.getLogger(logger.name)
+    demo.addHandler(handler)
+    demo.setLevel(logging.INFO)
+    demo.propagate = False
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the arguments, print the sign-in links and serve the demo."""
     parser = argparse.ArgumentParser(prog="python -m examples.agent_chat", description=__doc__)
@@ -40,16 +51,26 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = DemoSettings.from_env()
     app = create_app(settings)
-    print("userscope agent-chat demo: open one link per browser tab, then chat.")
+    configure_logging()
+    shared = bool(os.environ.get(ENV_SECRET, "").strip())
+    print()
+    print("userscope agent-chat demo")
+    print(f"  {describe_events(app.state.broker)}")
+    if shared:
+        print(f"  tokens are signed with {ENV_SECRET}: they work on every worker sharing it")
+    else:
+        print("  tokens are signed with a secret made for this run: links of earlier runs")
+        print("  no longer work")
+    print()
+    print("Open each link in its own browser window, side by side, and chat:")
+    print()
     for user in DEMO_USERS:
         token = mint_token(settings.secret, user)
         print(f"  sign in as {user}: http://{HOST}:{args.port}/#token={token}")
-    if os.environ.get(ENV_SECRET, "").strip():
-        print(f"(tokens are signed with {ENV_SECRET}: they work on every worker sharing it)")
-    else:
-        print("(tokens are signed with a random secret made for this run; Ctrl+C to stop)")
-    print(describe_events(app.state.broker), flush=True)
-    uvicorn.run(app, host=HOST, port=args.port, log_level="warning")
+    print()
+    print("Ctrl+C stops the server. Sign-ins, refusals and connections are logged below.")
+    print(flush=True)
+    uvicorn.run(app, host=HOST, port=args.port, log_level="warning", ws_max_size=MAX_FRAME_BYTES)
 
 
 if __name__ == "__main__":
