@@ -35,12 +35,14 @@ def describe_events(app_broker: object) -> str:
 
 def configure_logging() -> None:
     """One line per sign-in refusal, connection and disconnection, on stderr."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
     demo = logging.getLogger(logger.name)
-    demo.addHandler(handler)
     demo.setLevel(logging.INFO)
-    demo.propagate = False
+    if any(handler.get_name() == "agent-chat" for handler in demo.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler.set_name("agent-chat")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    demo.addHandler(handler)
 
 
 def main(argv: list[str] | None = None) -> None:
