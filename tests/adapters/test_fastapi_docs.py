@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shlex
+import subprocess
 import sys
 import time
 import types
@@ -73,9 +75,6 @@ def test_doc_example_websocket(example: Any) -> None:
 
 
 def test_doc_token_command_mints_a_token_the_example_accepts(example: Any) -> None:
-    import shlex
-    import subprocess
-
     commands = [
         block
         for block in re.findall(r"```text\n(.*?)```", DOC.read_text(), re.S)
