@@ -169,6 +169,7 @@ function show(event) {
       updateCounter();
       refreshScopes();
       if (!events.children.length) $("empty").hidden = false;
+      document.querySelector("#events li.events-down")?.remove();
       break;
     case "run_started": {
       if (event.ref && pending.has(event.ref)) {
@@ -215,8 +216,17 @@ function show(event) {
       line("system", who, "gap", "some earlier events are no longer kept by the server; what follows is complete");
       break;
     case "error":
-      if (event.ref || event.code === "agent_limit" || event.code === "too_long") refused(event);
-      else line("error", who, "error", event.text);
+      if (event.code === "events_unavailable") {
+        // the socket closes with 1013 and the page retries: say it once, not per retry
+        setState("connecting", "events unavailable, retrying…");
+        if (!document.querySelector("#events li.events-down")) {
+          line("error events-down", who, "event service", event.text);
+        }
+      } else if (event.ref || event.code === "agent_limit" || event.code === "too_long") {
+        refused(event);
+      } else {
+        line("error", who, "error", event.text);
+      }
       break;
     case "run_heartbeat":
       break;
