@@ -50,7 +50,10 @@ fresh() { [ -f "$1" ] && [ ! pyproject.toml -nt "$1" ]; }
 if ! fresh "$stamp" && ! { [ "$extra" = "demo" ] && fresh "$dev_stamp"; }; then
   log=".venv/pip-install.log"
   echo "==> installing userscope[$extra] into .venv (pip log: $log)"
-  if ! { .venv/bin/python -m pip install --disable-pip-version-check -q --upgrade pip \
+  upgrade_pip=true  # the demo makes do with the venv's own pip (one download less)
+  [ "$extra" = "demo" ] && upgrade_pip=false
+  if ! { { ! $upgrade_pip || .venv/bin/python -m pip install --disable-pip-version-check -q \
+             --upgrade pip; } \
          && .venv/bin/python -m pip install --disable-pip-version-check -e ".[$extra]"; } \
        >"$log" 2>&1; then
     tail -n 40 "$log" >&2
