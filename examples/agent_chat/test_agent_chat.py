@@ -4,6 +4,7 @@ HTTP-started runs reaching the user's sockets through the broker, resume with ``
 from __future__ import annotations
 
 import asyncio
+import doctest
 import logging
 from typing import Any
 
@@ -14,8 +15,11 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 import userscope as us
+from examples import agent_chat
 from examples.agent_chat import AUDIENCE, DemoSettings, FakeLLM, Tracker, create_app, mint_token
 from examples.agent_chat import __main__ as demo_main
+from examples.agent_chat import app as agent_chat_app
+from examples.agent_chat import domain as agent_chat_domain
 from userscope.events import (
     BEGINNING,
     RUN_FINISHED,
@@ -571,3 +575,10 @@ def test_runs_and_sockets_while_the_broker_is_down_say_so(
     demo_lines = [r for r in caplog.records if r.name == "examples.agent_chat"]
     assert any("event broker unavailable" in r.getMessage() for r in demo_lines)
     assert all(r.exc_info is None for r in demo_lines)
+
+
+@pytest.mark.parametrize("module", [agent_chat, agent_chat_app, agent_chat_domain])
+def test_docstring_examples_run(module: Any) -> None:
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
