@@ -66,3 +66,10 @@ def test_install_lines_and_python_version_match_the_package() -> None:
     assert 'pip install "userscope[fastapi]" "uvicorn[standard]"' in install
     extras = set(re.findall(r"userscope\[(\w+)\]", install))
     assert extras <= set(project["optional-dependencies"])
+
+
+def test_the_docs_home_shows_the_same_example() -> None:
+    """docs/index.md repeats the README's example: one text, run once above."""
+    (at_a_glance,) = blocks("python", section("At a glance"))
+    home = (ROOT / "docs" / "index.md").read_text()
+    assert blocks("python", home) == [at_a_glance]
