@@ -32,7 +32,11 @@ def rewrite(text: str) -> str:
 class SingularExampleHeading(griffe.Extension):
     """Apply :func:`rewrite` to every docstring before it is parsed."""
 
+    def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
+        """Rewrite ``obj``'s docstring as soon as the object exists (packages too)."""
+        self.on_object(obj=obj)
+
     def on_object(self, *, obj: griffe.Object, **kwargs: Any) -> None:
-        """Rewrite ``obj``'s docstring, if it has one."""
+        """Rewrite ``obj``'s docstring, if it has one (idempotent)."""
         if obj.docstring is not None:
             obj.docstring.value = rewrite(obj.docstring.value)
