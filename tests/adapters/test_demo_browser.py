@@ -243,3 +243,31 @@ async def _people(browser: Any, base: str) -> Any:
     for context in contexts.values():
         await context.close()
     return seen, after_reload, tab2_items, extra
+
+
+async def test_page_says_once_that_events_are_unavailable_and_keeps_retrying(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    require_chromium()
+    monkeypatch.setenv("USERSCOPE_REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens
+    monkeypatch.setenv("USERSCOPE_EVENTS_SECRET", "browser-events-secret-browser-events-0")
+    app = create_app(DemoSettings(secret=SECRET, events_timeout=0.3))
+    with serve(app) as server:
+        async with asyncio.timeout(BOUND), async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await open_page(
+                    await browser.new_context(viewport={"width": 390, "height": 700}),
+                    f"{server.http}/#token={mint_token(SECRET, 'alice')}",
+                )
+                await page.locator("#events li.events-down").wait_for()
+                # the page retries (1013: try again later) without repeating the message
+                await page.locator("body[data-reconnects='3']").wait_for(state="attached")
+                badge = await page.text_content("#whoami")
+                notices = await page.locator("#events li.events-down").count()
+                text = await page.text_content("#events li.events-down .text")
+            finally:
+                await browser.close()
+    assert badge in ("events unavailable, retrying…", "reconnecting (1013)…")
+    assert notices == 1
+    assert text == "the event service is unavailable right now; reconnecting shortly"
