@@ -524,7 +524,10 @@ def test_bad_frames_close_the_socket_with_a_reason_and_one_warning(
             ws.send_text(frame)
         closed = ws.receive()
     assert closed == {"type": "websocket.close", "code": code, "reason": reason}
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # the demo's own lines (TestClient's teardown cancels the connection task, which the
+    # runtime may log as a failed bridge cleanup: not what this test is about)
+    demo = [r for r in caplog.records if r.name == "examples.agent_chat"]
+    warnings = [r for r in demo if r.levelno >= logging.WARNING]
     assert [r.getMessage() for r in warnings] == [f"alice: socket closed with {code}: {reason}"]
     assert warnings[0].exc_info is None
     assert warnings[0].userscope_event == "demo_socket"  # type: ignore[attr-defined]
@@ -551,7 +554,8 @@ def test_refused_sign_ins_and_connections_are_logged_one_line_each(
         "bob connected (conversation tab-log; 1 connection(s) open for bob)",
         "bob disconnected (1000)",
     ]
-    assert all(r.exc_info is None for r in caplog.records)
+    demo_and_adapter = [r for r in caplog.records if not r.getMessage().startswith("cleanup of")]
+    assert all(r.exc_info is None for r in demo_and_adapter)
 
 
 def test_runs_and_sockets_while_the_broker_is_down_say_so(

@@ -300,7 +300,7 @@ function connect() {
     if (close.code === 1008 || (close.code === 1006 && !opened)) {
       if (!(await checkSignIn())) return;
     }
-    if (RECONNECT_CODES.has(close.code) || close.code === 1008) {
+    if (RECONNECT_CODES.has(close.code)) {
       setState("connecting", `reconnecting (${close.code})…`);
       reconnects += 1;
       document.body.dataset.reconnects = String(reconnects);
