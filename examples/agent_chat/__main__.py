@@ -19,7 +19,7 @@ import uvicorn
 from userscope.events import RedisBroker
 
 from .app import DEMO_USERS, MAX_FRAME_BYTES, create_app, mint_token
-from .domain import ENV_SECRET, DemoSettings, logger
+from .domain import ENV_MAX_AGENTS, ENV_SECRET, DemoSettings, logger
 
 HOST = "127.0.0.1"
 
@@ -31,6 +31,14 @@ def describe_events(app_broker: object) -> str:
         host = f"{where.hostname}:{where.port or 6379}" if where.hostname else "?"
         return f"events: Redis Streams at {host} (shared by every worker with the same settings)"
     return "events: in memory (this worker only; set USERSCOPE_REDIS_URL for several workers)"
+
+
+def describe_limits(settings: DemoSettings) -> str:
+    """One line saying which limits apply: the agent cap is the registry's own."""
+    return (
+        f"limits: {settings.max_agents_per_user} agents per user (the agent registry's own "
+        f"cap, {ENV_MAX_AGENTS}), sessions end after {settings.idle_timeout / 60:g} min idle"
+    )
 
 
 def configure_logging() -> None:
@@ -58,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print("userscope agent-chat demo")
     print(f"  {describe_events(app.state.broker)}")
+    print(f"  {describe_limits(settings)}")
     if shared:
         print(f"  tokens are signed with {ENV_SECRET}: they work on every worker sharing it")
     else:

@@ -86,6 +86,7 @@ def test_main_prints_two_sign_in_links_and_serves_on_loopback(
     assert "sign in as bob: http://127.0.0.1:9124/#token=" in second_run[-2]
     assert second_run[-1].startswith("Ctrl+C stops the server. Sign-ins, refusals")
     assert "links of earlier runs" in out
+    assert "limits: 3 agents per user (the agent registry's own cap, AGENT_CHAT_MAX_AGENTS)" in out
     assert {c["ws_max_size"] for c in calls} == {64 * 1024}
 
 
