@@ -273,3 +273,28 @@ async def test_page_says_once_that_events_are_unavailable_and_keeps_retrying(
     assert badge in ("events unavailable, retrying…", "reconnecting (1013)…")
     assert notices == 1
     assert text == "the event service is unavailable right now; reconnecting shortly"
+
+
+async def test_expired_sign_in_on_an_open_page_is_said_and_not_retried() -> None:
+    require_chromium()
+    app = create_app(DemoSettings(secret=SECRET, token_delay=0.005))
+    with serve(app) as server:
+        async with asyncio.timeout(BOUND), async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await open_page(
+                    await browser.new_context(),
+                    f"{server.http}/#token={mint_token(SECRET, 'alice', ttl=2)}",
+                )
+                await page.wait_for_selector("#whoami:has-text('signed in as alice')")
+                # at `exp` the adapter closes the socket with 1008; the page asks why
+                await page.locator("#gate:not([hidden])").wait_for()
+                await asyncio.sleep(0.5)  # a retry loop would show up as reconnects
+                title = await page.text_content("#gate-title")
+                reconnects = await page.evaluate("document.body.dataset.reconnects ?? null")
+                token = await page.evaluate("sessionStorage.getItem('agent-chat-token')")
+            finally:
+                await browser.close()
+    assert title == "Your sign-in has expired"
+    assert reconnects is None
+    assert token is None
