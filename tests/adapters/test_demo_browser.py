@@ -284,7 +284,7 @@ async def test_expired_sign_in_on_an_open_page_is_said_and_not_retried() -> None
             try:
                 page = await open_page(
                     await browser.new_context(),
-                    f"{server.http}/#token={mint_token(SECRET, 'alice', ttl=2)}",
+                    f"{server.http}/#token={mint_token(SECRET, 'alice', ttl=4)}",
                 )
                 await page.wait_for_selector("#whoami:has-text('signed in as alice')")
                 # at `exp` the adapter closes the socket with 1008; the page asks why
