@@ -10,6 +10,7 @@ are set (start several workers on several ports), else through memory (one worke
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from urllib.parse import urlsplit
 
@@ -17,8 +18,8 @@ import uvicorn
 
 from userscope.events import RedisBroker
 
-from .app import DEMO_USERS, create_app, mint_token
-from .domain import ENV_SECRET, DemoSettings
+from .app import DEMO_USERS, MAX_FRAME_BYTES, create_app, mint_token
+from .domain import ENV_MAX_AGENTS, ENV_SECRET, DemoSettings, logger
 
 HOST = "127.0.0.1"
 
@@ -32,6 +33,26 @@ def describe_events(app_broker: object) -> str:
     return "events: in memory (this worker only; set USERSCOPE_REDIS_URL for several workers)"
 
 
+def describe_limits(settings: DemoSettings) -> str:
+    """One line saying which limits apply: the agent cap is the registry's own."""
+    return (
+        f"limits: {settings.max_agents_per_user} agents per user (the agent registry's own "
+        f"cap, {ENV_MAX_AGENTS}), sessions end after {settings.idle_timeout / 60:g} min idle"
+    )
+
+
+def configure_logging() -> None:
+    """One line per sign-in refusal, connection and disconnection, on stderr."""
+    demo = logging.getLogger(logger.name)
+    demo.setLevel(logging.INFO)
+    if any(handler.get_name() == "agent-chat" for handler in demo.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler.set_name("agent-chat")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    demo.addHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the arguments, print the sign-in links and serve the demo."""
     parser = argparse.ArgumentParser(prog="python -m examples.agent_chat", description=__doc__)
@@ -40,16 +61,27 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = DemoSettings.from_env()
     app = create_app(settings)
-    print("userscope agent-chat demo: open one link per browser tab, then chat.")
+    configure_logging()
+    shared = bool(os.environ.get(ENV_SECRET, "").strip())
+    print()
+    print("userscope agent-chat demo")
+    print(f"  {describe_events(app.state.broker)}")
+    print(f"  {describe_limits(settings)}")
+    if shared:
+        print(f"  tokens are signed with {ENV_SECRET}: they work on every worker sharing it")
+    else:
+        print("  tokens are signed with a secret made for this run: links of earlier runs")
+        print("  no longer work")
+    print()
+    print("Open each link in its own browser window, side by side, and chat:")
+    print()
     for user in DEMO_USERS:
         token = mint_token(settings.secret, user)
         print(f"  sign in as {user}: http://{HOST}:{args.port}/#token={token}")
-    if os.environ.get(ENV_SECRET, "").strip():
-        print(f"(tokens are signed with {ENV_SECRET}: they work on every worker sharing it)")
-    else:
-        print("(tokens are signed with a random secret made for this run; Ctrl+C to stop)")
-    print(describe_events(app.state.broker), flush=True)
-    uvicorn.run(app, host=HOST, port=args.port, log_level="warning")
+    print()
+    print("Ctrl+C stops the server. Sign-ins, refusals and connections are logged below.")
+    print(flush=True)
+    uvicorn.run(app, host=HOST, port=args.port, log_level="warning", ws_max_size=MAX_FRAME_BYTES)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shlex
+import subprocess
 import sys
 import time
 import types
@@ -70,3 +72,20 @@ def test_doc_example_websocket(example: Any) -> None:
     assert open_connections == [1]
     assert example.sessions.stats().connections == 0
     assert info.value.code == 1008
+
+
+def test_doc_token_command_mints_a_token_the_example_accepts(example: Any) -> None:
+    commands = [
+        block
+        for block in re.findall(r"```text\n(.*?)```", DOC.read_text(), re.S)
+        if block.startswith("python -c")
+    ]
+    assert len(commands) == 1, "docs/fastapi.md lost its token command"
+    argv = shlex.split(commands[0].splitlines()[0])
+    argv[0] = sys.executable
+    token = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
+    with TestClient(example.app) as client:
+        answer = client.get(
+            "/ask", params={"q": "hi"}, headers={"Authorization": f"Bearer {token.strip()}"}
+        )
+    assert answer.json() == {"answer": "alice asked fake-llm: hi"}
