@@ -447,22 +447,29 @@ class ClassIndex:
             return None
         if len(candidates) == 1:
             return candidates[0]
-        if not prefix:
-            wanted = module
-        elif prefix.startswith("."):
-            level = len(prefix) - len(prefix.lstrip("."))
-            parts = module.split(".")
-            head = parts[: max(len(parts) - level, 0)]
-            rest = prefix.lstrip(".")
-            wanted = ".".join([*head, rest] if rest else head)
-        else:
-            wanted = prefix
+        wanted = absolute_module(prefix, module) if prefix else module
         suffix = "." + wanted
         for info in candidates:
             if info.module == wanted or ("." + info.module).endswith(suffix):
                 return info
         # re-exported or ambiguous: the candidate nearest to the user's module
         return max(candidates, key=lambda info: _common_prefix(info.module, module))
+
+
+def absolute_module(ref: str, module: str) -> str:
+    """``ref`` as written in an import of ``module`` (``..state``) made absolute.
+
+    Example:
+        >>> absolute_module("..utils.state", "app.routers.chat"), absolute_module("x.y", "a")
+        ('app.utils.state', 'x.y')
+    """
+    if not ref.startswith("."):
+        return ref
+    level = len(ref) - len(ref.lstrip("."))
+    parts = module.split(".")
+    head = parts[: max(len(parts) - level, 0)]
+    rest = ref.lstrip(".")
+    return ".".join([*head, rest] if rest else head)
 
 
 def _common_prefix(a: str, b: str) -> int:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
-from ._classes import ClassIndex, ClassInfo, analyze_class, judge, scope_for
+from ._classes import ClassIndex, ClassInfo, absolute_module, analyze_class, judge, scope_for
 from ._config import AuditConfig
 from ._finding import Finding, ScanResult
 
@@ -292,7 +292,11 @@ class _FileScanner:
         self.module = module
         self.infos: list[ClassInfo] = []
         self.function_nodes: dict[str, _Func] = {}
-        self.aliases: dict[str, str] = {}  # module-level `XImpl = get_impl(X, ...)` / `A = X`
+        self.aliases: dict[str, str] = {}
+        # (module as imported, container name, function) of keyed writes to other modules
+        self.foreign: list[
+            tuple[str, str, str]
+        ] = []  # module-level `XImpl = get_impl(X, ...)` / `A = X`
         self.reported_globals: set[str] = set()
         self.disabled = config.disable
         self.raw: list[_Raw] = []
@@ -1011,13 +1015,25 @@ class _FileScanner:
         return name in scope.locals_
 
     def _subscript_mutation(self, target: ast.expr, scope: _Scope) -> None:
-        if not (self.containers and scope.kind == "function"):
+        if scope.kind != "function" or type(target) is not ast.Subscript:
             return
         keys: list[ast.expr] = []
-        node = target
+        node: ast.expr = target
         while isinstance(node, ast.Subscript):  # _sessions[user_id]["history"] = ...
             keys.append(node.slice)
             node = node.value
+        if (
+            type(node) is ast.Attribute
+            and type(node.value) is ast.Name
+            and node.value.id in self.imports
+            and "US006" not in self.disabled
+            and any(self._mentions_user(key) for key in keys)
+            and not self._is_local(node.value.id, scope)
+        ):  # state.query_cache[user.uuid][key] = ...: a container of another module
+            self.foreign.append((self.imports[node.value.id], node.attr, scope.qualname))
+            return
+        if not self.containers:
+            return
         if (
             keys
             and isinstance(node, ast.Name)
@@ -1039,10 +1055,17 @@ class _FileScanner:
                 self._add(
                     "US006",
                     self.containers[name],
-                    f"module-level container `{name}` is keyed by user/session and mutated in "
-                    f"`{function}()`: every user's entries live in one process-wide map",
+                    container_message(name, function),
                     name,
                 )
+
+
+def container_message(name: str, function: str) -> str:
+    """The US006 message."""
+    return (
+        f"module-level container `{name}` is keyed by an identity and mutated in "
+        f"`{function}()`: every user's entries live in one process-wide map"
+    )
 
 
 # -- files, comments and columns ----------------------------------------------------
@@ -1117,6 +1140,9 @@ class _FileResult:
     raw: list[_Raw]
     infos: list[ClassInfo]
     silenced: dict[int | str, frozenset[str] | None]
+    containers: dict[str, _Raw] = field(default_factory=dict)  # not (yet) reported
+    text: str = ""  # kept while findings may still be added (snippets, columns)
+    foreign: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def _module_name(path: str) -> str:
@@ -1157,18 +1183,40 @@ def _scan_text(data: str | bytes, path: str, config: AuditConfig, module: str) -
             result.early.append(_unparsable(path, 1, 1, "too deeply nested to audit"))
         return result
     result.infos = scanner.infos
-    if not raw:
+    result.foreign = scanner.foreign
+    reported = {item.symbol for item in raw if item.code == "US006"}
+    for name, stmt in scanner.containers.items():
+        if name not in reported:
+            result.containers[name] = _Raw(stmt.lineno, stmt.col_offset, "US006", "", name)
+    if not raw and not result.containers:
         return result
-    lines = text.splitlines()
-    for item in raw:
-        if 0 < item.line <= len(lines):
-            item.snippet = _normalise(lines[item.line - 1])
-            item.context = _neighbours(lines, item.line)
-        item.col = _char_col(lines, item.line, item.col)
+    result.text = text
     result.raw = raw
     if "userscope" in text:
         result.silenced = _ignores(text)
     return result
+
+
+def _cross_module_containers(results: list[_FileResult]) -> None:
+    """Report module-level containers written with an identity key from other modules."""
+    writes = [(result, write) for result in results for write in result.foreign]
+    if not writes:
+        return
+    by_name: dict[str, list[_FileResult]] = {}
+    for result in results:
+        for name in result.containers:
+            by_name.setdefault(name, []).append(result)
+    for writer, (imported, attr, function) in writes:
+        owners = by_name.get(attr)
+        if not owners:
+            continue
+        wanted = absolute_module(imported, writer.module)
+        for owner in owners:
+            if attr in owner.containers and ("." + owner.module).endswith("." + wanted):
+                item = owner.containers.pop(attr)
+                item.message = container_message(attr, function) + f" (in {writer.path})"
+                owner.raw.append(item)
+                break
 
 
 def _finish(
@@ -1177,6 +1225,12 @@ def _finish(
     """Judge one file's raw findings, apply its ignore comments; (findings, ignored)."""
     findings: list[Finding] = list(result.early)
     seen: dict[tuple[str, str, str], int] = {}
+    lines = result.text.splitlines()
+    for item in result.raw:
+        if 0 < item.line <= len(lines):
+            item.snippet = _normalise(lines[item.line - 1])
+            item.context = _neighbours(lines, item.line)
+        item.col = _char_col(lines, item.line, item.col)
     for item in sorted(result.raw, key=lambda r: (r.line, r.col, r.code)):
         severity, advice, message = item.severity, item.advice, item.message
         if item.refs:
@@ -1374,9 +1428,11 @@ def scan_paths(
         lines += result.lines
         for info in result.infos:
             index.add(info)
-        if result.raw or result.early:
-            results.append(result)
+        results.append(result)
+    _cross_module_containers(results)
     for result in results:
+        if not (result.raw or result.early):
+            continue
         found, silenced = _finish(result, index, config)
         findings.extend(found)
         ignored += silenced
