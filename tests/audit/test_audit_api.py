@@ -16,10 +16,12 @@ def test_public_names_are_exact_and_sorted() -> None:
     assert userscope.audit.__all__ == [
         "DEFAULT_PATTERNS",
         "RULES",
+        "SEVERITIES",
         "AuditConfig",
         "AuditConfigError",
         "AuditError",
         "Baseline",
+        "BaselineEntry",
         "BaselineError",
         "Finding",
         "Rule",
@@ -45,7 +47,7 @@ def test_public_names_are_exact_and_sorted() -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["_baseline", "_cli", "_config", "_finding", "_report", "_rules", "_scanner"],
+    ["_baseline", "_classes", "_cli", "_config", "_finding", "_report", "_rules", "_scanner"],
 )
 def test_docstring_examples_run(
     module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

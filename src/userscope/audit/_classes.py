@@ -70,8 +70,6 @@ _STATEFUL_ROLES = (
     "Supervisor",
     "Broker",
     "Dispatcher",
-    "Hub",
-    "Bus",
     "Queue",
     "Buffer",
     "Router",
@@ -167,6 +165,13 @@ def _is_container(value: ast.expr | None) -> bool:
         dotted = _dotted(value.func)
         return dotted is not None and dotted.rpartition(".")[2] in _CONTAINER_FACTORIES
     return False
+
+
+def _is_factory_of_container(value: ast.expr) -> bool:
+    if type(value) is ast.Lambda:
+        return _is_container(value.body)
+    dotted = _dotted(value)
+    return dotted is not None and dotted.rpartition(".")[2] in _CONTAINER_FACTORIES
 
 
 def _is_blank(value: ast.expr) -> bool:
@@ -271,6 +276,20 @@ def analyze_class(
             class_attrs[stmt.target.id] = stmt.lineno
     owner = _Owner(cls.name, class_attrs)
     seen: set[tuple[str, str]] = set()
+    for stmt in cls.body:  # dataclass/pydantic fields holding a fresh mutable container
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and type(stmt.target) is ast.Name
+            and type(stmt.value) is ast.Call
+            and _dotted(stmt.value.func) in ("field", "dataclasses.field", "Field")
+            and any(
+                kw.arg == "default_factory" and _is_factory_of_container(kw.value)
+                for kw in stmt.value.keywords
+            )
+        ):
+            field_name = stmt.target.id
+            seen.add((field_name, ""))
+            info.state.append(Evidence(f"mutable field `{cls.name}.{field_name}`"))
 
     def note(attr: str, is_class: bool, key: str | None, where: str, shown: str) -> None:
         marker = (attr, key or "")
@@ -345,6 +364,9 @@ def analyze_class(
                         note(attr, False, attr, name, f"self.{attr}")
                         continue
                     if not in_init and (kind is ast.AugAssign or not _is_blank(value)):
+                        note(attr, False, None, name, f"self.{attr}")
+                    elif in_init and not attr.startswith("_") and _is_container(value):
+                        # a public container: callers fill it (`manager.loops[k] = ...`)
                         note(attr, False, None, name, f"self.{attr}")
             elif kind is ast.Call:
                 assert isinstance(node, ast.Call)
