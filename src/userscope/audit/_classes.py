@@ -8,6 +8,7 @@ object of that class, following base classes defined in the tree.
 from __future__ import annotations
 
 import ast
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -228,14 +229,13 @@ def _subscript_chain(node: ast.expr) -> tuple[ast.expr, list[ast.expr]]:
 
 
 def _method_nodes(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[ast.AST]:
-    """Every node of a method body, not descending into nested classes."""
-    stack: list[ast.AST] = list(fn.body)
-    while stack:
-        node = stack.pop()
+    """Every node of a method body in source order, not descending into nested classes."""
+    queue: deque[ast.AST] = deque(fn.body)
+    while queue:
+        node = queue.popleft()
         yield node
-        if type(node) is ast.ClassDef:
-            continue
-        stack.extend(ast.iter_child_nodes(node))
+        if type(node) is not ast.ClassDef:
+            queue.extend(ast.iter_child_nodes(node))
 
 
 def analyze_class(
@@ -396,7 +396,12 @@ def analyze_class(
                             break
                 if key is None and in_init:
                     continue
-                shown = f"{attr}.{func.attr}()" if not keys else f"{attr}[{ast.unparse(keys[-1])}]"
+                if keys:
+                    shown = f"{attr}[{ast.unparse(keys[-1])}]"
+                elif key is not None:
+                    shown = f"{attr}.{func.attr}({key})"
+                else:
+                    shown = f"{attr}.{func.attr}()"
                 note(attr, is_class, key, name, shown)
             elif kind is ast.Delete:
                 assert isinstance(node, ast.Delete)

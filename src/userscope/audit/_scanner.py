@@ -602,8 +602,8 @@ class _FileScanner:
             if dotted is None:
                 return ""
             head, _, method = dotted.rpartition(".")
-            if head and method in _INSTANCE_ACCESSORS:
-                dotted = head
+            if head and (method in _INSTANCE_ACCESSORS or _last(head)[:1].isupper()):
+                dotted = head  # Cls.get_instance(), Settings.from_env(): judge the class
             name = _last(dotted)
             if (
                 name in _EXEMPT_CALLS
