@@ -75,6 +75,10 @@ DEFAULT_USER_NAMES: tuple[str, ...] = (
     "conversation_id",
     "*_conversation_id",
     "chat_id",
+    "websocket",
+    "*_websocket",
+    "ws",
+    "socket_id",
 )
 """Identity keys: names that identify a user, tenant, session, thread, run, connection,
 execution or request (see ``AuditConfig.user_names``)."""

@@ -868,6 +868,7 @@ class _FileScanner:
             if (
                 holder in ("self", "cls")
                 or holder not in self.module_names
+                or self.config.is_safe(holder)  # Settings.defaults = ...: settings
                 or holder in scope.params
                 or self._is_local(holder, scope)
             ):
