@@ -73,7 +73,6 @@ _STATEFUL_ROLES = (
     "Dispatcher",
     "Queue",
     "Buffer",
-    "Router",
     "Notifier",
     "Emitter",
     "Listener",
@@ -292,6 +291,8 @@ def analyze_class(
             info.state.append(Evidence(f"mutable field `{cls.name}.{field_name}`"))
 
     def note(attr: str, is_class: bool, key: str | None, where: str, shown: str) -> None:
+        if attr.startswith("__") and attr.endswith("__"):
+            return  # the object model's own bookkeeping (`__fields_set__`, `__dict__`)
         marker = (attr, key or "")
         if marker in seen:
             return
