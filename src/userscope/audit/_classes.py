@@ -275,6 +275,7 @@ def analyze_class(
             class_attrs[stmt.target.id] = stmt.lineno
     owner = _Owner(cls.name, class_attrs)
     seen: set[tuple[str, str]] = set()
+    public: list[tuple[str, str]] = []  # public containers created in __init__
     for stmt in cls.body:  # dataclass/pydantic fields holding a fresh mutable container
         if (
             isinstance(stmt, ast.AnnAssign)
@@ -368,7 +369,7 @@ def analyze_class(
                         note(attr, False, None, name, f"self.{attr}")
                     elif in_init and not attr.startswith("_") and _is_container(value):
                         # a public container: callers fill it (`manager.loops[k] = ...`)
-                        note(attr, False, None, name, f"self.{attr}")
+                        public.append((attr, name))
             elif kind is ast.Call:
                 assert isinstance(node, ast.Call)
                 func = node.func
@@ -418,6 +419,10 @@ def analyze_class(
                         if key:
                             break
                     note(attr, is_class, key, name, f"{attr}[{ast.unparse(keys[-1])}]")
+    noted = {attr for attr, _ in seen}
+    for attr, where in public:  # weaker than a mutation seen in a method: last
+        if attr not in noted:
+            note(attr, False, None, where, f"self.{attr}")
     return info
 
 
