@@ -8,6 +8,7 @@ object of that class, following base classes defined in the tree.
 from __future__ import annotations
 
 import ast
+import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -57,6 +58,11 @@ _CONTAINER_FACTORIES = frozenset(
 )
 _CONTAINER_LITERALS = (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)
 _CLIENTISH = ("session", "client", "engine", "connect", "pool")
+_STATE_TEXT = re.compile(
+    r"\b(?:self|cls)\.\w+\s*(?:\[|:|[-+*/|&%^@]?=(?!=)|\.\s*(?:"
+    + "|".join(sorted(_MUTATORS))
+    + r")\s*\()|\bdel\b"
+)
 # class-name endings that, with mutable state in the body, mark an object as stateful
 _STATEFUL_ROLES = (
     "Service",
@@ -237,11 +243,20 @@ def _method_nodes(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[ast.AS
             queue.extend(ast.iter_child_nodes(node))
 
 
+def _writes_state(lines: list[str], fn: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> bool:
+    """Whether the method's text can write ``self.x``/``cls.x`` state (a cheap pre-check)."""
+    text = "\n".join(lines[fn.lineno - 1 : fn.end_lineno or fn.lineno])
+    if _STATE_TEXT.search(text) is not None:
+        return True
+    return f"{name}." in text
+
+
 def analyze_class(
     cls: ast.ClassDef,
     module: str,
     config: AuditConfig,
     resolve: Callable[[str], str],
+    lines: list[str] | None = None,
 ) -> ClassInfo:
     """Summarise what ``cls`` keeps in its instances and on the class.
 
@@ -250,6 +265,8 @@ def analyze_class(
         module: Dotted module path of its file.
         config: Supplies identity keys and identity attributes.
         resolve: Turns a dotted name into its import-resolved form.
+        lines: The file's source lines; methods whose text cannot write state
+            are then skipped without walking them.
 
     Returns:
         The summary.
@@ -310,6 +327,8 @@ def analyze_class(
         if not isinstance(stmt, _FUNCTIONS):
             continue
         name = stmt.name
+        if lines is not None and not _writes_state(lines, stmt, cls.name):
+            continue
         in_init = name in _INIT_METHODS or name.startswith(_INIT_PREFIXES)
         is_classmethod = any(
             _dotted(d) in ("classmethod", "staticmethod") for d in stmt.decorator_list

@@ -292,6 +292,7 @@ class _FileScanner:
         self.module = module
         self.infos: list[ClassInfo] = []
         self.function_nodes: dict[str, _Func] = {}
+        self.lines: list[str] | None = None
         self.aliases: dict[str, str] = {}
         # (module as imported, container name, function) of keyed writes to other modules
         self.foreign: list[
@@ -736,7 +737,9 @@ class _FileScanner:
 
     def _class(self, cls: ast.ClassDef, scope: _Scope) -> None:
         qualname = scope.child(cls.name)
-        info = analyze_class(cls, self.module, self.config, self._resolve)
+        if self.lines is None:
+            self.lines = self.source.splitlines()
+        info = analyze_class(cls, self.module, self.config, self._resolve, self.lines)
         self.infos.append(info)
         if "US003" not in self.disabled:
             evidence = self._singleton_evidence(cls)
