@@ -462,3 +462,22 @@ def test_findings_carry_severity_and_rank() -> None:
     assert note.rank == 2
     with pytest.raises(ValueError, match="severity must be one of"):
         Finding("a.py", 1, 1, "US001", "m", severity="critical")
+
+
+def test_state_changed_only_by_private_methods_is_bookkeeping() -> None:
+    source = """\
+    class CallSiteRegistry:
+        def _record(self, name, site):
+            self._counts[name, site] = self._counts.get((name, site), 0) + 1
+
+
+    _DEFAULT = CallSiteRegistry()
+    """
+    assert judged(source) == []
+    public = source.replace("def _record", "def record")
+    assert judged(public) == [("US001", 6, "warning")]
+
+
+def test_userscope_does_not_flag_itself() -> None:
+    source_root = Path(__file__).resolve().parents[2] / "src" / "userscope"
+    assert scan_paths([source_root]).findings == ()

@@ -40,6 +40,7 @@ _MUTATORS = frozenset(
         "__delitem__",
     }
 )
+_REMOVERS = frozenset({"pop", "popitem", "remove", "discard", "clear", "__delitem__"})
 _CONTAINER_FACTORIES = frozenset(
     {
         "dict",
@@ -108,7 +109,8 @@ class ClassInfo:
         line: Line of the ``class`` statement.
         bases: Base classes, import-resolved dotted names.
         identity: Instance/class state keyed by an identity or holding the user.
-        state: Mutable state without identity evidence.
+        state: Mutable state without identity evidence, changed by public methods.
+        internal_state: The same, changed only by private (``_x``) methods.
         class_keyed: Class-level containers keyed by an identity:
             ``(attribute, line of its definition, evidence)``.
         class_held: Singletons cached on the class by a classmethod:
@@ -122,6 +124,7 @@ class ClassInfo:
     bases: tuple[str, ...] = ()
     identity: list[Evidence] = field(default_factory=list)
     state: list[Evidence] = field(default_factory=list)
+    internal_state: list[Evidence] = field(default_factory=list)
     class_keyed: list[tuple[str, int, Evidence]] = field(default_factory=list)
     class_held: list[tuple[str, str, int, str]] = field(default_factory=list)
     abstract: bool = False
@@ -311,13 +314,15 @@ def analyze_class(
     def note(attr: str, is_class: bool, key: str | None, where: str, shown: str) -> None:
         if attr.startswith("__") and attr.endswith("__"):
             return  # the object model's own bookkeeping (`__fields_set__`, `__dict__`)
-        marker = (attr, key or "")
+        # state changed only by private methods is the module's own bookkeeping
+        internal = key is None and where.startswith("_") and not where.endswith("__")
+        marker = (attr, key or ("_" if internal else ""))
         if marker in seen:
             return
         seen.add(marker)
         evidence = Evidence(f"`{shown}` in `{cls.name}.{where}`", key or "")
         if key is None:
-            info.state.append(evidence)
+            (info.internal_state if internal else info.state).append(evidence)
             return
         info.identity.append(evidence)
         if is_class and attr in class_attrs:
@@ -415,8 +420,8 @@ def analyze_class(
                         if kw.arg and config.is_user_name(kw.arg):
                             key = kw.arg
                             break
-                if key is None and in_init:
-                    continue
+                if key is None and (in_init or func.attr in _REMOVERS):
+                    continue  # emptying a container accumulates nothing
                 if keys:
                     shown = f"{attr}[{ast.unparse(keys[-1])}]"
                 elif key is not None:
@@ -437,8 +442,9 @@ def analyze_class(
                         key = _identity_in(k, config)
                         if key:
                             break
-                    note(attr, is_class, key, name, f"{attr}[{ast.unparse(keys[-1])}]")
-    noted = {attr for attr, _ in seen}
+                    if key is not None:  # `del self._x[k]` alone accumulates nothing
+                        note(attr, is_class, key, name, f"{attr}[{ast.unparse(keys[-1])}]")
+    noted = {attr for attr, key in seen if key == ""}
     for attr, where in public:  # weaker than a mutation seen in a method: last
         if attr not in noted:
             note(attr, False, None, where, f"self.{attr}")
