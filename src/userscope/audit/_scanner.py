@@ -573,8 +573,9 @@ class _FileScanner:
         head, _, method = dotted.rpartition(".")
         if head and method in _INSTANCE_ACCESSORS:  # Cls.get_instance(...)
             dotted = head
+        ref: str | None = None
         if dotted in self.aliases:  # XImpl = get_impl(X, ...); x = XImpl.get_instance()
-            dotted = self.aliases[dotted]
+            ref = dotted = self.aliases[dotted]  # already import-resolved
         elif dotted in self.module_names and dotted not in self.classes:
             return  # a factory function or a type alias of this module
         cls = _last(dotted)
@@ -586,7 +587,7 @@ class _FileScanner:
             stmt,
             f"module-level {shown} is one `{cls}` shared by every user and request",
             ",".join(names) or cls,
-            refs=(self._resolve(dotted),),
+            refs=(ref or self._resolve(dotted),),
             target=names[0].rpartition(".")[2] if names else "",
         )
 
