@@ -481,3 +481,15 @@ def test_state_changed_only_by_private_methods_is_bookkeeping() -> None:
 def test_userscope_does_not_flag_itself() -> None:
     source_root = Path(__file__).resolve().parents[2] / "src" / "userscope"
     assert scan_paths([source_root]).findings == ()
+
+
+@pytest.mark.parametrize(
+    ("key", "scope"),
+    [("connection_id", "ConnectionScoped"), ("run_id", "RequestScoped"), ("user_id", "UserScoped")],
+)
+def test_module_level_map_names_its_key_and_the_scope(key: str, scope: str) -> None:
+    source = f"_items = {{}}\n\n\ndef put({key}, value):\n    _items[{key}] = value\n"
+    [finding] = scan_source(source)
+    assert finding.code == "US006"
+    assert f"keyed by `{key}`" in finding.message
+    assert f"`{scope}(...)`" in finding.hint

@@ -293,11 +293,10 @@ class _FileScanner:
         self.infos: list[ClassInfo] = []
         self.function_nodes: dict[str, _Func] = {}
         self.lines: list[str] | None = None
+        # module-level `XImpl = get_impl(X, ...)` / `A = X`
         self.aliases: dict[str, str] = {}
-        # (module as imported, container name, function) of keyed writes to other modules
-        self.foreign: list[
-            tuple[str, str, str]
-        ] = []  # module-level `XImpl = get_impl(X, ...)` / `A = X`
+        # (module as imported, container, function, key) of keyed writes to other modules
+        self.foreign: list[tuple[str, str, str, str]] = []
         self.reported_globals: set[str] = set()
         self.disabled = config.disable
         self.raw: list[_Raw] = []
@@ -306,7 +305,8 @@ class _FileScanner:
         self.functions: dict[str, tuple[str, ...]] = {}
         self.module_names: set[str] = set()
         self.containers: dict[str, ast.stmt] = {}
-        self.mutations: dict[str, tuple[str, bool]] = {}
+        # container -> (function, identity key; "" when only its name is user-ish)
+        self.mutations: dict[str, tuple[str, str | None]] = {}
         self.target: str | None = None
         self.accessors_bare: dict[str, str] = {}
         self.accessors_dotted: dict[str, str] = {}
@@ -941,12 +941,10 @@ class _FileScanner:
             and owner.id in self.containers
             and not self._is_local(owner.id, scope)
         ):
-            keyed = (
-                (key is not None and self._mentions_user(key))
-                or any(self._mentions_user(arg) for arg in call.args)
-                or any(self._mentions_user(kw.value) for kw in call.keywords)
-            )
-            self._record_mutation(owner.id, scope, keyed)
+            candidates = [key] if key is not None else []
+            candidates += [*call.args, *(kw.value for kw in call.keywords)]
+            found = next((k for k in map(self._identity_key, candidates) if k), None)
+            self._record_mutation(owner.id, scope, found)
 
     def _provider(self, call: ast.Call, dotted: str, kind: str, scope: _Scope) -> None:
         resolved = self._resolve(dotted)
@@ -997,13 +995,17 @@ class _FileScanner:
         self._add("US007", call, message, f"{scope.qualname or '<module>'}>{entry}")
 
     def _mentions_user(self, expr: ast.expr) -> bool:
+        return self._identity_key(expr) is not None
+
+    def _identity_key(self, expr: ast.expr) -> str | None:
+        """The first identity key named in ``expr`` (``user_id``, ``ctx.thread_id``)."""
         is_user = self.config.is_user_name
         for node in ast.walk(expr):
-            if (isinstance(node, ast.Name) and is_user(node.id)) or (
-                isinstance(node, ast.Attribute) and is_user(node.attr)
-            ):
-                return True
-        return False
+            if isinstance(node, ast.Name) and is_user(node.id):
+                return node.id
+            if isinstance(node, ast.Attribute) and is_user(node.attr):
+                return node.attr
+        return None
 
     def _is_local(self, name: str, scope: _Scope) -> bool:
         if scope.kind != "function" or name in scope.globals_:
@@ -1035,7 +1037,8 @@ class _FileScanner:
             and any(self._mentions_user(key) for key in keys)
             and not self._is_local(node.value.id, scope)
         ):  # state.query_cache[user.uuid][key] = ...: a container of another module
-            self.foreign.append((self.imports[node.value.id], node.attr, scope.qualname))
+            found = next((k for k in map(self._identity_key, keys) if k), "")
+            self.foreign.append((self.imports[node.value.id], node.attr, scope.qualname, found))
             return
         if not self.containers:
             return
@@ -1045,31 +1048,45 @@ class _FileScanner:
             and node.id in self.containers
             and not self._is_local(node.id, scope)
         ):
-            keyed = any(self._mentions_user(key) for key in keys)
-            self._record_mutation(node.id, scope, keyed)
+            hit = next((k for k in map(self._identity_key, keys) if k), None)
+            self._record_mutation(node.id, scope, hit)
 
-    def _record_mutation(self, name: str, scope: _Scope, keyed: bool) -> None:
-        keyed = keyed or _USERISH_NAME.search(name) is not None
+    def _record_mutation(self, name: str, scope: _Scope, key: str | None) -> None:
+        if key is None and _USERISH_NAME.search(name) is not None:
+            key = ""  # `_user_sessions[...]`: the name says whose entries these are
         previous = self.mutations.get(name)
-        if previous is None or (keyed and not previous[1]):
-            self.mutations[name] = (scope.qualname, keyed)
+        if previous is None or (key is not None and previous[1] is None):
+            self.mutations[name] = (scope.qualname, key)
 
     def _emit_containers(self) -> None:
-        for name, (function, keyed) in self.mutations.items():
-            if keyed:
+        for name, (function, key) in self.mutations.items():
+            if key is not None:
                 self._add(
                     "US006",
                     self.containers[name],
-                    container_message(name, function),
+                    container_message(name, function, key),
                     name,
+                    advice=container_advice(key),
                 )
 
 
-def container_message(name: str, function: str) -> str:
+def container_message(name: str, function: str, key: str) -> str:
     """The US006 message."""
+    keyed = f"is keyed by `{key}`" if key else "holds per-user entries"
     return (
-        f"module-level container `{name}` is keyed by an identity and mutated in "
+        f"module-level container `{name}` {keyed} and is mutated in "
         f"`{function}()`: every user's entries live in one process-wide map"
+    )
+
+
+def container_advice(key: str) -> str:
+    """The US006 fix, naming the scope that fits the key."""
+    scope = scope_for(key) if key else "UserScoped"
+    who = {"UserScoped": "user", "ConnectionScoped": "connection"}.get(scope, "request")
+    return (
+        f"keep these entries on an object declared `{scope}(...)` in your container and "
+        f"resolved inside a scope: each {who} gets its own, and scope exit drops it, "
+        "instead of a process-wide map that leaks between users"
     )
 
 
@@ -1147,7 +1164,7 @@ class _FileResult:
     silenced: dict[int | str, frozenset[str] | None]
     containers: dict[str, _Raw] = field(default_factory=dict)  # not (yet) reported
     text: str = ""  # kept while findings may still be added (snippets, columns)
-    foreign: list[tuple[str, str, str]] = field(default_factory=list)
+    foreign: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 def _module_name(path: str) -> str:
@@ -1211,7 +1228,7 @@ def _cross_module_containers(results: list[_FileResult]) -> None:
     for result in results:
         for name in result.containers:
             by_name.setdefault(name, []).append(result)
-    for writer, (imported, attr, function) in writes:
+    for writer, (imported, attr, function, key) in writes:
         owners = by_name.get(attr)
         if not owners:
             continue
@@ -1219,7 +1236,8 @@ def _cross_module_containers(results: list[_FileResult]) -> None:
         for owner in owners:
             if attr in owner.containers and ("." + owner.module).endswith("." + wanted):
                 item = owner.containers.pop(attr)
-                item.message = container_message(attr, function) + f" (in {writer.path})"
+                item.message = container_message(attr, function, key) + f" (in {writer.path})"
+                item.advice = container_advice(key)
                 owner.raw.append(item)
                 break
 
