@@ -1270,7 +1270,11 @@ def _finish(
                 continue
             else:
                 severity = item.floor
-                if _INFRA_TARGET.search(item.target):
+                if _INFRA_TARGET.search(item.target) or all(
+                    ref and _last(ref)[:1].isupper() for ref in item.refs
+                ):
+                    # infrastructure by its name, or a class that shows no state (stateless in
+                    # the tree, or an unremarkable name outside it): shared by design
                     severity = "note"
                 if severity == "note":
                     shown = f"`{item.target}`" if item.target else "the instance"
