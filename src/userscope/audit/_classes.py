@@ -115,7 +115,7 @@ class ClassInfo:
             ``(attribute, line of its definition, evidence)``.
         class_held: Singletons cached on the class by a classmethod:
             ``(attribute, method, line, import-resolved class of the value or "")``.
-        scope_resolve: Resolves dotted names the way the class's module imports them.
+        abstract: Whether the class is an interface (ABC, Protocol, abstract methods).
     """
 
     name: str
