@@ -21,16 +21,27 @@ class AgentRegistry:
     def __init__(self) -> None:
         self.agents: dict[str, Any] = {}
 
+    def register(self, user_id: str, agent: Any) -> None:
+        self.agents[user_id] = agent  # per-user entries: the audit ranks it an error
 
-registry = AgentRegistry()  # US001
+
+class AgentWebSocketBridge:
+    def __init__(self) -> None:
+        self.listeners: list[Any] = []
+
+    def subscribe(self, callback: Any) -> None:
+        self.listeners.append(callback)  # state without an identity key: a warning
+
+
+registry = AgentRegistry()  # US001 (error)
 _histories: dict[str, list[str]] = {}
-_bridge: Any = None
+_bridge: AgentWebSocketBridge | None = None
 
 
-def get_bridge() -> Any:  # US002
+def get_bridge() -> AgentWebSocketBridge:  # US002 (warning)
     global _bridge
     if _bridge is None:
-        _bridge = object()
+        _bridge = AgentWebSocketBridge()
     return _bridge
 
 

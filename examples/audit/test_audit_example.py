@@ -25,12 +25,13 @@ def load(name: str) -> ModuleType:
 
 def test_legacy_chat_findings() -> None:
     findings = scan_paths([HERE / "legacy_chat.py"]).findings
-    assert [(f.code, f.line) for f in findings] == [
-        ("US001", 25),
-        ("US006", 26),
-        ("US002", 30),
-        ("US005", 42),
+    assert [(f.code, f.line, f.severity) for f in findings] == [
+        ("US001", 36, "error"),
+        ("US006", 37, "error"),
+        ("US002", 41, "warning"),
+        ("US005", 53, "error"),
     ]
+    assert "`registry = UserScoped(AgentRegistry)`" in findings[0].hint
 
 
 def test_scoped_chat_is_clean() -> None:

@@ -14,10 +14,12 @@ def test_public_names_are_exact_and_sorted() -> None:
     assert userscope.audit.__all__ == [
         "DEFAULT_PATTERNS",
         "RULES",
+        "SEVERITIES",
         "AuditConfig",
         "AuditConfigError",
         "AuditError",
         "Baseline",
+        "BaselineEntry",
         "BaselineError",
         "Finding",
         "Rule",

@@ -94,7 +94,7 @@ def test_us002_attribute_on_module_holder() -> None:
 
     def get_bridge():
         if _State.bridge is None:
-            _State.bridge = object()
+            _State.bridge = make_bridge()
         return _State.bridge
     """
     assert found(source) == [("US002", 5)]
@@ -150,11 +150,25 @@ def test_us002_negatives(source: str) -> None:
         (
             """\
             class Runs:
+                _runs = None
                 @classmethod
                 def instance(cls):
-                    return cls()
+                    if cls._runs is None:
+                        cls._runs = cls()
+                    return cls._runs
             """,
             "`instance()` class accessor",
+        ),
+        (
+            """\
+            class ManagerFactory:
+                @classmethod
+                def get_global_manager(cls):
+                    if getattr(cls, "_global_manager", None) is None:
+                        cls._global_manager = UserManager()
+                    return cls._global_manager
+            """,
+            "`cls._global_manager` cached by `get_global_manager()`",
         ),
         ("class Locator(metaclass=SingletonMeta):\n    pass\n", "metaclass `SingletonMeta`"),
         ("@singleton\nclass Locator:\n    pass\n", "`@singleton` decorator"),
@@ -180,6 +194,13 @@ def test_us003_class_level_singleton(source: str, evidence: str) -> None:
         "    def __new__(cls, key):\n        return cls._new_instance(key)\n",
         # an instance method called instance() is not a class accessor
         "class C:\n    def instance(self):\n        return self\n",
+        # a classmethod that builds a new object on every call is a factory
+        "class Runs:\n    @classmethod\n    def get_instance(cls, user):\n"
+        "        return cls(user)\n",
+        # an instance method recording an id on the class is not a cached singleton
+        "class Rt:\n    def __init__(self):\n        Rt._listener = add_listener(self)\n",
+        # a classmethod setter stores what it is given
+        "class Holder:\n    @classmethod\n    def set(cls, value):\n        cls._value = value\n",
     ],
 )
 def test_us003_negatives(source: str) -> None:
@@ -409,7 +430,7 @@ def test_occurrence_index_distinguishes_repeated_symbols() -> None:
 
 
 def test_every_rule_has_a_hint_and_stable_code() -> None:
-    assert list(RULES) == [f"US00{n}" for n in range(8)]
+    assert list(RULES) == [f"US00{n}" for n in range(9)]
     for code, rule in RULES.items():
         assert rule.code == code
         assert rule.hint

@@ -2,8 +2,10 @@
 
 Scan a code base for module-level registries, lazy global accessors,
 class-level singletons, cached zero-argument factories, Singleton-family
-providers of per-user classes, module-level per-user maps and deprecated
-accessor calls, each reported with a stable rule code and a userscope fix.
+providers of per-user classes, module-level and class-level per-user maps and
+deprecated accessor calls. Each object is judged by what its class body keeps
+(state keyed by an identity, attributes holding the user) and ranked
+``error``/``warning``/``note``, with a fix naming the scope that fits.
 
 Example:
     >>> from userscope.audit import scan_source
@@ -11,7 +13,7 @@ Example:
     [('US001', 1)]
 """
 
-from ._baseline import Baseline, BaselineError, fingerprint
+from ._baseline import Baseline, BaselineEntry, BaselineError, fingerprint
 from ._cli import main
 from ._config import (
     DEFAULT_PATTERNS,
@@ -23,16 +25,18 @@ from ._config import (
 )
 from ._finding import Finding, ScanResult
 from ._report import render
-from ._rules import RULES, Rule
+from ._rules import RULES, SEVERITIES, Rule
 from ._scanner import iter_python_files, scan_paths, scan_source
 
 __all__ = [
     "DEFAULT_PATTERNS",
     "RULES",
+    "SEVERITIES",
     "AuditConfig",
     "AuditConfigError",
     "AuditError",
     "Baseline",
+    "BaselineEntry",
     "BaselineError",
     "Finding",
     "Rule",

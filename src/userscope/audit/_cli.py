@@ -9,19 +9,40 @@ from pathlib import Path
 
 from ._baseline import Baseline
 from ._config import AuditConfigError, AuditError, load_config
+from ._finding import Finding
 from ._report import render
-from ._rules import RULES
+from ._rules import RULES, SEVERITIES
 from ._scanner import scan_paths
 
 __all__ = ["main"]
 
 EXIT_CLEAN = 0
-EXIT_FINDINGS = 1
+EXIT_FINDINGS = 1  # the most severe finding reported is an error
 EXIT_USAGE = 2
+EXIT_WARNING = 3  # ... a warning
+EXIT_NOTE = 4  # ... a note
+_EXIT_BY_SEVERITY = {"error": EXIT_FINDINGS, "warning": EXIT_WARNING, "note": EXIT_NOTE}
 
 _EPILOG = """\
-exit status: 0 no findings, 1 findings, 2 usage or configuration error.
-rules: """ + ", ".join(f"{code} {rule.name}" for code, rule in RULES.items())
+severities:
+  error    per-user or per-request state shared process-wide (identity-keyed
+           containers, objects holding the current user)
+  warning  a stateful process-wide object with no identity evidence
+  note     infrastructure shared by design (engines, pools, breakers, metrics,
+           configs): keep it process-wide, make sure it holds no per-user data
+
+exit status (from the most severe finding reported):
+  0 no findings   1 error   3 warning   4 note   2 usage or configuration error
+
+silencing findings:
+  x = Registry()  # userscope: ignore              every rule, this line
+  x = Registry()  # userscope: ignore[US001,US002] these rules, this line
+  # userscope: ignore-file                         every rule, whole file
+  # userscope: ignore-file[US004]                  these rules, whole file
+  or record today's findings once with --write-baseline and pass --baseline.
+
+rules:
+""" + "\n".join(f"  {code} {rule.name} ({rule.level})" for code, rule in RULES.items())
 
 
 def _codes(value: str) -> list[str]:
@@ -46,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
             "between users, and say how to replace each with a userscope scope."
         ),
         epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     audit.add_argument("paths", nargs="+", metavar="PATH", help="files or directories to scan")
     audit.add_argument(
@@ -68,6 +90,22 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="record every current finding in FILE and exit 0",
+    )
+    audit.add_argument(
+        "--min-severity",
+        choices=SEVERITIES,
+        default="note",
+        help="report only findings at least this severe (default: note, i.e. all)",
+    )
+    audit.add_argument(
+        "--list-stale",
+        action="store_true",
+        help="with --baseline: list baseline entries no finding matches any more, exit 0",
+    )
+    audit.add_argument(
+        "--prune-baseline",
+        action="store_true",
+        help="with --baseline: remove the stale entries from the baseline file, exit 0",
     )
     audit.add_argument(
         "--disable",
@@ -95,8 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Command-line arguments.
 
     Returns:
-        0 when nothing was found, 1 when there are findings, 2 on a usage or
-        configuration error (bad option, missing path, invalid config or baseline).
+        0 when nothing was reported; otherwise the most severe finding decides:
+        1 error, 3 warning, 4 note. 2 on a usage or configuration error (bad
+        option, missing path, invalid config or baseline).
 
     Example:
         >>> import pathlib, tempfile
@@ -112,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     paths: list[str] = args.paths
+    if (args.list_stale or args.prune_baseline) and args.baseline is None:
+        option = "--list-stale" if args.list_stale else "--prune-baseline"
+        return _error(f"{option} needs --baseline FILE (the baseline to check)")
     try:
         config = load_config(args.config, start=Path(paths[0]))
         if args.disable:
@@ -122,31 +164,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = scan_paths(paths, config)
     except FileNotFoundError as err:
         return _error(f"{err.filename}: path does not exist")
-    findings = list(result.findings)
+    floor = SEVERITIES.index(args.min_severity)
+    findings = [f for f in result.findings if f.rank <= floor]
     if args.write_baseline is not None:
         try:
-            Baseline.write(args.write_baseline, findings)
+            written = Baseline.write(args.write_baseline, findings)
         except AuditError as err:
             return _error(str(err))
+        skipped = len(findings) - len(written.entries)
+        extra = f" ({skipped} unparsable file(s) not recorded)" if skipped else ""
         print(
-            f"userscope audit: wrote {len(findings)} finding(s) to {args.write_baseline}",
+            f"userscope audit: wrote {len(written.entries)} finding(s) to "
+            f"{args.write_baseline}{extra}",
             file=sys.stderr,
         )
         return EXIT_CLEAN
-    suppressed = 0
+    known: list[Finding] | None = None
     if args.baseline is not None:
         try:
             baseline = Baseline.load(args.baseline)
         except AuditError as err:
             return _error(str(err))
+        if args.list_stale or args.prune_baseline:
+            return _stale(baseline, findings, result.scanned, prune=args.prune_baseline)
         findings, known = baseline.split(findings)
-        suppressed = len(known)
     report = render(
         args.format,
         findings,
         files=result.files_scanned,
         lines=result.lines_scanned,
-        suppressed=suppressed,
+        suppressed=len(known or ()),
+        known=known,
     )
     if args.output is not None:
         try:
@@ -155,4 +203,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _error(f"{args.output}: cannot write report ({err.strerror})")
     else:
         sys.stdout.write(report)
-    return EXIT_FINDINGS if findings else EXIT_CLEAN
+    if not findings:
+        return EXIT_CLEAN
+    return _EXIT_BY_SEVERITY[min(findings, key=lambda f: f.rank).severity]
+
+
+def _stale(
+    baseline: Baseline, findings: list[Finding], scanned: tuple[str, ...], *, prune: bool
+) -> int:
+    stale = baseline.stale(findings, scanned)
+    if prune:
+        try:
+            baseline.without(stale)
+        except AuditError as err:
+            return _error(str(err))
+        print(
+            f"userscope audit: removed {len(stale)} stale entr{'y' if len(stale) == 1 else 'ies'}"
+            f" from {baseline.path}",
+            file=sys.stderr,
+        )
+        return EXIT_CLEAN
+    for entry in stale:
+        print(f"{entry.path}:{entry.line} {entry.code} {entry.symbol} (stale)")
+    print(
+        f"userscope audit: {len(stale)} stale baseline entr{'y' if len(stale) == 1 else 'ies'} "
+        f"in {baseline.path}; remove them with --prune-baseline",
+        file=sys.stderr,
+    )
+    return EXIT_CLEAN

@@ -59,7 +59,73 @@ DEFAULT_USER_NAMES: tuple[str, ...] = (
     "sid",
     "*_session",
     "*_session_id",
+    "thread_id",
+    "*_thread_id",
+    "run_id",
+    "*_run_id",
+    "connection_id",
+    "*_connection_id",
+    "conn_id",
+    "execution_id",
+    "*_execution_id",
+    "request_id",
+    "*_request_id",
+    "tenant_id",
+    "*_tenant_id",
+    "conversation_id",
+    "*_conversation_id",
+    "chat_id",
+    "websocket",
+    "*_websocket",
+    "ws",
+    "socket_id",
 )
+"""Identity keys: names that identify a user, tenant, session, thread, run, connection,
+execution or request (see ``AuditConfig.user_names``)."""
+
+DEFAULT_IDENTITY_ATTRIBUTES: tuple[str, ...] = (
+    "user",
+    "current_user",
+    "user_id",
+    "tenant",
+    "tenant_id",
+    "session_id",
+    "session",
+    "permissions",
+    "roles",
+    "principal",
+    "identity",
+    "auth_context",
+    "security_context",
+)
+"""Instance attributes (leading underscores ignored) that hold who is calling."""
+
+DEFAULT_INFRASTRUCTURE_PATTERNS: tuple[str, ...] = (
+    "Engine",
+    "engine",
+    "sessionmaker",
+    "Breaker",
+    "*Metric*",
+    "Counter",
+    "Gauge",
+    "Histogram",
+    "Limiter",
+    "Executor",
+    "Client",
+    "client",
+    "Pool",
+    "Tracer",
+    "Meter",
+    "Scheduler",
+    "Semaphore",
+    "Lock",
+    "Server",
+    "*Config*",
+    "*Settings*",
+    "Configuration",
+    "Options",
+)
+"""Class or factory names of infrastructure shared by design (severity ``note``)."""
 
 DEFAULT_EXCLUDE: tuple[str, ...] = (
     ".git",
@@ -184,11 +250,19 @@ class AuditConfig:
     case-insensitively against parameter names and subscript keys.
 
     Attributes:
-        patterns: Class-name patterns of stateful classes (US001, US005).
+        patterns: Class-name patterns of stateful classes (US001, US005); used when
+            the class is not defined in the scanned tree (otherwise its body decides).
         safe_patterns: Class-name patterns that are never stateful (settings,
             configuration); they win over ``patterns`` and silence US004.
-        user_names: Parameter/key names that identify a user, session or context
-            (US005, US006).
+        user_names: Identity keys: parameter/key names that identify a user, tenant,
+            session, thread, run, connection, execution or request (US005, US006,
+            US008 and the class-body checks). ``identity-keys`` in the config.
+        identity_attributes: Instance attribute names (globs, case-insensitive,
+            leading underscores ignored) that hold the calling user (``_user``,
+            ``_tenant``, ``_permissions``): an object with one is per-user state.
+        infrastructure_patterns: Class or factory names of infrastructure shared by
+            design (engines, pools, breakers, metrics, configs); without identity
+            evidence their findings are ``note``.
         exclude: Globs of paths to skip. A glob without ``/`` matches any path
             component (``"migrations"``); one with ``/`` matches the path relative
             to ``root`` (``"tests/fixtures/*"``).
@@ -208,6 +282,8 @@ class AuditConfig:
     patterns: tuple[str, ...] = DEFAULT_PATTERNS
     safe_patterns: tuple[str, ...] = DEFAULT_SAFE_PATTERNS
     user_names: tuple[str, ...] = DEFAULT_USER_NAMES
+    identity_attributes: tuple[str, ...] = DEFAULT_IDENTITY_ATTRIBUTES
+    infrastructure_patterns: tuple[str, ...] = DEFAULT_INFRASTRUCTURE_PATTERNS
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     deprecated_accessors: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}), hash=False
@@ -217,6 +293,8 @@ class AuditConfig:
     _stateful: _NameMatcher = field(init=False, repr=False, compare=False)
     _safe: _NameMatcher = field(init=False, repr=False, compare=False)
     _user: _NameMatcher = field(init=False, repr=False, compare=False)
+    _identity_attr: _NameMatcher = field(init=False, repr=False, compare=False)
+    _infra: _NameMatcher = field(init=False, repr=False, compare=False)
     _exclude_names: frozenset[str] = field(init=False, repr=False, compare=False)
     _exclude_name_globs: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
     _exclude_path_globs: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
@@ -234,6 +312,16 @@ class AuditConfig:
         set_(self, "_stateful", _NameMatcher(self.patterns, suffix_words=True, ignore_case=False))
         set_(self, "_safe", _NameMatcher(self.safe_patterns, suffix_words=True, ignore_case=False))
         set_(self, "_user", _NameMatcher(self.user_names, suffix_words=False, ignore_case=True))
+        set_(
+            self,
+            "_identity_attr",
+            _NameMatcher(self.identity_attributes, suffix_words=False, ignore_case=True),
+        )
+        set_(
+            self,
+            "_infra",
+            _NameMatcher(self.infrastructure_patterns, suffix_words=True, ignore_case=False),
+        )
         names: set[str] = set()
         name_globs: list[str] = []
         path_globs: list[str] = []
@@ -255,9 +343,10 @@ class AuditConfig:
     ) -> AuditConfig:
         """Build a config from a ``[tool.userscope.audit]`` table.
 
-        Keys may use ``-`` or ``_``. ``patterns``/``exclude``/``user-names``
-        replace the defaults; ``extend-patterns``/``extend-exclude``/
-        ``extend-user-names``/``extend-safe-patterns`` add to them.
+        Keys may use ``-`` or ``_``. ``patterns``, ``safe-patterns``,
+        ``identity-keys`` (alias ``user-names``), ``identity-attributes``,
+        ``infrastructure-patterns`` and ``exclude`` replace the defaults; the same
+        names prefixed with ``extend-`` add to them.
 
         Args:
             data: The parsed table.
@@ -278,6 +367,9 @@ class AuditConfig:
             "patterns": "patterns",
             "safe_patterns": "safe_patterns",
             "user_names": "user_names",
+            "identity_keys": "user_names",
+            "identity_attributes": "identity_attributes",
+            "infrastructure_patterns": "infrastructure_patterns",
             "exclude": "exclude",
         }
         values: dict[str, Any] = {}
@@ -285,9 +377,10 @@ class AuditConfig:
         for raw_key, value in data.items():
             key = raw_key.replace("-", "_")
             if key in lists:
-                values[key] = _str_tuple(path, raw_key, value)
+                values[lists[key]] = _str_tuple(path, raw_key, value)
             elif key.startswith("extend_") and key[len("extend_") :] in lists:
-                extend[key[len("extend_") :]] = _str_tuple(path, raw_key, value)
+                field_ = lists[key[len("extend_") :]]
+                extend[field_] = extend.get(field_, ()) + _str_tuple(path, raw_key, value)
             elif key == "deprecated_accessors":
                 values[key] = _accessors(path, value)
             elif key == "disable":
@@ -356,6 +449,24 @@ class AuditConfig:
             (True, False)
         """
         return self._user(name)
+
+    def is_identity_attribute(self, name: str) -> bool:
+        """Whether an instance attribute holds the calling user (leading ``_`` ignored).
+
+        Example:
+            >>> AuditConfig().is_identity_attribute("_permissions")
+            True
+        """
+        return self._identity_attr(name.lstrip("_"))
+
+    def is_infrastructure(self, name: str) -> bool:
+        """Whether a class or factory name is infrastructure shared by design.
+
+        Example:
+            >>> AuditConfig().is_infrastructure("CircuitBreaker")
+            True
+        """
+        return self._infra(name)
 
     def is_excluded(self, path: Path) -> bool:
         """Whether ``path`` matches ``exclude``.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import errno
+import hashlib
 import importlib.util
 import io
 import os
@@ -13,8 +14,9 @@ import warnings
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
+from ._classes import ClassIndex, ClassInfo, absolute_module, analyze_class, judge, scope_for
 from ._config import AuditConfig
 from ._finding import Finding, ScanResult
 
@@ -75,7 +77,58 @@ _IMMUTABLE_RESULTS = frozenset(
 )
 _USERISH_NAME = re.compile(r"user|session", re.IGNORECASE)
 _AS_NAME = re.compile(r"\bas\s+([A-Za-z_][A-Za-z0-9_]*)")
-_IGNORE = re.compile(r"#\s*userscope:\s*ignore(?:\[([^\]]*)\])?")
+_IGNORE = re.compile(r"#\s*userscope:\s*ignore(-file)?(?:\[([^\]]*)\])?")
+_EXEMPT_CALLS = frozenset(
+    {
+        "getLogger",
+        "get_logger",
+        "getChild",
+        "compile",
+        "import_module",
+        "__import__",
+        "str",
+        "int",
+        "float",
+        "bool",
+        "bytes",
+        "tuple",
+        "frozenset",
+        "len",
+        "type",
+        "TypeVar",
+        "namedtuple",
+        "NewType",
+        "MappingProxyType",
+        "Path",
+        "PurePath",
+        "get_type_hints",
+        "signature",
+        "getattr",
+        "find_spec",
+        "object",
+        "Event",
+        "Lock",
+        "RLock",
+        "Semaphore",
+        "ContextVar",
+        "local",
+        "time",
+        "monotonic",
+        "perf_counter",
+        "time_ns",
+        "now",
+        "utcnow",
+        "uuid4",
+        "getpid",
+        "cpu_count",
+        "get",
+    }
+)
+_INFRA_TARGET = re.compile(
+    r"client|engine|pool|executor|sessionmaker|redis|database|(?:^|_)db(?:_|$)|data_layer",
+    re.IGNORECASE,
+)
+_SAFE_WORDS = re.compile(r"settings|config|options|logger|version|pattern|regex", re.IGNORECASE)
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _NESTED_BODIES = (ast.If, ast.Try, ast.TryStar, ast.With, ast.AsyncWith, ast.For, ast.While)
 
@@ -160,6 +213,22 @@ def _is_reset_value(value: ast.expr) -> bool:
     return False
 
 
+def _caches(method: _Func, class_name: str, class_attrs: list[str]) -> bool:
+    """Whether an accessor keeps what it returns (a ``global``, ``cls.x``, a class attribute);
+    an accessor that builds a new object on every call is a factory, not a singleton."""
+    for node in ast.walk(method):
+        if isinstance(node, ast.Global):
+            return True
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in ("cls", class_name)
+            and (isinstance(node.ctx, ast.Store) or node.attr in class_attrs)
+        ):
+            return True
+    return False
+
+
 def _annotation_name(node: ast.expr | None) -> str | None:
     if node is None:
         return None
@@ -185,23 +254,50 @@ class _Scope:
     node: ast.AST | None = None
     params: frozenset[str] = frozenset()
     globals_: set[str] = field(default_factory=set)
-    assigned_globals: list[str] = field(default_factory=list)
+    # global name -> value assigned (None: an import, loop or with target: not a creation)
+    assigned_globals: dict[str, ast.expr | None] = field(default_factory=dict)
     locals_: frozenset[str] | None = None
 
     def child(self, name: str) -> str:
         return f"{self.qualname}.{name}" if self.qualname else name
 
 
-_Raw = tuple[int, int, str, str, str]  # line, col_offset (utf-8 bytes), code, message, symbol
+@dataclass(slots=True)
+class _Raw:
+    """A finding before its severity is judged (needs every class of the tree)."""
+
+    line: int
+    col: int  # col_offset in UTF-8 bytes
+    code: str
+    message: str
+    symbol: str
+    severity: str = ""
+    advice: str = ""
+    refs: tuple[str, ...] = ()  # import-resolved classes/factories to judge ("" = unknown)
+    target: str = ""  # name the object is bound to, for the advice
+    floor: str | None = None  # severity when the judge finds nothing (None: drop)
+    snippet: str = ""
+    context: str = ""
 
 
 class _FileScanner:
     """Finds every rule's pattern in one parsed module."""
 
-    def __init__(self, tree: ast.Module, source: str, config: AuditConfig) -> None:
+    def __init__(
+        self, tree: ast.Module, source: str, config: AuditConfig, module: str = ""
+    ) -> None:
         self.tree = tree
         self.source = source
         self.config = config
+        self.module = module
+        self.infos: list[ClassInfo] = []
+        self.function_nodes: dict[str, _Func] = {}
+        self.lines: list[str] | None = None
+        # module-level `XImpl = get_impl(X, ...)` / `A = X`
+        self.aliases: dict[str, str] = {}
+        # (module as imported, container, function, key) of keyed writes to other modules
+        self.foreign: list[tuple[str, str, str, str]] = []
+        self.reported_globals: set[str] = set()
         self.disabled = config.disable
         self.raw: list[_Raw] = []
         self.imports: dict[str, str] = {}
@@ -209,7 +305,8 @@ class _FileScanner:
         self.functions: dict[str, tuple[str, ...]] = {}
         self.module_names: set[str] = set()
         self.containers: dict[str, ast.stmt] = {}
-        self.mutations: dict[str, tuple[str, bool]] = {}
+        # container -> (function, identity key; "" when only its name is user-ish)
+        self.mutations: dict[str, tuple[str, str | None]] = {}
         self.target: str | None = None
         self.accessors_bare: dict[str, str] = {}
         self.accessors_dotted: dict[str, str] = {}
@@ -266,11 +363,28 @@ class _FileScanner:
                 lines.append(line)
         return lines
 
-    def _add(self, code: str, node: ast.AST, message: str, symbol: str) -> None:
+    def _add(
+        self,
+        code: str,
+        node: ast.AST | int,
+        message: str,
+        symbol: str,
+        *,
+        severity: str = "",
+        advice: str = "",
+        refs: tuple[str, ...] = (),
+        target: str = "",
+        floor: str | None = None,
+    ) -> None:
         if code not in self.disabled:
-            line = getattr(node, "lineno", 1)
-            col = getattr(node, "col_offset", 0)
-            self.raw.append((line, col, code, message, symbol))
+            if isinstance(node, int):
+                line, col = node, 0
+            else:
+                line = getattr(node, "lineno", 1)
+                col = getattr(node, "col_offset", 0)
+            self.raw.append(
+                _Raw(line, col, code, message, symbol, severity, advice, refs, target, floor)
+            )
 
     # -- pass 1: module-level names ---------------------------------------------
 
@@ -281,6 +395,7 @@ class _FileScanner:
                 self.module_names.add(stmt.name)
             elif isinstance(stmt, _FUNCTIONS):
                 self.functions[stmt.name] = _params(stmt, skip_first=False)
+                self.function_nodes[stmt.name] = stmt
                 self.module_names.add(stmt.name)
             elif isinstance(stmt, ast.Import | ast.ImportFrom):
                 self._import(stmt)
@@ -288,6 +403,17 @@ class _FileScanner:
                 value = stmt.value
                 targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
                 is_container = value is not None and self._is_container(value)
+                if (
+                    len(targets) == 1
+                    and type(targets[0]) is ast.Name
+                    and targets[0].id[:1].isupper()
+                ):
+                    aliased = value
+                    if type(aliased) is ast.Call and aliased.args:
+                        aliased = aliased.args[0]
+                    dotted = _dotted(aliased) if aliased is not None else None
+                    if dotted and _last(dotted)[:1].isupper() and dotted != targets[0].id:
+                        self.aliases[targets[0].id] = self._resolve(dotted)
                 for target in targets:
                     for name in _store_names(target):
                         self.module_names.add(name)
@@ -371,7 +497,7 @@ class _FileScanner:
             self._import(stmt)
             if scope.kind == "function":
                 bound = [(a.asname or a.name).partition(".")[0] for a in stmt.names]
-                self._note_store(bound, scope)
+                self._note_store(bound, scope, None)  # a lazy-import holder
         elif isinstance(stmt, ast.Delete):
             for target in stmt.targets:
                 self._subscript_mutation(target, scope)
@@ -406,12 +532,12 @@ class _FileScanner:
             elif isinstance(value, ast.expr):
                 self._expr(value, scope)
 
-    def _note_store(self, names: list[str], scope: _Scope) -> None:
+    def _note_store(self, names: list[str], scope: _Scope, value: ast.expr | None = None) -> None:
         """Record assignments to ``global`` names (constants and ``+=`` are resets/counters)."""
         if scope.kind == "function" and scope.globals_:
             for name in names:
-                if name in scope.globals_ and name not in scope.assigned_globals:
-                    scope.assigned_globals.append(name)
+                if name in scope.globals_ and scope.assigned_globals.get(name) is None:
+                    scope.assigned_globals[name] = value
 
     def _assign(
         self,
@@ -425,7 +551,7 @@ class _FileScanner:
         names = [name for target in targets for name in _store_names(target)]
         if scope.kind == "function":
             if not aug and not _is_reset_value(value):
-                self._note_store(names, scope)
+                self._note_store(names, scope, value)
             for target in targets:
                 self._subscript_mutation(target, scope)
         elif scope.kind == "module" and not aug and isinstance(value, ast.Call):
@@ -444,15 +570,87 @@ class _FileScanner:
         dotted = _dotted(value.func)
         if dotted is None:
             return
+        head, _, method = dotted.rpartition(".")
+        if head and method in _INSTANCE_ACCESSORS:  # Cls.get_instance(...)
+            dotted = head
+        ref: str | None = None
+        if dotted in self.aliases:  # XImpl = get_impl(X, ...); x = XImpl.get_instance()
+            ref = dotted = self.aliases[dotted]  # already import-resolved
+        elif dotted in self.module_names and dotted not in self.classes:
+            return  # a factory function or a type alias of this module
         cls = _last(dotted)
-        if cls[:1].isupper() and self.config.is_stateful(cls):
-            shown = ", ".join(f"`{n}`" for n in names) or "an object"
-            self._add(
-                "US001",
-                stmt,
-                f"module-level {shown} is one `{cls}` shared by every user and request",
-                ",".join(names) or cls,
-            )
+        if not cls[:1].isupper():
+            return
+        shown = ", ".join(f"`{n}`" for n in names) or "an object"
+        self._add(
+            "US001",
+            stmt,
+            f"module-level {shown} is one `{cls}` shared by every user and request",
+            ",".join(names) or cls,
+            refs=(ref or self._resolve(dotted),),
+            target=names[0].rpartition(".")[2] if names else "",
+        )
+
+    def _creation(self, value: ast.expr, fn: _Func | None, depth: int = 0) -> str | None:
+        """What assigning ``value`` to a global creates: a class/factory reference to
+        judge, ``""`` for an unknown object, or None when it creates nothing shared
+        (a setter's parameter, a logger, a compiled regex, an import, plain data)."""
+        if type(value) is ast.Await:
+            value = value.value
+        kind = type(value)
+        if kind is ast.Call:
+            assert isinstance(value, ast.Call)
+            dotted = _dotted(value.func)
+            if dotted is None:
+                return ""
+            head, _, method = dotted.rpartition(".")
+            if head and (method in _INSTANCE_ACCESSORS or _last(head)[:1].isupper()):
+                dotted = head  # Cls.get_instance(), Settings.from_env(): judge the class
+            name = _last(dotted)
+            if (
+                name in _EXEMPT_CALLS
+                or name in _IMMUTABLE_RESULTS
+                or self.config.is_safe(name)
+                or (not name[:1].isupper() and _SAFE_WORDS.search(name) is not None)
+            ):
+                return None
+            local = self.function_nodes.get(dotted)
+            if local is not None and local is not fn and depth < 3:
+                # a factory of this module: judge what it returns
+                returned = [
+                    node.value
+                    for node in ast.walk(local)
+                    if type(node) is ast.Return and node.value is not None
+                ]
+                made = [self._creation(r, local, depth + 1) for r in returned]
+                kept = [m for m in made if m is not None]
+                if returned and not kept:
+                    return None
+                if kept and any(kept):
+                    return next(m for m in kept if m)
+            return self._resolve(dotted)
+        if kind is ast.Name:
+            assert isinstance(value, ast.Name)
+            if fn is None:
+                return None
+            if value.id in _params(fn, skip_first=False):
+                return None  # a setter
+            for node in ast.walk(fn):
+                if (
+                    type(node) is ast.Assign
+                    and any(type(t) is ast.Name and t.id == value.id for t in node.targets)
+                    and node.value is not value
+                ):
+                    return self._creation(node.value, None, depth + 1)
+            return None
+        if isinstance(value, ast.Dict | ast.List | ast.Set | ast.Tuple | ast.BoolOp | ast.IfExp):
+            calls = [node for node in ast.walk(value) if type(node) is ast.Call]
+            if not calls:
+                return None  # a table of constants, names or exception classes
+            found = [self._creation(call, fn, depth + 1) for call in calls]
+            kept = [f for f in found if f is not None]
+            return kept[0] if kept else None
+        return None
 
     def _function(self, fn: _Func, scope: _Scope) -> None:
         qualname = scope.child(fn.name)
@@ -466,15 +664,27 @@ class _FileScanner:
                     self._expr(default, scope)
         inner = _Scope("function", qualname, fn, params=frozenset(_params(fn, skip_first=False)))
         self._stmts(fn.body, inner)
-        if inner.assigned_globals:
-            shown = ", ".join(f"`{name}`" for name in inner.assigned_globals)
-            self._add(
-                "US002",
-                fn,
-                f"`{fn.name}()` assigns module global {shown} at run time: one object "
-                "shared by every user and request",
-                qualname,
-            )
+        if inner.assigned_globals and "US002" not in self.disabled:
+            created: dict[str, str] = {}
+            for name, value in inner.assigned_globals.items():
+                if value is None or name in self.reported_globals:
+                    continue
+                ref = self._creation(value, fn)
+                if ref is not None:
+                    created[name] = ref
+            if created:
+                self.reported_globals.update(created)
+                shown = ", ".join(f"`{name}`" for name in created)
+                self._add(
+                    "US002",
+                    fn,
+                    f"`{fn.name}()` assigns module global {shown} at run time: one object "
+                    "shared by every user and request",
+                    qualname,
+                    refs=tuple(created.values()),
+                    target=next(iter(created)).lstrip("_"),
+                    floor="warning",
+                )
 
     def _cached_factory(self, fn: _Func, qualname: str) -> None:
         args = fn.args
@@ -487,7 +697,8 @@ class _FileScanner:
                 continue
             if dotted != "lru_cache" and self._resolve(dotted) not in _CACHE_DECORATORS:
                 continue
-            if self._returns_safe(fn):
+            refs = self._returned(fn)
+            if refs is None:
                 return
             self._add(
                 "US004",
@@ -495,24 +706,49 @@ class _FileScanner:
                 f"`{fn.name}()` takes no arguments and is cached with `@{dotted}`: its result "
                 "is a process-wide singleton",
                 qualname,
+                refs=refs,
+                target=fn.name.removeprefix("get_").lstrip("_"),
+                floor="warning",
             )
             return
 
-    def _returns_safe(self, fn: _Func) -> bool:
+    def _returned(self, fn: _Func) -> tuple[str, ...] | None:
+        """References to judge for what ``fn`` returns; None when it is safe to cache."""
         name = _annotation_name(fn.returns)
-        if name is not None:
-            return name in _IMMUTABLE_RESULTS or self.config.is_safe(name)
-        returned = [
-            _annotation_name(node.value.func)
-            for node in ast.walk(fn)
-            if type(node) is ast.Return and type(node.value) is ast.Call
-        ]
-        return bool(returned) and all(n is not None and self.config.is_safe(n) for n in returned)
+        if name is not None and (
+            name in _IMMUTABLE_RESULTS
+            or name in _EXEMPT_CALLS
+            or self.config.is_safe(name)
+            or name in ("Logger", "Engine", "AsyncEngine")
+        ):
+            return None
+        if name is not None and not name[:1].isupper():
+            name = None  # dict[str, str], list[...]: judged by what is returned
+        returned = [node.value for node in ast.walk(fn) if type(node) is ast.Return and node.value]
+        refs: list[str] = []
+        for value in returned:
+            ref = self._creation(value, fn)
+            if ref is not None:
+                refs.append(ref)
+        if name is None and not refs:
+            return None
+        if name is not None and fn.returns is not None:
+            refs.insert(0, self._resolve(_dotted(fn.returns) or name))
+        return tuple(refs)
 
     def _class(self, cls: ast.ClassDef, scope: _Scope) -> None:
         qualname = scope.child(cls.name)
+        if self.lines is None:
+            self.lines = self.source.splitlines()
+        info = analyze_class(cls, self.module, self.config, self._resolve, self.lines)
+        self.infos.append(info)
         if "US003" not in self.disabled:
             evidence = self._singleton_evidence(cls)
+            refs: tuple[str, ...] = (cls.name,)
+            if evidence is None and info.class_held:
+                attr, method, _, ref = info.class_held[0]
+                evidence = f"`cls.{attr}` cached by `{method}()`"
+                refs = (ref, cls.name) if ref else refs
             if evidence:
                 self._add(
                     "US003",
@@ -520,6 +756,25 @@ class _FileScanner:
                     f"class `{cls.name}` is a singleton ({evidence}): every user gets the "
                     "same instance",
                     qualname,
+                    refs=refs,
+                    target="",
+                    floor="note",
+                )
+        if "US008" not in self.disabled:
+            for attr, line, found in info.class_keyed:
+                scope_name = scope_for(found.key)
+                self._add(
+                    "US008",
+                    line,
+                    f"class-level `{cls.name}.{attr}` is keyed by `{found.key}` and shared "
+                    f"by every instance and user ({found.text})",
+                    f"{qualname}.{attr}",
+                    severity="error",
+                    advice=(
+                        f"make the per-user object scoped (`{scope_name}(...)`) so each "
+                        f"{'user' if scope_name == 'UserScoped' else 'scope'} has its own; "
+                        f"`{cls.name}.{attr}` and its `{found.key}` key then go away"
+                    ),
                 )
         if self.needs_calls:
             for expr in (*cls.bases, *(k.value for k in cls.keywords), *cls.decorator_list):
@@ -553,8 +808,12 @@ class _FileScanner:
                 return f"metaclass caching `{instance_attrs[0]}`"
         for name in _INSTANCE_ACCESSORS:
             method = methods.get(name)
-            if method is not None and any(
-                _dotted(d) in ("classmethod", "staticmethod") for d in method.decorator_list
+            if (
+                method is not None
+                and any(
+                    _dotted(d) in ("classmethod", "staticmethod") for d in method.decorator_list
+                )
+                and _caches(method, cls.name, attrs)
             ):
                 return f"`{name}()` class accessor"
         for keyword in cls.keywords:
@@ -589,12 +848,19 @@ class _FileScanner:
                 if isinstance(inner, ast.Assign) and name in {
                     n for t in inner.targets for n in _store_names(t)
                 }:
+                    ref = self._creation(inner.value, None)
+                    if ref is None or name in self.reported_globals:
+                        return
+                    self.reported_globals.add(name)
                     self._add(
                         "US002",
                         stmt,
                         f"module-level `if {name} is None: {name} = ...` lazily creates one "
                         f"shared `{name}`",
                         name,
+                        refs=(ref,),
+                        target=name.lstrip("_"),
+                        floor="warning",
                     )
                     return
         elif (
@@ -606,6 +872,7 @@ class _FileScanner:
             if (
                 holder in ("self", "cls")
                 or holder not in self.module_names
+                or self.config.is_safe(holder)  # Settings.defaults = ...: settings
                 or holder in scope.params
                 or self._is_local(holder, scope)
             ):
@@ -615,12 +882,19 @@ class _FileScanner:
                 if isinstance(inner, ast.Assign) and any(
                     _dotted(t) == wanted for t in inner.targets
                 ):
+                    fn = scope.node if isinstance(scope.node, _FUNCTIONS) else None
+                    ref = self._creation(inner.value, fn)
+                    if ref is None:
+                        return
                     self._add(
                         "US002",
                         stmt,
                         f"`{_last(scope.qualname)}()` lazily sets `{wanted}` on a module-level "
                         "object: one instance ends up shared by every user",
                         f"{scope.qualname}:{wanted}",
+                        refs=(ref,),
+                        target=tested.attr.lstrip("_"),
+                        floor="warning",
                     )
                     return
 
@@ -667,12 +941,10 @@ class _FileScanner:
             and owner.id in self.containers
             and not self._is_local(owner.id, scope)
         ):
-            keyed = (
-                (key is not None and self._mentions_user(key))
-                or any(self._mentions_user(arg) for arg in call.args)
-                or any(self._mentions_user(kw.value) for kw in call.keywords)
-            )
-            self._record_mutation(owner.id, scope, keyed)
+            candidates = [key] if key is not None else []
+            candidates += [*call.args, *(kw.value for kw in call.keywords)]
+            found = next((k for k in map(self._identity_key, candidates) if k), None)
+            self._record_mutation(owner.id, scope, found)
 
     def _provider(self, call: ast.Call, dotted: str, kind: str, scope: _Scope) -> None:
         resolved = self._resolve(dotted)
@@ -723,13 +995,17 @@ class _FileScanner:
         self._add("US007", call, message, f"{scope.qualname or '<module>'}>{entry}")
 
     def _mentions_user(self, expr: ast.expr) -> bool:
+        return self._identity_key(expr) is not None
+
+    def _identity_key(self, expr: ast.expr) -> str | None:
+        """The first identity key named in ``expr`` (``user_id``, ``ctx.thread_id``)."""
         is_user = self.config.is_user_name
         for node in ast.walk(expr):
-            if (isinstance(node, ast.Name) and is_user(node.id)) or (
-                isinstance(node, ast.Attribute) and is_user(node.attr)
-            ):
-                return True
-        return False
+            if isinstance(node, ast.Name) and is_user(node.id):
+                return node.id
+            if isinstance(node, ast.Attribute) and is_user(node.attr):
+                return node.attr
+        return None
 
     def _is_local(self, name: str, scope: _Scope) -> bool:
         if scope.kind != "function" or name in scope.globals_:
@@ -746,58 +1022,95 @@ class _FileScanner:
         return name in scope.locals_
 
     def _subscript_mutation(self, target: ast.expr, scope: _Scope) -> None:
-        if not (self.containers and scope.kind == "function"):
+        if scope.kind != "function" or type(target) is not ast.Subscript:
             return
         keys: list[ast.expr] = []
-        node = target
+        node: ast.expr = target
         while isinstance(node, ast.Subscript):  # _sessions[user_id]["history"] = ...
             keys.append(node.slice)
             node = node.value
+        if (
+            type(node) is ast.Attribute
+            and type(node.value) is ast.Name
+            and node.value.id in self.imports
+            and "US006" not in self.disabled
+            and any(self._mentions_user(key) for key in keys)
+            and not self._is_local(node.value.id, scope)
+        ):  # state.query_cache[user.uuid][key] = ...: a container of another module
+            found = next((k for k in map(self._identity_key, keys) if k), "")
+            self.foreign.append((self.imports[node.value.id], node.attr, scope.qualname, found))
+            return
+        if not self.containers:
+            return
         if (
             keys
             and isinstance(node, ast.Name)
             and node.id in self.containers
             and not self._is_local(node.id, scope)
         ):
-            keyed = any(self._mentions_user(key) for key in keys)
-            self._record_mutation(node.id, scope, keyed)
+            hit = next((k for k in map(self._identity_key, keys) if k), None)
+            self._record_mutation(node.id, scope, hit)
 
-    def _record_mutation(self, name: str, scope: _Scope, keyed: bool) -> None:
-        keyed = keyed or _USERISH_NAME.search(name) is not None
+    def _record_mutation(self, name: str, scope: _Scope, key: str | None) -> None:
+        if key is None and _USERISH_NAME.search(name) is not None:
+            key = ""  # `_user_sessions[...]`: the name says whose entries these are
         previous = self.mutations.get(name)
-        if previous is None or (keyed and not previous[1]):
-            self.mutations[name] = (scope.qualname, keyed)
+        if previous is None or (key is not None and previous[1] is None):
+            self.mutations[name] = (scope.qualname, key)
 
     def _emit_containers(self) -> None:
-        for name, (function, keyed) in self.mutations.items():
-            if keyed:
+        for name, (function, key) in self.mutations.items():
+            if key is not None:
                 self._add(
                     "US006",
                     self.containers[name],
-                    f"module-level container `{name}` is keyed by user/session and mutated in "
-                    f"`{function}()`: every user's entries live in one process-wide map",
+                    container_message(name, function, key),
                     name,
+                    advice=container_advice(key),
                 )
+
+
+def container_message(name: str, function: str, key: str) -> str:
+    """The US006 message."""
+    keyed = f"is keyed by `{key}`" if key else "holds per-user entries"
+    return (
+        f"module-level container `{name}` {keyed} and is mutated in "
+        f"`{function}()`: every user's entries live in one process-wide map"
+    )
+
+
+def container_advice(key: str) -> str:
+    """The US006 fix, naming the scope that fits the key."""
+    scope = scope_for(key) if key else "UserScoped"
+    who = {"UserScoped": "user", "ConnectionScoped": "connection"}.get(scope, "request")
+    return (
+        f"keep these entries on an object declared `{scope}(...)` in your container and "
+        f"resolved inside a scope: each {who} gets its own, and scope exit drops it, "
+        "instead of a process-wide map that leaks between users"
+    )
 
 
 # -- files, comments and columns ----------------------------------------------------
 
 
-def _ignores(source: str) -> dict[int, frozenset[str] | None]:
-    """Line -> codes silenced there (None = every code)."""
-    found: dict[int, frozenset[str] | None] = {}
+_FILE = "*file*"  # key of file-level ignores in the map returned by _ignores
+
+
+def _ignores(source: str) -> dict[int | str, frozenset[str] | None]:
+    """Line (or ``_FILE``) -> codes silenced there (None = every code)."""
+    found: dict[int | str, frozenset[str] | None] = {}
     try:
         for token in tokenize.generate_tokens(io.StringIO(source).readline):
             if token.type == tokenize.COMMENT:
                 match = _IGNORE.search(token.string)
                 if match:
-                    codes = match.group(1)
-                    line = token.start[0]
+                    codes = match.group(2)
+                    where: int | str = _FILE if match.group(1) else token.start[0]
                     if codes is None or not codes.strip():
-                        found[line] = None
-                    elif found.get(line, frozenset()) is not None:
+                        found[where] = None
+                    elif found.get(where, frozenset()) is not None:
                         parsed = frozenset(c.strip().upper() for c in codes.split(",") if c.strip())
-                        found[line] = (found.get(line) or frozenset()) | parsed
+                        found[where] = (found.get(where) or frozenset()) | parsed
     except (tokenize.TokenError, SyntaxError):
         pass
     return found
@@ -820,59 +1133,183 @@ def _unparsable(path: str, line: int, col: int, message: str) -> Finding:
     return Finding(path, max(line, 1), max(col, 1), "US000", message, "", 0)
 
 
-def _scan_text(data: str | bytes, path: str, config: AuditConfig) -> tuple[list[Finding], int, int]:
-    """Findings (after inline ignores), line count and ignored count of one file."""
+def _normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _neighbours(lines: list[str], line: int) -> str:
+    """Digest of the nearest non-blank lines above and below ``line``."""
+    above = below = ""
+    for index in range(line - 2, -1, -1):
+        if lines[index].strip():
+            above = _normalise(lines[index])
+            break
+    for index in range(line, len(lines)):
+        if lines[index].strip():
+            below = _normalise(lines[index])
+            break
+    return hashlib.sha256(f"{above}\x1f{below}".encode()).hexdigest()[:16]
+
+
+@dataclass(slots=True)
+class _FileResult:
+    """One file after the walk, before its findings are judged against the whole tree."""
+
+    path: str
+    module: str
+    lines: int
+    early: list[Finding]  # findings that need no judging (US000)
+    raw: list[_Raw]
+    infos: list[ClassInfo]
+    silenced: dict[int | str, frozenset[str] | None]
+    containers: dict[str, _Raw] = field(default_factory=dict)  # not (yet) reported
+    text: str = ""  # kept while findings may still be added (snippets, columns)
+    foreign: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+
+def _module_name(path: str) -> str:
+    parts = list(PurePath(os.path.abspath(path)).with_suffix("").parts[1:])
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _scan_text(data: str | bytes, path: str, config: AuditConfig, module: str) -> _FileResult:
+    """Read, parse and walk one file."""
+    result = _FileResult(path, module, 0, [], [], [], {})
     try:
         text = importlib.util.decode_source(data) if isinstance(data, bytes) else data
     except (UnicodeDecodeError, SyntaxError, LookupError) as err:
-        if "US000" in config.disable:
-            return [], 0, 0
-        return [_unparsable(path, 1, 1, f"could not decode file: {err}")], 0, 0
-    lines_count = _count_lines(text)
+        if "US000" not in config.disable:
+            result.early.append(_unparsable(path, 1, 1, f"could not decode file: {err}"))
+        return result
+    result.lines = _count_lines(text)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tree = ast.parse(text, filename=path)
     except SyntaxError as err:
-        if "US000" in config.disable:
-            return [], lines_count, 0
-        message = f"could not parse file: {err.msg}"
-        return [_unparsable(path, err.lineno or 1, err.offset or 1, message)], lines_count, 0
+        if "US000" not in config.disable:
+            message = f"could not parse file: {err.msg}"
+            result.early.append(_unparsable(path, err.lineno or 1, err.offset or 1, message))
+        return result
     except (ValueError, RecursionError, MemoryError) as err:
-        if "US000" in config.disable:
-            return [], lines_count, 0
-        return [_unparsable(path, 1, 1, f"could not parse file: {err}")], lines_count, 0
+        if "US000" not in config.disable:
+            result.early.append(_unparsable(path, 1, 1, f"could not parse file: {err}"))
+        return result
     try:
-        raw = _FileScanner(tree, text, config).run()
+        scanner = _FileScanner(tree, text, config, module)
+        raw = scanner.run()
     except RecursionError:
-        if "US000" in config.disable:
-            return [], lines_count, 0
-        return [_unparsable(path, 1, 1, "too deeply nested to audit")], lines_count, 0
-    if not raw:
-        return [], lines_count, 0
-    raw.sort()
-    lines = text.splitlines()
-    seen: dict[tuple[str, str], int] = {}
-    findings: list[Finding] = []
-    for line, col_offset, code, message, symbol in raw:
-        key = (code, symbol)
+        if "US000" not in config.disable:
+            result.early.append(_unparsable(path, 1, 1, "too deeply nested to audit"))
+        return result
+    result.infos = scanner.infos
+    result.foreign = scanner.foreign
+    reported = {item.symbol for item in raw if item.code == "US006"}
+    for name, stmt in scanner.containers.items():
+        if name not in reported:
+            result.containers[name] = _Raw(stmt.lineno, stmt.col_offset, "US006", "", name)
+    if not raw and not result.containers:
+        return result
+    result.text = text
+    result.raw = raw
+    if "userscope" in text:
+        result.silenced = _ignores(text)
+    return result
+
+
+def _cross_module_containers(results: list[_FileResult]) -> None:
+    """Report module-level containers written with an identity key from other modules."""
+    writes = [(result, write) for result in results for write in result.foreign]
+    if not writes:
+        return
+    by_name: dict[str, list[_FileResult]] = {}
+    for result in results:
+        for name in result.containers:
+            by_name.setdefault(name, []).append(result)
+    for writer, (imported, attr, function, key) in writes:
+        owners = by_name.get(attr)
+        if not owners:
+            continue
+        wanted = absolute_module(imported, writer.module)
+        for owner in owners:
+            if attr in owner.containers and ("." + owner.module).endswith("." + wanted):
+                item = owner.containers.pop(attr)
+                item.message = container_message(attr, function, key) + f" (in {writer.path})"
+                item.advice = container_advice(key)
+                owner.raw.append(item)
+                break
+
+
+def _finish(
+    result: _FileResult, index: ClassIndex, config: AuditConfig
+) -> tuple[list[Finding], int]:
+    """Judge one file's raw findings, apply its ignore comments; (findings, ignored)."""
+    findings: list[Finding] = list(result.early)
+    seen: dict[tuple[str, str, str], int] = {}
+    lines = result.text.splitlines()
+    for item in result.raw:
+        if 0 < item.line <= len(lines):
+            item.snippet = _normalise(lines[item.line - 1])
+            item.context = _neighbours(lines, item.line)
+        item.col = _char_col(lines, item.line, item.col)
+    for item in sorted(result.raw, key=lambda r: (r.line, r.col, r.code)):
+        severity, advice, message = item.severity, item.advice, item.message
+        if item.refs:
+            verdicts = [
+                judge(ref, result.module, item.target, index, config) for ref in item.refs if ref
+            ]
+            kept = [v for v in verdicts if v is not None]
+            if kept:
+                worst = min(kept, key=lambda v: ("error", "warning", "note").index(v.severity))
+                severity, advice = worst.severity, worst.advice
+                if worst.evidence:
+                    message = f"{message}; it keeps {worst.evidence}"
+            elif item.floor is None:
+                continue
+            else:
+                severity = item.floor
+                if _INFRA_TARGET.search(item.target) or all(
+                    ref and _last(ref)[:1].isupper() for ref in item.refs
+                ):
+                    # infrastructure by its name, or a class that shows no state (stateless in
+                    # the tree, or an unremarkable name outside it): shared by design
+                    severity = "note"
+                if severity == "note":
+                    shown = f"`{item.target}`" if item.target else "the instance"
+                    advice = f"keep {shown} process-wide; make sure it holds no per-user data"
+        key = (item.code, item.symbol, item.snippet)
         occurrence = seen.get(key, 0)
         seen[key] = occurrence + 1
-        col = _char_col(lines, line, col_offset)
-        findings.append(Finding(path, line, col, code, message, symbol, occurrence))
+        findings.append(
+            Finding(
+                result.path,
+                item.line,
+                item.col,
+                item.code,
+                message,
+                item.symbol,
+                occurrence,
+                severity,
+                advice,
+                item.snippet,
+                item.context,
+            )
+        )
     ignored = 0
-    if "userscope" in text:
-        silenced = _ignores(text)
-        if silenced:
-            kept = []
-            for finding in findings:
-                codes = silenced.get(finding.line, frozenset())
-                if codes is None or finding.code in codes:
-                    ignored += 1
-                else:
-                    kept.append(finding)
-            findings = kept
-    return findings, lines_count, ignored
+    silenced = result.silenced
+    if silenced:
+        whole = silenced.get(_FILE, frozenset())
+        kept_findings = []
+        for finding in findings:
+            codes = silenced.get(finding.line, frozenset())
+            if whole is None or finding.code in whole or codes is None or finding.code in codes:
+                ignored += 1
+            else:
+                kept_findings.append(finding)
+        findings = kept_findings
+    return findings, ignored
 
 
 def scan_source(
@@ -894,7 +1331,12 @@ def scan_source(
         >>> [f.code for f in scan_source("bridge = AgentWebSocketBridge()\\n")]
         ['US001']
     """
-    findings, _, _ = _scan_text(source, path, config or AuditConfig())
+    config = config or AuditConfig()
+    result = _scan_text(source, path, config, _module_name(path))
+    index = ClassIndex()
+    for info in result.infos:
+        index.add(info)
+    findings, _ = _finish(result, index, config)
     return sorted(findings)
 
 
@@ -996,8 +1438,12 @@ def scan_paths(
     cwd = Path.cwd()
     findings: list[Finding] = []
     files = lines = ignored = 0
+    results: list[_FileResult] = []
+    scanned: list[str] = []
+    index = ClassIndex()
     for file in iter_python_files(paths, config):
         shown = _display(file, cwd)
+        scanned.append(shown)
         files += 1
         try:
             data = file.read_bytes()
@@ -1005,9 +1451,17 @@ def scan_paths(
             if "US000" not in config.disable:
                 findings.append(_unparsable(shown, 1, 1, f"could not read file: {err.strerror}"))
             continue
-        found, count, silenced = _scan_text(data, shown, config)
+        result = _scan_text(data, shown, config, _module_name(str(file)))
+        lines += result.lines
+        for info in result.infos:
+            index.add(info)
+        results.append(result)
+    _cross_module_containers(results)
+    for result in results:
+        if not (result.raw or result.early):
+            continue
+        found, silenced = _finish(result, index, config)
         findings.extend(found)
-        lines += count
         ignored += silenced
     findings.sort()
-    return ScanResult(tuple(findings), files, lines, ignored)
+    return ScanResult(tuple(findings), files, lines, ignored, tuple(scanned))
