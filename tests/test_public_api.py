@@ -18,6 +18,7 @@ EXPECTED = {
     "Scope",
     "ScopeClosedError",
     "ScopeLimitError",
+    "ScopeObserver",
     "ScopedProvider",
     "SessionStats",
     "UserExecutionContext",

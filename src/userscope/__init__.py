@@ -17,6 +17,7 @@ Example:
 from userscope.container import (
     LeakReport,
     Scope,
+    ScopeObserver,
     SessionStats,
     UserSessions,
     current_context,
@@ -55,6 +56,7 @@ __all__ = [
     "Scope",
     "ScopeClosedError",
     "ScopeLimitError",
+    "ScopeObserver",
     "ScopedProvider",
     "SessionStats",
     "UserExecutionContext",
