@@ -18,6 +18,9 @@ MODULES = [
     "userscope.container._sessions",
     "userscope.container._validate",
     "userscope.providers._scoped",
+    "userscope.otel",
+    "userscope.otel._errors",
+    "userscope.otel._instrument",
 ]
 
 
