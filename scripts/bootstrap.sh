@@ -2,7 +2,8 @@
 # Sourced by scripts/demo and scripts/check: make a fresh machine ready.
 # Installs the Debian packages the suite drives for real (Chromium for the browser test,
 # redis-server for the multi-worker event tests, valgrind for the instruction-count
-# benchmark's smoke run), then a project virtualenv in .venv.
+# benchmark's smoke run, graphviz to render `userscope graph --format dot` in its test),
+# then a project virtualenv in .venv.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -12,6 +13,7 @@ if [ "${1:-}" = "--system" ]; then
   [ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-dejavu-core)
   command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
   command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
+  command -v dot >/dev/null 2>&1 || need_apt+=(graphviz)
 fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -13,6 +13,7 @@ MODULES = [
     "userscope._log",
     "userscope.context",
     "userscope.errors",
+    "userscope.container._graph",
     "userscope.container._observe",
     "userscope.container._scope",
     "userscope.container._sessions",

@@ -22,12 +22,14 @@ from userscope.container import (
     UserSessions,
     current_context,
     current_scope,
+    graph,
     validate,
 )
 from userscope.context import UserExecutionContext
 from userscope.errors import (
     CaptiveDependencyError,
     CleanupError,
+    GraphFormatError,
     IsolationError,
     OutOfScopeError,
     ScopeClosedError,
@@ -49,6 +51,7 @@ __all__ = [
     "CleanupError",
     "ConnectionScoped",
     "CurrentContext",
+    "GraphFormatError",
     "IsolationError",
     "LeakReport",
     "OutOfScopeError",
@@ -65,5 +68,6 @@ __all__ = [
     "UserscopeError",
     "current_context",
     "current_scope",
+    "graph",
     "validate",
 ]

@@ -1,5 +1,6 @@
 """Scope runtime: scope levels, `UserSessions`, and container validation."""
 
+from userscope.container._graph import graph
 from userscope.container._observe import ScopeObserver
 from userscope.container._scope import Scope, current_context, current_scope
 from userscope.container._sessions import LeakReport, SessionStats, UserSessions
@@ -13,5 +14,6 @@ __all__ = [
     "UserSessions",
     "current_context",
     "current_scope",
+    "graph",
     "validate",
 ]
