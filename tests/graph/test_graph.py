@@ -99,6 +99,20 @@ def test_a_clean_container_has_no_red_and_overrides_are_drawn() -> None:
     assert "overridden by" not in us.graph(WithOverride)
 
 
+def test_the_containers_self_provider_is_drawn_only_when_used() -> None:
+    class Plain(containers.DeclarativeContainer):
+        __self__ = providers.Self()
+        registry = us.UserScoped(dict)
+
+    assert "__self__" not in us.graph(Plain)
+
+    class Uses(containers.DeclarativeContainer):
+        __self__ = providers.Self()
+        registry = us.UserScoped(dict, container=__self__)
+
+    assert '["(the container)<br/><i>Self</i>"]' in us.graph(Uses)
+
+
 def test_bad_format_and_bad_container_are_refused() -> None:
     with pytest.raises(us.GraphFormatError) as caught:
         us.graph(Clean, format="png")  # type: ignore[arg-type]
@@ -123,5 +137,6 @@ def test_graphviz_renders_the_dot_output(name: str, tmp_path: Path) -> None:
     assert result.stdout.lstrip().startswith("<?xml")
     assert "<svg" in result.stdout
     assert ("#d62728" in result.stdout) == (name == "captive")
-    for provider in CASES[name].providers:
-        assert f"{CASES[name].__name__}.{provider}" in result.stdout
+    for attribute, provider in CASES[name].providers.items():
+        if not isinstance(provider, providers.Self):  # the container itself: not drawn
+            assert f"{CASES[name].__name__}.{attribute}" in result.stdout

@@ -63,7 +63,8 @@ class _Graph:
             return found
 
         for root in roots:
-            add(root)
+            if not isinstance(root, providers.Self):  # the container itself: drawn if used
+                add(root)
         seen_edges: set[tuple[int, int, bool]] = set()
         while queue:
             provider = queue.popleft()
@@ -90,6 +91,8 @@ class _Graph:
 
     def name(self, provider: Any) -> str:
         """The declared name, or for an inline provider what it does (``.provided``)."""
+        if isinstance(provider, providers.Self):
+            return "(the container)"
         if id(provider) in self.names:
             return self.names[id(provider)]
         if isinstance(provider, providers.ProvidedInstance):
