@@ -11,7 +11,7 @@ import itertools
 from collections import deque
 from typing import Any, Literal
 
-from dependency_injector import containers, providers
+from dependency_injector import providers
 
 from userscope.container._validate import (
     _dependencies,
@@ -195,7 +195,7 @@ def graph(container: Any, format: Literal["mermaid", "dot"] = "mermaid") -> str:
 
     Example:
         >>> import userscope as us
-        >>> from dependency_injector import containers, providers
+        >>> from dependency_injector import providers
         >>> class C(containers.DeclarativeContainer):
         ...     registry = us.UserScoped(dict)
         ...     llm = providers.Singleton(dict, registry=registry)
@@ -206,7 +206,10 @@ def graph(container: Any, format: Literal["mermaid", "dot"] = "mermaid") -> str:
     """
     if format not in FORMATS:
         raise GraphFormatError(format, FORMATS)
-    if not containers.is_container(container):
+    # dependency_injector.containers.is_container, without importing that module: it imports
+    # dependency_injector.wiring, which imports FastAPI when installed (import userscope
+    # must stay light)
+    if not getattr(container, "IS_CONTAINER", False):
         raise TypeError(
             f"graph() takes a dependency-injector container class or instance, got "
             f"{type(container).__name__}"
