@@ -195,7 +195,7 @@ def graph(container: Any, format: Literal["mermaid", "dot"] = "mermaid") -> str:
 
     Example:
         >>> import userscope as us
-        >>> from dependency_injector import providers
+        >>> from dependency_injector import containers, providers
         >>> class C(containers.DeclarativeContainer):
         ...     registry = us.UserScoped(dict)
         ...     llm = providers.Singleton(dict, registry=registry)
@@ -209,7 +209,7 @@ def graph(container: Any, format: Literal["mermaid", "dot"] = "mermaid") -> str:
     # dependency_injector.containers.is_container, without importing that module: it imports
     # dependency_injector.wiring, which imports FastAPI when installed (import userscope
     # must stay light)
-    if not getattr(container, "IS_CONTAINER", False):
+    if not getattr(container, "__IS_CONTAINER__", False):
         raise TypeError(
             f"graph() takes a dependency-injector container class or instance, got "
             f"{type(container).__name__}"
