@@ -590,7 +590,8 @@ class UserSessions:
         """The :class:`~userscope.ScopeObserver` told what the runtime does, or ``None``.
 
         Settable at any time; scopes opened before an observer was set are reported
-        from their next event on (their open is not replayed).
+        from their next event on (a user already in session is announced when it next
+        opens a scope).
         """
         return self._observer
 
