@@ -546,6 +546,40 @@ class Userscope(Library):
         self.sessions.close()
 
 
+class UserscopeOtelOff(Userscope):
+    """userscope with the otel extra installed and ``userscope.otel`` imported, not enabled:
+    the runtime's observer is ``None``, so this must count like plain userscope."""
+
+    name = "userscope+otel-off"
+
+    def __init__(self) -> None:
+        import userscope.otel  # noqa: F401  (imported, never called)
+
+        super().__init__()
+
+
+class UserscopeOtel(Userscope):
+    """userscope instrumented with ``userscope.otel`` (metrics on, traces off), recording
+    into an SDK meter provider: the price of turning the metrics on."""
+
+    name = "userscope+otel"
+
+    def __init__(self) -> None:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        import userscope.otel
+
+        super().__init__()
+        self.meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        userscope.otel.instrument(self.sessions, meter_provider=self.meters)
+        userscope.otel.instrument(self.asessions, meter_provider=self.meters)
+
+    def close(self) -> None:
+        super().close()
+        self.meters.shutdown()
+
+
 # --------------------------------------------------------------------------- driver
 
 LIBRARY_CLASSES: dict[str, tuple[type[Library], str]] = {
@@ -554,6 +588,8 @@ LIBRARY_CLASSES: dict[str, tuple[type[Library], str]] = {
     "dishka": (Dishka, "dishka"),
     "wireup": (Wireup, "wireup"),
     "userscope": (Userscope, "userscope"),
+    "userscope+otel-off": (UserscopeOtelOff, "opentelemetry.sdk"),
+    "userscope+otel": (UserscopeOtel, "opentelemetry.sdk"),
 }
 
 

@@ -4,7 +4,8 @@
 #   source scripts/bootstrap.sh --system   the same, plus the Debian packages the suite drives
 #                                          for real (Chromium for the browser test, redis-server
 #                                          for the multi-worker event tests, valgrind for the
-#                                          instruction-count benchmark's smoke run)
+#                                          instruction-count benchmark's smoke run, graphviz to
+#                                          render `userscope graph --format dot`)
 #   source scripts/bootstrap.sh --demo     .venv with only what the demo needs (the `demo` extra)
 # pip's output goes to .venv/pip-install.log; it is shown only when the install fails.
 set -euo pipefail
@@ -18,6 +19,7 @@ case "${1:-}" in
     [ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-dejavu-core)
     command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
     command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
+    command -v dot >/dev/null 2>&1 || need_apt+=(graphviz)
     ;;
   --demo) extra="demo" ;;
   "") ;;

@@ -11,6 +11,7 @@ EXPECTED = {
     "CleanupError",
     "ConnectionScoped",
     "CurrentContext",
+    "GraphFormatError",
     "IsolationError",
     "LeakReport",
     "OutOfScopeError",
@@ -18,6 +19,7 @@ EXPECTED = {
     "Scope",
     "ScopeClosedError",
     "ScopeLimitError",
+    "ScopeObserver",
     "ScopedProvider",
     "SessionStats",
     "UserExecutionContext",
@@ -26,6 +28,7 @@ EXPECTED = {
     "UserscopeError",
     "current_context",
     "current_scope",
+    "graph",
     "validate",
 }
 
@@ -53,6 +56,7 @@ def test_errors_derive_from_the_base_and_a_builtin() -> None:
         "ScopeLimitError": RuntimeError,
         "CaptiveDependencyError": TypeError,
         "CleanupError": ExceptionGroup,
+        "GraphFormatError": ValueError,
     }
     for name, base in builtin.items():
         cls = getattr(userscope, name)

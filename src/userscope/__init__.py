@@ -17,16 +17,19 @@ Example:
 from userscope.container import (
     LeakReport,
     Scope,
+    ScopeObserver,
     SessionStats,
     UserSessions,
     current_context,
     current_scope,
+    graph,
     validate,
 )
 from userscope.context import UserExecutionContext
 from userscope.errors import (
     CaptiveDependencyError,
     CleanupError,
+    GraphFormatError,
     IsolationError,
     OutOfScopeError,
     ScopeClosedError,
@@ -48,6 +51,7 @@ __all__ = [
     "CleanupError",
     "ConnectionScoped",
     "CurrentContext",
+    "GraphFormatError",
     "IsolationError",
     "LeakReport",
     "OutOfScopeError",
@@ -55,6 +59,7 @@ __all__ = [
     "Scope",
     "ScopeClosedError",
     "ScopeLimitError",
+    "ScopeObserver",
     "ScopedProvider",
     "SessionStats",
     "UserExecutionContext",
@@ -63,6 +68,7 @@ __all__ = [
     "UserscopeError",
     "current_context",
     "current_scope",
+    "graph",
     "validate",
 ]
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CaptiveDependencyError",
     "CleanupError",
+    "GraphFormatError",
     "IsolationError",
     "OutOfScopeError",
     "ScopeClosedError",
@@ -183,6 +184,28 @@ class CaptiveDependencyError(UserscopeError, TypeError):
             f"found:\n{lines}\nA provider may only depend on providers that live at least as "
             "long: make the dependant scoped at the narrower level, or inject the dependency "
             "per call (pass `provider.provider` and call it inside the scope)."
+        )
+
+
+class GraphFormatError(UserscopeError, ValueError):
+    """:func:`~userscope.graph` was asked for a format it does not draw.
+
+    Attributes:
+        format: the format asked for.
+        choices: the formats it draws.
+
+    Example:
+        >>> import userscope as us
+        >>> us.GraphFormatError("png", ("mermaid", "dot")).choices
+        ('mermaid', 'dot')
+    """
+
+    def __init__(self, format: str, choices: Sequence[str]) -> None:
+        self.format = format
+        self.choices = tuple(choices)
+        super().__init__(
+            f"cannot draw a container as {format!r}; choose one of {', '.join(self.choices)} "
+            "(render dot to SVG or PNG with Graphviz: dot -Tsvg graph.dot -o graph.svg)"
         )
 
 

@@ -79,6 +79,9 @@ def userscope_context() -> Callable[..., UserExecutionContext]:
     return make
 
 
+_CLEANUP_EVENTS = frozenset({"cleanup_failed", "expiry_cleanup_failed"})
+
+
 class _CleanupLog(logging.Handler):
     """Collects the cleanup failures userscope logs while a test runs."""
 
@@ -87,7 +90,12 @@ class _CleanupLog(logging.Handler):
         self.failures: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith(("cleanup of", "expiry cleanup of")):
+        # by the structured field when the record has one (see userscope._log), else by
+        # the message of the runtimes that predate it
+        event = getattr(record, "userscope_event", None)
+        if (isinstance(event, str) and event in _CLEANUP_EVENTS) or (
+            event is None and record.getMessage().startswith(("cleanup of", "expiry cleanup of"))
+        ):
             failure = record.exc_info[1] if record.exc_info else None
             text = record.getMessage() + (f": {failure!r}" if failure is not None else "")
             self.failures.append(text)

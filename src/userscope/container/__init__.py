@@ -1,5 +1,7 @@
 """Scope runtime: scope levels, `UserSessions`, and container validation."""
 
+from userscope.container._graph import graph
+from userscope.container._observe import ScopeObserver
 from userscope.container._scope import Scope, current_context, current_scope
 from userscope.container._sessions import LeakReport, SessionStats, UserSessions
 from userscope.container._validate import validate
@@ -7,9 +9,11 @@ from userscope.container._validate import validate
 __all__ = [
     "LeakReport",
     "Scope",
+    "ScopeObserver",
     "SessionStats",
     "UserSessions",
     "current_context",
     "current_scope",
+    "graph",
     "validate",
 ]

@@ -11,13 +11,17 @@ from __future__ import annotations
 import contextvars
 import inspect
 import logging
+import threading
+import time
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Final
 
+from userscope._log import fields
 from userscope.context import UserExecutionContext
 from userscope.errors import CleanupError, UserscopeError
 
 if TYPE_CHECKING:
+    from userscope.container._observe import ScopeObserver
     from userscope.container._sessions import UserSessions, _UserSession
 
 __all__ = ["Scope", "current_context", "current_scope"]
@@ -73,7 +77,16 @@ class ScopeState:
     subclass in ``_sessions``), so opening a scope allocates one object.
     """
 
-    __slots__ = ("async_", "cache", "closed", "finalizers", "level", "pending", "session")
+    __slots__ = (
+        "async_",
+        "cache",
+        "closed",
+        "finalizers",
+        "level",
+        "observed",
+        "pending",
+        "session",
+    )
 
     level: Scope
     session: _UserSession
@@ -83,6 +96,8 @@ class ScopeState:
     # Entries: (kind, object, provider) in creation order.
     finalizers: list[tuple[int, Any, object]]
     closed: bool
+    # the token the observer's scope_opened returned for this scope (None without observer)
+    observed: object
 
     def setup(self, level: Scope, session: _UserSession, async_: bool) -> None:
         """(Re)initialise as an empty open scope."""
@@ -93,6 +108,7 @@ class ScopeState:
         self.pending = None
         self.finalizers = []
         self.closed = False
+        self.observed = None
 
     def has_async_finalizers(self) -> bool:
         """Whether closing needs an event loop."""
@@ -191,6 +207,90 @@ async def run_finalizers_async(
             if failure is not exc:
                 _record(failure, provider_name(provider))
                 failures.append(failure)
+    return failures
+
+
+# -- observer calls (see _observe.py) ------------------------------------------------
+_observer_failed: set[tuple[int, str]] = set()
+_observer_failed_lock = threading.Lock()
+
+
+def notify(observer: ScopeObserver, method: str, *args: Any) -> object:
+    """Call ``observer.<method>(*args)``; an exception is logged once per observer and
+    method, then ignored (an observer must never break the runtime). Never called with a
+    runtime lock held."""
+    try:
+        return getattr(observer, method)(*args)
+    except Exception as failure:
+        key = (id(observer), method)
+        with _observer_failed_lock:
+            first = key not in _observer_failed
+            _observer_failed.add(key)
+        if first:
+            logger.error(
+                "observer %r raised in %s; later failures of this method are not logged",
+                observer,
+                method,
+                exc_info=failure,
+                extra=fields("observer_failed"),
+            )
+        return None
+
+
+def _own_level(provider: object, level: Scope) -> Scope:
+    found = getattr(type(provider), "scope", level)
+    return found if isinstance(found, Scope) else level
+
+
+def run_observed_sync(
+    finalizers: list[tuple[int, Any, object]],
+    exc: BaseException | None,
+    observer: ScopeObserver,
+    state: ScopeState,
+) -> list[BaseException]:
+    """:func:`run_finalizers_sync` reporting each finalizer's duration and outcome."""
+    failures: list[BaseException] = []
+    while finalizers:
+        item = finalizers.pop()
+        start = time.perf_counter()
+        failed = run_finalizers_sync([item], exc)
+        seconds = time.perf_counter() - start
+        notify(
+            observer,
+            "cleanup_finished",
+            state.observed,
+            provider_name(item[2]),
+            _own_level(item[2], state.level),
+            seconds,
+            failed[0] if failed else None,
+        )
+        failures += failed
+    return failures
+
+
+async def run_observed_async(
+    finalizers: list[tuple[int, Any, object]],
+    exc: BaseException | None,
+    observer: ScopeObserver,
+    state: ScopeState,
+) -> list[BaseException]:
+    """Async twin of :func:`run_observed_sync`."""
+    failures: list[BaseException] = []
+    while finalizers:
+        item = finalizers.pop()
+        start = time.perf_counter()
+        failed = await run_finalizers_async([item], exc)
+        seconds = time.perf_counter() - start
+        notify(
+            observer,
+            "cleanup_finished",
+            state.observed,
+            provider_name(item[2]),
+            _own_level(item[2], state.level),
+            seconds,
+            failed[0] if failed else None,
+        )
+        failures += failed
     return failures
 
 

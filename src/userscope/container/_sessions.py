@@ -14,17 +14,21 @@ import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import BaseModel, ConfigDict
 
+from userscope.container._observe import ScopeObserver
 from userscope.container._scope import (
     ACTIVE,
     Scope,
     ScopeState,
+    notify,
     provider_name,
     run_finalizers_async,
     run_finalizers_sync,
+    run_observed_async,
+    run_observed_sync,
     settle,
 )
 from userscope.context import UserExecutionContext
@@ -35,6 +39,9 @@ from userscope.errors import (
     ScopeLimitError,
     UserscopeError,
 )
+
+if TYPE_CHECKING:
+    from userscope.container._observe import UserKey
 
 __all__ = ["LeakReport", "SessionStats", "UserSessions"]
 
@@ -106,6 +113,7 @@ class _UserSession:
     __slots__ = (
         "__weakref__",
         "active",
+        "announced",
         "cleanups_failed",
         "cleanups_run",
         "connections",
@@ -115,16 +123,23 @@ class _UserSession:
         "lock",
         "max_expiry",
         "owner",
+        "reason",
         "requests",
         "retired",
         "scheduled",
         "state",
+        "tenant_id",
         "user_id",
     )
 
-    def __init__(self, owner: UserSessions, user_id: str, now: float) -> None:
+    def __init__(
+        self, owner: UserSessions, user_id: str, now: float, tenant_id: str | None = None
+    ) -> None:
         self.owner = owner
         self.user_id = user_id
+        self.tenant_id = tenant_id
+        self.announced = False  # the observer was told this USER scope opened
+        self.reason = "closed"  # why it ended, for the observer: set when retired
         self.lock = threading.RLock()
         self.state = ScopeState()
         self.state.setup(Scope.USER, self, False)
@@ -200,6 +215,7 @@ class _ScopeCM(ScopeState):
         self.pending = None
         self.finalizers = []
         self.closed = False
+        self.observed = None
 
     # -- entering -----------------------------------------------------------------
     def _open(self, async_: bool) -> list[_UserSession] | None:
@@ -229,7 +245,7 @@ class _ScopeCM(ScopeState):
         else:  # a connection, or a request that is its own connection (plain HTTP)
             found = owner._users.get(ctx.user_id)
             if found is None or owner._max_users is not None or not owner._join(found, self):
-                found, evicted = owner._acquire(ctx.user_id, self, async_)
+                found, evicted = owner._acquire(ctx.user_id, self, async_, ctx.tenant_id)
             session = found
             conn = self
             self.level = _CONNECTION
@@ -241,15 +257,28 @@ class _ScopeCM(ScopeState):
         )
         return evicted
 
+    def _open_observed(self, async_: bool, observer: ScopeObserver) -> list[_UserSession] | None:
+        """:meth:`_open`, then tell the observer (no lock held)."""
+        try:
+            evicted = self._open(async_)
+        except ScopeLimitError as refusal:
+            notify(observer, "limit_refused", refusal.limit, self._ctx.user_key)
+            raise
+        self._owner._announce(self.session, self._ctx, observer)
+        self.observed = notify(observer, "scope_opened", self._kind, self._ctx)
+        return evicted
+
     def __enter__(self) -> UserExecutionContext:
-        evicted = self._open(False)
+        observer = self._owner._observer
+        evicted = self._open(False) if observer is None else self._open_observed(False, observer)
         if evicted:
             for session in evicted:
                 self._owner._finish_user_sync(session, log_only=True)
         return self._ctx
 
     async def __aenter__(self) -> UserExecutionContext:
-        evicted = self._open(True)
+        observer = self._owner._observer
+        evicted = self._open(True) if observer is None else self._open_observed(True, observer)
         if evicted:
             for session in evicted:
                 await self._owner._finish_user_async(session, log_only=True)
@@ -292,19 +321,28 @@ class _ScopeCM(ScopeState):
         tb: TracebackType | None,
     ) -> None:
         finalizers, action = self._leave()
-        if finalizers is None and action is _KEEP:
-            return
         owner = self._owner
+        observer = owner._observer
+        if finalizers is None and action is _KEEP:
+            if observer is not None:
+                notify(observer, "scope_closed", self.observed, self._kind, None)
+            return
         session = self.session
         failures: list[BaseException] = []
         if finalizers:
             ran = len(finalizers)
             try:
-                failures = run_finalizers_sync(finalizers, exc)
+                if observer is None:
+                    failures = run_finalizers_sync(finalizers, exc)
+                else:
+                    failures = run_observed_sync(finalizers, exc, observer, self)
             finally:
                 action = owner._release(session, self, ran, len(failures))
         elif action is _SCHEDULE:
             owner._schedule(session)
+        if observer is not None:
+            error = failures[0] if failures else None
+            notify(observer, "scope_closed", self.observed, self._kind, error)
         if action is _FINISH:
             failures += owner._finish_user_sync(session, log_only=False, exc=exc)
         if failures:
@@ -317,19 +355,28 @@ class _ScopeCM(ScopeState):
         tb: TracebackType | None,
     ) -> None:
         finalizers, action = self._leave()
-        if finalizers is None and action is _KEEP:
-            return
         owner = self._owner
+        observer = owner._observer
+        if finalizers is None and action is _KEEP:
+            if observer is not None:
+                notify(observer, "scope_closed", self.observed, self._kind, None)
+            return
         session = self.session
         failures: list[BaseException] = []
         if finalizers:
             ran = len(finalizers)
             try:
-                failures = await run_finalizers_async(finalizers, exc)
+                if observer is None:
+                    failures = await run_finalizers_async(finalizers, exc)
+                else:
+                    failures = await run_observed_async(finalizers, exc, observer, self)
             finally:
                 action = owner._release(session, self, ran, len(failures))
         elif action is _SCHEDULE:
             owner._schedule(session)
+        if observer is not None:
+            error = failures[0] if failures else None
+            notify(observer, "scope_closed", self.observed, self._kind, error)
         if action is _FINISH:
             failures += await owner._finish_user_async(session, log_only=False, exc=exc)
         if failures:
@@ -359,19 +406,31 @@ class _UserScopeCM:
         evicted: list[_UserSession] | None = None
         session = owner._users.get(ctx.user_id)
         if session is None or owner._max_users is not None or not owner._join(session, None):
-            session, evicted = owner._acquire(ctx.user_id, None, async_)
+            session, evicted = owner._acquire(ctx.user_id, None, async_, ctx.tenant_id)
         self._session = session
         self._token = _set_active((ctx, None, None, session.state, owner, async_))
         return evicted
 
+    def _open_observed(self, async_: bool, observer: ScopeObserver) -> list[_UserSession] | None:
+        try:
+            evicted = self._open(async_)
+        except ScopeLimitError as refusal:
+            notify(observer, "limit_refused", refusal.limit, self._ctx.user_key)
+            raise
+        assert self._session is not None
+        self._owner._announce(self._session, self._ctx, observer)
+        return evicted
+
     def __enter__(self) -> UserExecutionContext:
-        evicted = self._open(False)
+        observer = self._owner._observer
+        evicted = self._open(False) if observer is None else self._open_observed(False, observer)
         for session in evicted or ():
             self._owner._finish_user_sync(session, log_only=True)
         return self._ctx
 
     async def __aenter__(self) -> UserExecutionContext:
-        evicted = self._open(True)
+        observer = self._owner._observer
+        evicted = self._open(True) if observer is None else self._open_observed(True, observer)
         for session in evicted or ():
             await self._owner._finish_user_async(session, log_only=True)
         return self._ctx
@@ -428,6 +487,9 @@ class UserSessions:
         max_instances_per_user: live scoped instances per user (default 50).
         leak_check: record scoped instances still alive after their scope closed.
         clock: monotonic clock in seconds (injectable for tests).
+        observer: a :class:`~userscope.ScopeObserver` told about scopes, instances,
+            cleanups, refusals, ended users, sweeps and leaks (e.g. the OpenTelemetry
+            one from ``userscope.otel.instrument``). ``None``: nothing is reported.
 
     Example:
         >>> import userscope as us
@@ -450,6 +512,7 @@ class UserSessions:
         max_instances_per_user: int | None = 50,
         leak_check: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        observer: ScopeObserver | None = None,
     ) -> None:
         for name, value in (
             ("max_users", max_users),
@@ -469,6 +532,8 @@ class UserSessions:
         self._max_instances_per_user = max_instances_per_user
         self.leak_check = leak_check
         self._clock = clock
+        self._observer: ScopeObserver | None = None
+        self.observer = observer
         self._lock = threading.Lock()
         self._users: OrderedDict[str, _UserSession] = OrderedDict()  # LRU order if max_users
         self._retired: set[_UserSession] = set()  # out of the table, scopes still open
@@ -519,6 +584,35 @@ class UserSessions:
     def max_instances_per_user(self) -> int | None:
         """Live scoped instances per user (default 50; ``None``: no limit)."""
         return self._max_instances_per_user
+
+    @property
+    def observer(self) -> ScopeObserver | None:
+        """The :class:`~userscope.ScopeObserver` told what the runtime does, or ``None``.
+
+        Settable at any time; scopes opened before an observer was set are reported
+        from their next event on (a user already in session is announced when it next
+        opens a scope).
+        """
+        return self._observer
+
+    @observer.setter
+    def observer(self, observer: ScopeObserver | None) -> None:
+        if observer is not None and not isinstance(observer, ScopeObserver):
+            raise TypeError(
+                f"observer must be a userscope.ScopeObserver (subclass it and override what "
+                f"you need) or None, got {type(observer).__name__}"
+            )
+        self._observer = observer
+
+    def _announce(
+        self, session: _UserSession, ctx: UserExecutionContext, observer: ScopeObserver
+    ) -> None:
+        """Tell the observer a user's USER scope opened, once per session (no lock held)."""
+        with session.lock:
+            if session.announced:
+                return
+            session.announced = True
+        session.state.observed = notify(observer, "scope_opened", _USER, ctx)
 
     # -- opening scopes ---------------------------------------------------------------
     def request(self, ctx: UserExecutionContext) -> _ScopeCM:
@@ -612,7 +706,7 @@ class UserSessions:
             lock.release()
 
     def _acquire(
-        self, user_id: str, scope: _ScopeCM | None, async_: bool
+        self, user_id: str, scope: _ScopeCM | None, async_: bool, tenant_id: str | None = None
     ) -> tuple[_UserSession, list[_UserSession]]:
         """Slow path: create, replace or evict sessions under the table lock."""
         now = self._clock()
@@ -622,7 +716,7 @@ class UserSessions:
                 raise ScopeClosedError(None, user_id)
             session = self._users.get(user_id)
             if session is not None and session.active == 0 and self._is_expired(session, now):
-                self._retire(session)
+                self._retire(session, "expired")
                 self._retired.discard(session)
                 self._expired += 1
                 evicted.append(session)
@@ -635,11 +729,11 @@ class UserSessions:
                         raise ScopeLimitError(
                             "max_users", user_id, len(self._users), self._max_users
                         )
-                    self._retire(victim)
+                    self._retire(victim, "evicted")
                     self._retired.discard(victim)
                     self._evictions += 1
                     evicted.append(victim)
-                session = _UserSession(self, user_id, now)
+                session = _UserSession(self, user_id, now, tenant_id)
                 self._users[user_id] = session
             with session.lock:
                 self._take_hold(
@@ -711,11 +805,13 @@ class UserSessions:
                 return session
         return None
 
-    def _retire(self, session: _UserSession) -> None:
-        """Take a session out of the table (table lock held)."""
+    def _retire(self, session: _UserSession, reason: str) -> None:
+        """Take a session out of the table (table lock held); ``reason`` is for the observer."""
         if self._users.get(session.user_id) is session:
             del self._users[session.user_id]
         with session.lock:
+            if not session.retired:
+                session.reason = reason
             session.retired = True
         self._retired.add(session)
 
@@ -772,12 +868,37 @@ class UserSessions:
         return finalizers
 
     def _run_state_sync(self, state: ScopeState, exc: BaseException | None) -> list[BaseException]:
-        return self._run_sync(self._detach_user(state.session), exc)
+        finalizers = self._detach_user(state.session)
+        observer = self._observer
+        if observer is None:
+            return self._run_sync(finalizers, exc)
+        ran = len(finalizers)
+        failures = run_observed_sync(finalizers, exc, observer, state)
+        self._count(ran, failures)
+        self._ended(state, observer, failures)
+        return failures
 
     async def _run_state_async(
         self, state: ScopeState, exc: BaseException | None
     ) -> list[BaseException]:
-        return await self._run_async(self._detach_user(state.session), exc)
+        finalizers = self._detach_user(state.session)
+        observer = self._observer
+        if observer is None:
+            return await self._run_async(finalizers, exc)
+        ran = len(finalizers)
+        failures = await run_observed_async(finalizers, exc, observer, state)
+        self._count(ran, failures)
+        self._ended(state, observer, failures)
+        return failures
+
+    def _ended(
+        self, state: ScopeState, observer: ScopeObserver, failures: list[BaseException]
+    ) -> None:
+        """Tell the observer a USER scope closed and why (no lock held)."""
+        session = state.session
+        notify(observer, "scope_closed", state.observed, _USER, failures[0] if failures else None)
+        user: UserKey = (session.tenant_id, session.user_id)
+        notify(observer, "user_ended", user, session.reason)
 
     def _finish_user_sync(
         self, session: _UserSession, *, log_only: bool, exc: BaseException | None = None
@@ -826,7 +947,7 @@ class UserSessions:
             session = self._users.get(user_id)
             if session is None:
                 return None
-            self._retire(session)
+            self._retire(session, "closed")
             if session.active:
                 return None  # finished by the last scope that leaves
             self._retired.discard(session)
@@ -877,7 +998,7 @@ class UserSessions:
             self._closed = True
             idle: list[_UserSession] = []
             for session in list(self._users.values()):
-                self._retire(session)
+                self._retire(session, "shutdown")
             for session in list(self._retired):
                 if session.active == 0:
                     self._retired.discard(session)
@@ -963,7 +1084,7 @@ class UserSessions:
                 if requeue:
                     requeued.append(session)
                     continue
-                self._retire(session)
+                self._retire(session, "expired")
                 self._retired.discard(session)
                 self._expired += 1
                 due.append(session)
@@ -982,9 +1103,11 @@ class UserSessions:
             >>> us.UserSessions(idle_timeout=60).sweep()
             0
         """
+        start = time.perf_counter()
         due = self._pop_expired(async_=False)
         for session in due:
             self._finish_expired_sync(session)
+        self._swept(len(due), start)
         self.check_leaks()
         return len(due)
 
@@ -996,13 +1119,20 @@ class UserSessions:
             >>> asyncio.run(us.UserSessions(idle_timeout=60).asweep())
             0
         """
+        start = time.perf_counter()
         due = self._pop_expired(async_=True)
         for session in due:
             failures = await self._run_state_async(session.state, None)
             for failure in failures:
                 logger.error("expiry cleanup of %r failed: %r", session.user_id, failure)
+        self._swept(len(due), start)
         self.check_leaks()
         return len(due)
+
+    def _swept(self, closed: int, start: float) -> None:
+        observer = self._observer
+        if observer is not None:
+            notify(observer, "swept", closed, time.perf_counter() - start)
 
     def _finish_expired_sync(self, session: _UserSession) -> None:
         failures = self._run_state_sync(session.state, None)
@@ -1090,6 +1220,10 @@ class UserSessions:
             found.append(report)
         with self._lock:
             self.leaks.extend(found)
+        observer = self._observer
+        if observer is not None:
+            for report in found:
+                notify(observer, "leak_detected", report.provider, Scope[report.scope], report.type)
         return found
 
     def stats(self) -> SessionStats:

@@ -10,7 +10,14 @@ from dependency_injector import providers
 from userscope.container._scope import Scope
 from userscope.errors import CaptiveDependencyError
 
-__all__ = ["captive_paths", "provider_paths", "validate"]
+__all__ = [
+    "captive_paths",
+    "captive_routes",
+    "collect",
+    "label",
+    "provider_paths",
+    "validate",
+]
 
 _APP = 4  # lifetime of caching dependency-injector providers: the application
 _CACHING = (providers.BaseSingleton, providers.BaseResource)
@@ -63,6 +70,75 @@ def _container_name(container: Any) -> str:
     return parent.__name__ if parent is not None else type(container).__name__
 
 
+def collect(container: Any) -> tuple[list[Any], dict[int, str]]:
+    """Every provider declared in ``container`` (sub-containers included) and its name."""
+    names: dict[int, str] = {}
+    roots: list[Any] = []
+    _collect(container, _container_name(container), names, roots)
+    return roots, names
+
+
+def label(provider: Any, names: dict[int, str]) -> str:
+    """``Container.attr (Kind)``, or ``<inline Kind(factory)> (Kind)`` for an unnamed one."""
+    name = names.get(id(provider))
+    if name is None:
+        provides = getattr(provider, "provides", None)
+        inner = getattr(provides, "__qualname__", None)
+        if inner is None or providers.is_provider(provides):
+            name = f"<inline {type(provider).__name__}>"
+        else:
+            name = f"<inline {type(provider).__name__}({inner})>"
+    return f"{name} ({type(provider).__name__})"
+
+
+def captive_routes(container: Any) -> list[tuple[tuple[Any, ...], str]]:
+    """Every captive dependency path: its providers, root first, and its text.
+
+    The one traversal behind :func:`validate`, the first-resolve guard and the graph.
+    """
+    roots, names = collect(container)
+    return _walk(roots, names)
+
+
+def captive_paths(container: Any) -> tuple[str, ...]:
+    """Every captive dependency path of ``container`` as text (sorted; empty when sound)."""
+    return tuple(sorted(text for _, text in captive_routes(container)))
+
+
+def provider_paths(provider: Any, name: str) -> tuple[str, ...]:
+    """Captive dependency paths that start at ``provider`` itself (no container known)."""
+    return tuple(sorted(text for _, text in _walk([provider], {id(provider): name})))
+
+
+def _walk(roots: list[Any], names: dict[int, str]) -> list[tuple[tuple[Any, ...], str]]:
+    paths: list[tuple[tuple[Any, ...], str]] = []
+    reported: set[tuple[int, int]] = set()
+    for root in roots:
+        root = _effective(root)
+        root_level = _level(root)
+        if root_level is None or root_level == int(Scope.REQUEST):
+            continue
+        stack: list[tuple[Any, tuple[Any, ...]]] = [(dep, (root,)) for dep in _dependencies(root)]
+        seen: set[int] = set()
+        while stack:
+            node, trail = stack.pop()
+            effective = _effective(node)
+            if effective is not node:  # show the overridden provider on the path too
+                trail, node = (*trail, node), effective
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            level = _level(node)
+            if level is None:
+                stack.extend((dep, (*trail, node)) for dep in _dependencies(node))
+                continue
+            if level < root_level and (id(root), id(node)) not in reported:
+                reported.add((id(root), id(node)))
+                path = (*trail, node)
+                paths.append((path, " -> ".join(label(p, names) for p in path)))
+    return paths
+
+
 def validate(container: Any) -> None:
     """Check a container for captive dependencies; raise one error listing every path.
 
@@ -105,55 +181,3 @@ def validate(container: Any) -> None:
     _guard.remember(container, paths)
     if paths:
         raise CaptiveDependencyError(paths)
-
-
-def captive_paths(container: Any) -> tuple[str, ...]:
-    """Every captive dependency path of ``container`` (sorted; empty when it is sound)."""
-    names: dict[int, str] = {}
-    roots: list[Any] = []
-    _collect(container, _container_name(container), names, roots)
-    return _paths(roots, names)
-
-
-def provider_paths(provider: Any, name: str) -> tuple[str, ...]:
-    """Captive dependency paths that start at ``provider`` itself (no container known)."""
-    return _paths([provider], {id(provider): name})
-
-
-def _paths(roots: list[Any], names: dict[int, str]) -> tuple[str, ...]:
-    def label(provider: Any) -> str:
-        name = names.get(id(provider))
-        if name is None:
-            provides = getattr(provider, "provides", None)
-            inner = getattr(provides, "__qualname__", None)
-            if inner is None or providers.is_provider(provides):
-                name = f"<inline {type(provider).__name__}>"
-            else:
-                name = f"<inline {type(provider).__name__}({inner})>"
-        return f"{name} ({type(provider).__name__})"
-
-    paths: list[str] = []
-    reported: set[tuple[int, int]] = set()
-    for root in roots:
-        root = _effective(root)
-        root_level = _level(root)
-        if root_level is None or root_level == int(Scope.REQUEST):
-            continue
-        stack: list[tuple[Any, tuple[Any, ...]]] = [(dep, (root,)) for dep in _dependencies(root)]
-        seen: set[int] = set()
-        while stack:
-            node, trail = stack.pop()
-            effective = _effective(node)
-            if effective is not node:  # show the overridden provider on the path too
-                trail, node = (*trail, node), effective
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            level = _level(node)
-            if level is None:
-                stack.extend((dep, (*trail, node)) for dep in _dependencies(node))
-                continue
-            if level < root_level and (id(root), id(node)) not in reported:
-                reported.add((id(root), id(node)))
-                paths.append(" -> ".join(label(p) for p in (*trail, node)))
-    return tuple(sorted(paths))

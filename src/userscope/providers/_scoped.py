@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import keyword
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from copy import deepcopy
 from types import AsyncGeneratorType, CoroutineType, GeneratorType
@@ -30,16 +31,34 @@ from userscope.container._scope import (
     Scope,
     ScopeState,
     innermost,
+    notify,
     run_finalizers_async,
 )
 from userscope.context import UserExecutionContext
-from userscope.errors import OutOfScopeError, ScopeClosedError, UserscopeError
+from userscope.errors import OutOfScopeError, ScopeClosedError, ScopeLimitError, UserscopeError
 
 __all__ = ["ConnectionScoped", "CurrentContext", "RequestScoped", "ScopedProvider", "UserScoped"]
 
 T = TypeVar("T")
 #: what calling the provider returns: ``T``, or ``Awaitable[T]`` for async factories
 R = TypeVar("R", default=T)
+
+
+class _Observed(threading.local):
+    """Per thread: instances created under the session lock, reported once it is released."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.created: list[tuple[ScopeState, ScopedProvider[Any]]] = []
+
+
+_observed = _Observed()
+
+
+def _note_created(state: ScopeState, provider: ScopedProvider[Any]) -> None:
+    """Remember a creation for the observer (session lock held)."""
+    if _observed.depth:
+        _observed.created.append((state, provider))
 
 
 async def _ready(value: T) -> T:
@@ -281,11 +300,47 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
                 raise self._sync_scope_error(state)
             return self._acreate(state, frame)
         lock = state.session.lock
+        if state.session.owner._observer is not None:
+            return self._create_observed(state, frame, args, kwargs)
         lock.acquire()
         try:
             return self._make(state, frame, args, kwargs)
         finally:
             lock.release()
+
+    def _create_observed(
+        self, state: ScopeState, frame: Frame, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """:meth:`_create` with an observer: report creations and refusals after the lock."""
+        observed = _observed
+        depth = observed.depth
+        observed.depth = depth + 1
+        lock = state.session.lock
+        try:
+            lock.acquire()
+            try:
+                return self._make(state, frame, args, kwargs)
+            finally:
+                lock.release()
+        except ScopeLimitError as refusal:
+            observer = state.session.owner._observer
+            if depth == 0 and observer is not None:
+                notify(observer, "limit_refused", refusal.limit, frame[0].user_key)
+            raise
+        finally:
+            observed.depth = depth
+            if depth == 0 and observed.created:
+                created, observed.created = observed.created, []
+                observer = state.session.owner._observer
+                if observer is not None:
+                    for made_in, provider in created:
+                        notify(
+                            observer,
+                            "instance_created",
+                            made_in.observed,
+                            provider.name,
+                            provider.scope,
+                        )
 
     def _make(
         self, state: ScopeState, frame: Frame, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -329,6 +384,8 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
             state.cache[self] = value
             state.finalizers.append((GEN, result, self))
             session.instances += 1
+            if session.owner._observer is not None:
+                _note_created(state, self)
             return _ready(value) if self._is_async else value
         if kind not in _PLAIN_TYPES and _needs_await(result):
             if not frame[5]:
@@ -344,6 +401,8 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
             state.finalizers.append(self._closer(result))
         state.cache[self] = result
         session.instances += 1
+        if session.owner._observer is not None:
+            _note_created(state, self)
         return _ready(result) if self._is_async else result
 
     def _sync_scope_error(self, state: ScopeState) -> UserscopeError:
@@ -401,26 +460,32 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
         session = state.session
         if started is _MISSING:
             future: asyncio.Future[Any] | None = None
-            session.lock.acquire()
             try:
-                if state.closed:
-                    raise ScopeClosedError(state.level, session.user_id, self.name)
-                value = state.cache.get(self, _MISSING)
-                if value is not _MISSING:
-                    return value
-                waiters = state.pending.get(self) if state.pending else None
-                if waiters is not None:
-                    future = asyncio.get_running_loop().create_future()
-                    waiters.append(future)
-                else:
-                    limit = session.owner._max_instances_per_user
-                    if limit is not None and session.instances >= limit:
-                        session.admit(self.name)
-                    if state.pending is None:
-                        state.pending = {}
-                    state.pending[self] = []
-            finally:
-                session.lock.release()
+                session.lock.acquire()
+                try:
+                    if state.closed:
+                        raise ScopeClosedError(state.level, session.user_id, self.name)
+                    value = state.cache.get(self, _MISSING)
+                    if value is not _MISSING:
+                        return value
+                    waiters = state.pending.get(self) if state.pending else None
+                    if waiters is not None:
+                        future = asyncio.get_running_loop().create_future()
+                        waiters.append(future)
+                    else:
+                        limit = session.owner._max_instances_per_user
+                        if limit is not None and session.instances >= limit:
+                            session.admit(self.name)
+                        if state.pending is None:
+                            state.pending = {}
+                        state.pending[self] = []
+                finally:
+                    session.lock.release()
+            except ScopeLimitError as refusal:
+                observer = session.owner._observer
+                if observer is not None:  # reported here, with the lock released
+                    notify(observer, "limit_refused", refusal.limit, frame[0].user_key)
+                raise
             if future is not None:
                 return await future
         finalizer: tuple[int, Any, object] | None = None
@@ -463,6 +528,9 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
             finally:
                 session.lock.release()
             finalizer = None
+            observer = session.owner._observer
+            if observer is not None:
+                notify(observer, "instance_created", state.observed, self.name, self.scope)
             if waiters:
                 for waiter in waiters:
                     if not waiter.done():

@@ -1,0 +1,3 @@
+from examples.observability.monitored_chat import main
+
+main()
