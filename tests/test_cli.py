@@ -1,5 +1,5 @@
 """The `userscope` command: --version, --help at each level, graph, audit dispatch, and
-one set of exit codes (0 ok, 1 findings or problems, 2 usage)."""
+one set of exit codes (0 ok, 1 errors, 2 usage; audit adds 3 and 4 for lower severities)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_help_at_the_top(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.startswith("usage: userscope [-h] [--version] COMMAND ...")
     assert "    graph     draw a container" in out
     assert "    audit     find module-level singletons" in out
-    assert "exit status: 0 ok, 1 findings or problems, 2 usage error." in out
+    assert "exit status: 0 ok, 1 errors (audit findings of severity error, captive" in " ".join(out.split())
 
 
 def test_help_of_graph(capsys: pytest.CaptureFixture[str]) -> None:
@@ -46,7 +46,7 @@ def test_help_of_audit_is_the_audit_commands_own(capsys: pytest.CaptureFixture[s
     code, out, _ = run(capsys, "audit", "--help")
     assert code == 0
     assert out.startswith("usage: userscope audit [-h] [--format {text,json,sarif}]")
-    assert "exit status: 0 no findings, 1 findings, 2 usage or configuration error." in out
+    assert "0 no findings   1 error   3 warning   4 note   2 usage or configuration error" in out
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

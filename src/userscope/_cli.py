@@ -1,7 +1,8 @@
 """The ``userscope`` command: ``--version``, ``graph`` and ``audit``.
 
-Exit status everywhere: 0 ok, 1 findings or problems (audit findings, captive
-dependencies in a graph), 2 usage errors (bad option, target that does not import).
+Exit status everywhere: 0 ok, 1 errors (error-severity audit findings, captive
+dependencies in a graph), 2 usage errors (bad option, target that does not import);
+``audit`` ranks the rest: 3 when its worst finding is a warning, 4 a note.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 
-_EPILOG = "exit status: 0 ok, 1 findings or problems, 2 usage error."
+_EPILOG = (
+    "exit status: 0 ok, 1 errors (audit findings of severity error, captive dependencies), "
+    "2 usage error; audit also uses 3 (warnings at most) and 4 (notes at most)."
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -118,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments after the program name (``sys.argv[1:]`` when omitted).
 
     Returns:
-        0 ok, 1 findings or problems, 2 usage error.
+        0 ok, 1 errors (error-severity audit findings, captive dependencies), 2 usage
+        error; ``audit`` also returns 3 when its worst finding is a warning, 4 a note.
 
     Example:
         >>> main(["--version"])
