@@ -31,7 +31,9 @@ def test_help_at_the_top(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.startswith("usage: userscope [-h] [--version] COMMAND ...")
     assert "    graph     draw a container" in out
     assert "    audit     find module-level singletons" in out
-    assert "exit status: 0 ok, 1 errors (audit findings of severity error, captive" in " ".join(out.split())
+    assert "exit status: 0 ok, 1 errors (audit findings of severity error, captive" in " ".join(
+        out.split()
+    )
 
 
 def test_help_of_graph(capsys: pytest.CaptureFixture[str]) -> None:
