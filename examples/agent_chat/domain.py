@@ -89,7 +89,8 @@ class DemoSettings:
             is meant to be shown, not explored).
 
     Example:
-        >>> DemoSettings(secret="s" * 32).max_agents_per_user
+        >>> import secrets
+        >>> DemoSettings(secret=secrets.token_urlsafe(32)).max_agents_per_user
         3
     """
 
