@@ -563,7 +563,7 @@ def test_runs_and_sockets_while_the_broker_is_down_say_so(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("USERSCOPE_REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens
-    monkeypatch.setenv("USERSCOPE_EVENTS_SECRET", "e" * 32)
+    monkeypatch.setenv("USERSCOPE_EVENTS_SECRET", "events-test-secret-9f3c2a7e51d08b64")
     app = create_app(DemoSettings(secret=SECRET, events_timeout=1.0))
     with TestClient(app) as down:
         reply = down.post("/api/runs", json={"text": "hi"}, headers=auth("alice"))
