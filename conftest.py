@@ -84,7 +84,8 @@ _pages = Sybil(
 )
 _docstrings = Sybil(
     parsers=[DocTestParser(optionflags=__import__("doctest").ELLIPSIS)],
-    patterns=["src/userscope/**/*.py"],
+    # PurePath.match (Python 3.11) reads "**" as one directory: one pattern per depth
+    patterns=["src/userscope/*.py", "src/userscope/*/*.py", "src/userscope/*/*/*.py"],
     excludes=["**/__main__.py"],
     name="docstrings",
 )

@@ -15,7 +15,7 @@ from typing import Any
 
 import griffe
 
-_HEADING = re.compile(r"^(\s*)Example:[ \t]*$", re.M)
+_HEADING = re.compile(r"^(\s*)Example:[ \t]*$", re.MULTILINE)
 _ROLE = re.compile(r":(?:class|meth|func|attr|data|exc|mod|obj):`~?([^`]+)`")
 
 

@@ -25,13 +25,13 @@ PUBLIC = [
 def test_every_public_surface_is_in_the_api_reference(name: str) -> None:
     assert importlib.import_module(name).__all__, f"{name} has no public names"
     reference = (ROOT / "docs" / "reference.md").read_text()
-    assert re.search(rf"^::: {re.escape(name)}$", reference, re.M)
+    assert re.search(rf"^::: {re.escape(name)}$", reference, re.MULTILINE)
 
 
 def test_every_page_is_in_the_navigation_and_the_reference_is_rendered() -> None:
     config = (ROOT / "mkdocs.yml").read_text()
     pages = {path.name for path in (ROOT / "docs").glob("*.md")}
-    assert pages == set(re.findall(r"^  - [^:]+: (\S+\.md)$", config, re.M))
+    assert pages == set(re.findall(r"^  - [^:]+: (\S+\.md)$", config, re.MULTILINE))
     assert "  - mkdocstrings:" in config
     assert "docstring_style: google" in config
 

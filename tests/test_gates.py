@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import doctest
+import importlib.util
 import pickle
 import subprocess
 import sys
@@ -50,6 +51,29 @@ def test_no_docstring_example_is_only_comments() -> None:
         "these docstring examples run nothing (every line is a comment): write an "
         f"example that runs, or describe it in prose: {pretend}"
     )
+
+
+def test_the_example_collectors_reach_every_file() -> None:
+    """Every source file with a docstring example and every docs page is collected.
+
+    The collectors' patterns go through ``PurePath.match``, where ``**`` is one directory
+    only: a pattern that misses a depth silently runs nothing there.
+    """
+    spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
+    assert spec is not None
+    assert spec.loader is not None
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    sources = [
+        path
+        for path in (ROOT / "src" / "userscope").rglob("*.py")
+        if ">>>" in path.read_text() and path.name != "__main__.py"
+    ]
+    pages = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]
+    assert len(sources) > 40
+    missed = [p for p in sources if not conftest._docstrings.should_parse(p)]
+    missed += [p for p in pages if not conftest._pages.should_parse(p)]
+    assert not missed, [str(p.relative_to(ROOT)) for p in missed]
 
 
 def test_pre_commit_config_is_valid() -> None:

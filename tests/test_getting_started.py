@@ -26,7 +26,7 @@ BIN = str(Path(sys.executable).parent)  # `python`, `uvicorn` of this environmen
 
 
 def blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", PAGE, re.S)
+    return re.findall(rf"```{language}\n(.*?)```", PAGE, re.DOTALL)
 
 
 def files() -> dict[str, str]:

@@ -69,11 +69,15 @@ def test_captives_through_transient_providers() -> None:
         via_coro = providers.Resource(Thing, coro)
 
     assert paths_of(C) == (
-        "C.attr (Singleton) -> <inline AttributeGetter> (AttributeGetter) "
-        "-> <inline ProvidedInstance> (ProvidedInstance) -> C.agent (RequestScoped)",
+        (
+            "C.attr (Singleton) -> <inline AttributeGetter> (AttributeGetter) "
+            "-> <inline ProvidedInstance> (ProvidedInstance) -> C.agent (RequestScoped)"
+        ),
         "C.inline (Singleton) -> <inline Factory(Thing)> (Factory) -> C.agent (RequestScoped)",
-        "C.llm (Singleton) -> C.as_dict (Dict) -> C.as_list (List) -> C.callable_ (Callable) "
-        "-> C.factory (Factory) -> C.agent (RequestScoped)",
+        (
+            "C.llm (Singleton) -> C.as_dict (Dict) -> C.as_list (List) -> C.callable_ (Callable) "
+            "-> C.factory (Factory) -> C.agent (RequestScoped)"
+        ),
         "C.via_coro (Resource) -> C.coro (Coroutine) -> C.agent (RequestScoped)",
     )
 
@@ -90,8 +94,10 @@ def test_wider_scopes_on_narrower_ones() -> None:
     assert paths_of(C) == (
         "C.conn_on_req (ConnectionScoped) -> C.agent (RequestScoped)",
         "C.user_on_conn (UserScoped) -> C.bridge (ConnectionScoped)",
-        "C.user_on_req (UserScoped) -> <inline Factory(Thing)> (Factory) "
-        "-> C.agent (RequestScoped)",
+        (
+            "C.user_on_req (UserScoped) -> <inline Factory(Thing)> (Factory) "
+            "-> C.agent (RequestScoped)"
+        ),
     )
 
 
@@ -106,8 +112,10 @@ def test_sub_containers_and_dependencies() -> None:
 
     paths = paths_of(Main())
     assert paths == (
-        "Main.sub.service (Singleton) -> Main.sub.registry (Dependency) "
-        "-> Main.registry (UserScoped)",
+        (
+            "Main.sub.service (Singleton) -> Main.sub.registry (Dependency) "
+            "-> Main.registry (UserScoped)"
+        ),
     )
 
 

@@ -89,7 +89,8 @@ class DemoSettings:
             is meant to be shown, not explored).
 
     Example:
-        >>> DemoSettings(secret="s" * 32).max_agents_per_user
+        >>> import secrets
+        >>> DemoSettings(secret=secrets.token_urlsafe(32)).max_agents_per_user
         3
     """
 
@@ -183,7 +184,7 @@ def run_tool(tool: str, prompt: str) -> str:
         if found is None:
             return "no arithmetic found (try 12 * 7)"
         left, op, right = float(found[1]), found[2], float(found[3])
-        if op in "/" and right == 0:
+        if op == "/" and right == 0:
             return f"{found[0]}: cannot divide by zero"
         value = {"+": left + right, "-": left - right, "/": left / right}.get(op, left * right)
         shown = f"{value:.6g}"

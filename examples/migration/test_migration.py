@@ -182,7 +182,7 @@ async def test_warn_mode_reports_the_call_site_that_falls_back(sessions: us.User
     table = legacy.LegacyReport(accessors=ours).format(relative_to=ROOT)
     assert f"examples/migration/after/admin.py:{ADMIN_CALL} in clear_thread" in table
     assert f"examples/migration/after/server.py:{ATTACH_CALL} in serve_connection" in table
-    [quoted] = re.findall(r"```text\n(accessor / call site.*?)\n```", DOC.read_text(), re.S)
+    [quoted] = re.findall(r"```text\n(accessor / call site.*?)\n```", DOC.read_text(), re.DOTALL)
     assert quoted == table, "update the report table in docs/migration.md"
 
 

@@ -20,10 +20,9 @@ import os
 from typing import Any
 
 import pytest
+from adapter_support import serve
 from examples.agent_chat import DemoSettings, create_app, mint_token
 from playwright.async_api import BrowserContext, Page, async_playwright
-
-from conftest import serve
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import pytest
+from adapter_support import SECRET, AdapterApp, AppContainer, Worker, make_token
 from dependency_injector import containers, providers
 from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
@@ -15,7 +16,6 @@ from starlette.websockets import WebSocketDisconnect
 
 import userscope as us
 import userscope.adapters.fastapi as adapter
-from conftest import SECRET, AdapterApp, AppContainer, Worker, make_token
 from userscope.adapters.fastapi import Inject, JWTAuthenticator, install, message_scope
 
 

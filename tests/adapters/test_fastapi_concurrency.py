@@ -10,10 +10,9 @@ import asyncio
 import json
 from typing import Any
 
+from adapter_support import serve
 from examples.agent_chat import DemoSettings, Tracker, create_app, mint_token
 from websockets.asyncio.client import connect
-
-from conftest import serve
 
 USERS = 50
 CONNECTIONS_PER_USER = 4

@@ -22,7 +22,7 @@ KEY = "change-me-32-bytes-of-secret-key!"
 
 @pytest.fixture
 def example() -> Any:
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.DOTALL)
     assert blocks, "docs/fastapi.md lost its python example"
     module = types.ModuleType("fastapi_doc_example")
     sys.modules[module.__name__] = module
@@ -77,7 +77,7 @@ def test_doc_example_websocket(example: Any) -> None:
 def test_doc_token_command_mints_a_token_the_example_accepts(example: Any) -> None:
     commands = [
         block
-        for block in re.findall(r"```text\n(.*?)```", DOC.read_text(), re.S)
+        for block in re.findall(r"```text\n(.*?)```", DOC.read_text(), re.DOTALL)
         if block.startswith("python -c")
     ]
     assert len(commands) == 1, "docs/fastapi.md lost its token command"

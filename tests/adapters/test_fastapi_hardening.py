@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import httpx
 import pytest
 import uvicorn
+from adapter_support import AUDIENCE, ISSUER, SECRET, AppContainer, LiveServer, make_token, serve
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -27,7 +28,6 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import userscope as us
-from conftest import AUDIENCE, ISSUER, SECRET, AppContainer, LiveServer, make_token, serve
 from userscope.adapters.fastapi import (
     Inject,
     JWTAuthenticator,

@@ -11,13 +11,13 @@ import weakref
 from typing import Annotated, Any
 
 import pytest
+from adapter_support import AUDIENCE, ISSUER, SECRET, make_token
 from dependency_injector import containers, providers
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 import userscope as us
-from conftest import AUDIENCE, ISSUER, SECRET, make_token
 from userscope.adapters.fastapi import Inject, JWTAuthenticator, install
 from userscope.adapters.fastapi._routes import prepare_routes
 

@@ -12,10 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+from adapter_support import AdapterApp, build_adapter_app, make_token, serve
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-from conftest import AdapterApp, build_adapter_app, make_token, serve
 
 
 def bearer(sub: str = "alice", **kw: Any) -> dict[str, str]:

@@ -18,13 +18,13 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
+from adapter_support import AUDIENCE, ISSUER, SECRET, make_token, serve
 from dependency_injector import containers, providers
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 import userscope as us
-from conftest import AUDIENCE, ISSUER, SECRET, make_token, serve
 from userscope.adapters.fastapi import (
     Inject,
     JWTAuthenticator,

@@ -6,13 +6,13 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from adapter_support import SECRET, make_token
 from dependency_injector import containers
 from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
 
 import userscope as us
-from conftest import SECRET, make_token
 from userscope.adapters.fastapi import JWTAuthenticator, install
 
 closed: list[str] = []

@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from adapter_support import serve
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from identity_support import forge_hs256, identity_app
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from conftest import serve
 from userscope.adapters.fastapi import JWTAuthenticator
 
 SECRET = secrets.token_urlsafe(32)

@@ -20,11 +20,11 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from adapter_support import serve
 from identity_support import OIDCProvider, identity_app, oidc_provider, private_key
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from conftest import serve
 from userscope.adapters.fastapi import JWTAuthenticator
 
 AUDIENCE = "chat-api"

@@ -7,11 +7,11 @@ from typing import Any
 
 import jwt
 import pytest
+from adapter_support import AUDIENCE, ISSUER, SECRET, make_token
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.requests import HTTPConnection
 
-from conftest import AUDIENCE, ISSUER, SECRET, make_token
 from userscope.adapters.fastapi import (
     DEFAULT_THREAD_ID,
     AuthenticationError,

@@ -184,14 +184,20 @@ def test_us003_class_level_singleton(source: str, evidence: str) -> None:
     "source",
     [
         # Enum-style __new__ without an instance cache
-        "class P(int, Enum):\n    def __new__(cls, v):\n        o = int.__new__(cls, v)\n"
-        "        o._value_ = v\n        return o\n",
+        (
+            "class P(int, Enum):\n    def __new__(cls, v):\n        o = int.__new__(cls, v)\n"
+            "        o._value_ = v\n        return o\n"
+        ),
         # __new__ of a metaclass that merely overrides __instancecheck__
-        "class Meta(type):\n    def __new__(mcs, *a):\n        mcs.__instancecheck__\n"
-        "        return super().__new__(mcs, *a)\n",
+        (
+            "class Meta(type):\n    def __new__(mcs, *a):\n        mcs.__instancecheck__\n"
+            "        return super().__new__(mcs, *a)\n"
+        ),
         # a factory classmethod named like an instance attribute, called from __new__
-        "class Zone:\n    @classmethod\n    def _new_instance(cls, key):\n        return key\n"
-        "    def __new__(cls, key):\n        return cls._new_instance(key)\n",
+        (
+            "class Zone:\n    @classmethod\n    def _new_instance(cls, key):\n        return key\n"
+            "    def __new__(cls, key):\n        return cls._new_instance(key)\n"
+        ),
         # an instance method called instance() is not a class accessor
         "class C:\n    def instance(self):\n        return self\n",
         # a classmethod that builds a new object on every call is a factory
@@ -224,8 +230,10 @@ def test_us004_cached_zero_arg_factory(decorator: str) -> None:
     "source",
     [
         "from functools import lru_cache\n@lru_cache\ndef tokenizer(model):\n    return model\n",
-        "from functools import lru_cache\n@lru_cache\ndef get_settings() -> Settings:\n"
-        "    return Settings()\n",
+        (
+            "from functools import lru_cache\n@lru_cache\ndef get_settings() -> Settings:\n"
+            "    return Settings()\n"
+        ),
         "from functools import lru_cache\n@lru_cache\ndef get_config():\n    return AppConfig()\n",
         "from mylib import cache\n@cache\ndef get_manager():\n    return Manager()\n",
         # immutable results cannot carry per-user state

@@ -251,7 +251,7 @@ async def test_run_fields_are_stamped_on_every_event_of_the_run(
     [
         ({"type": "x"}, ValueError),
         ({"run_id": "other"}, ValueError),
-        ({"when": datetime.datetime(2024, 1, 1)}, EventPayloadError),
+        ({"when": datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)}, EventPayloadError),
     ],
 )
 async def test_run_fields_are_checked_up_front(
@@ -382,7 +382,7 @@ class _Opaque:
 @pytest.mark.parametrize(
     ("event", "path"),
     [
-        ({"when": datetime.datetime(2024, 1, 1)}, "$.when"),
+        ({"when": datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)}, "$.when"),
         ({"tags": {"a", "b"}}, "$.tags"),
         ({"blob": b"\x00"}, "$.blob"),
         ({"pair": (1, 2)}, "$.pair"),

@@ -30,10 +30,10 @@ async def scenario(maxlen: int, count: int, pick: int | None) -> None:
     expect_gap = bool(trimmed) and key(trimmed[-1]) > key(after)
 
     async with broker.subscribe(alice, after=after) as sub:
-        got: list[Delivery | Gap] = []
         async with asyncio.timeout(5):
-            for _ in range(len(expected) + int(expect_gap)):
-                got.append(await anext(sub))
+            got: list[Delivery | Gap] = [
+                await anext(sub) for _ in range(len(expected) + int(expect_gap))
+            ]
             sentinel = await broker.publish(alice, {"sentinel": True})
             last = await anext(sub)
     await broker.aclose()

@@ -52,8 +52,10 @@ def test_wrong_override_value_names_both_types(tmp_path: Path) -> None:
     lines, status = mypy(tmp_path, "\noverride(Container.agent, NotAnAgent())\n")
     assert status == 1
     assert lines == [
-        'sample.py:18: error: Argument 2 to "override" has incompatible type "NotAnAgent"; '
-        'expected "Agent | Callable[[_AnyInjection], Agent]"  [arg-type]'
+        (
+            'sample.py:18: error: Argument 2 to "override" has incompatible type "NotAnAgent"; '
+            'expected "Agent | Callable[[_AnyInjection], Agent]"  [arg-type]'
+        )
     ]
 
 
@@ -61,8 +63,10 @@ def test_wrong_override_factory_names_both_types(tmp_path: Path) -> None:
     lines, status = mypy(tmp_path, "\noverride(Container().agent, NotAnAgent, scoped=True)\n")
     assert status == 1
     assert lines == [
-        'sample.py:18: error: Argument 2 to "override" has incompatible type '
-        '"type[NotAnAgent]"; expected "Callable[[], Agent]"  [arg-type]'
+        (
+            'sample.py:18: error: Argument 2 to "override" has incompatible type '
+            '"type[NotAnAgent]"; expected "Callable[[], Agent]"  [arg-type]'
+        )
     ]
 
 

@@ -91,8 +91,10 @@ def test_wrong_annotated_inject_is_an_error(tmp_path: Path, caches: Path) -> Non
     lines, status = mypy(tmp_path, ANNOTATED, caches)
     assert status == 1
     assert lines == [
-        f"sample.py:{FIRST + 1}: error: Incompatible types in assignment (expression has type "
-        '"Agent", variable has type "Bridge")  [assignment]'
+        (
+            f"sample.py:{FIRST + 1}: error: Incompatible types in assignment (expression has type "
+            '"Agent", variable has type "Bridge")  [assignment]'
+        )
     ]
 
 
@@ -100,8 +102,10 @@ def test_wrong_provide_default_is_an_error(tmp_path: Path, caches: Path) -> None
     lines, status = mypy(tmp_path, PROVIDE, caches)
     assert status == 1
     assert lines == [
-        f'sample.py:{FIRST + 2}: error: Incompatible default for parameter "bridge" (default '
-        'has type "Agent", parameter has type "Bridge")  [assignment]'
+        (
+            f'sample.py:{FIRST + 2}: error: Incompatible default for parameter "bridge" (default '
+            'has type "Agent", parameter has type "Bridge")  [assignment]'
+        )
     ]
 
 
@@ -118,8 +122,10 @@ async def endpoint(ok: Agent = Depends(Provide[Container.agent]),
 """
     lines, _ = mypy(tmp_path, body, caches)
     assert lines == [
-        f'sample.py:{FIRST + 2}: error: Incompatible default for parameter "bridge" (default '
-        'has type "Agent", parameter has type "Bridge")  [assignment]'
+        (
+            f'sample.py:{FIRST + 2}: error: Incompatible default for parameter "bridge" (default '
+            'has type "Agent", parameter has type "Bridge")  [assignment]'
+        )
     ]
 
 
@@ -131,7 +137,9 @@ async def use(container: Container) -> None:
 """
     lines, _ = mypy(tmp_path, body, caches)
     assert lines == [
-        f"sample.py:{FIRST + 1}: error: Incompatible types in assignment (expression has type "
-        '"Awaitable[Agent]", variable has type "Agent")  [assignment]',
+        (
+            f"sample.py:{FIRST + 1}: error: Incompatible types in assignment (expression has type "
+            '"Awaitable[Agent]", variable has type "Agent")  [assignment]'
+        ),
         f'sample.py:{FIRST + 1}: note: Maybe you forgot to use "await"?',
     ]

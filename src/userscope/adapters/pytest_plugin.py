@@ -14,9 +14,42 @@ Marker:
     and failed cleanups still fail it).
 
 Example:
-    >>> # def test_agent(userscope_sessions, userscope_context):
-    >>> #     with userscope_sessions.request(userscope_context("alice")):
-    >>> #         ...
+    A test module that uses the fixtures, run by pytest (here in a subprocess): both
+    tests pass, and the second, which keeps an ``Agent`` past its scope, then gets an
+    error at teardown that names the leaked instance.
+
+    >>> test_module = '''
+    ... import userscope as us
+    ... from dependency_injector import containers
+    ...
+    ... class Agent:
+    ...     def __init__(self, context):
+    ...         self.user_id = context.user_id
+    ...
+    ... class Container(containers.DeclarativeContainer):
+    ...     agent = us.RequestScoped(Agent, us.CurrentContext())
+    ...
+    ... def test_agent(userscope_sessions, userscope_context):
+    ...     with userscope_sessions.request(userscope_context("alice")):
+    ...         assert Container.agent().user_id == "alice"
+    ...
+    ... kept = []
+    ...
+    ... def test_keeps_an_agent(userscope_sessions, userscope_context):
+    ...     with userscope_sessions.request(userscope_context("bob")):
+    ...         kept.append(Container.agent())
+    ... '''
+    >>> import pathlib, subprocess, sys, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     _ = pathlib.Path(folder, "test_agent.py").write_text(test_module)
+    ...     done = subprocess.run(
+    ...         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", folder],
+    ...         capture_output=True, text=True, timeout=120,
+    ...     )
+    >>> print(*(line for line in done.stdout.splitlines() if line.startswith("userscope:")))
+    userscope: leak: Agent from Container.agent (user 'bob', REQUEST scope) is still alive...
+    >>> done.stdout.splitlines()[-1]
+    '2 passed, 1 error in ...'
 """
 
 from __future__ import annotations
@@ -65,9 +98,9 @@ def userscope_context() -> Callable[..., UserExecutionContext]:
     defaults to ``"thread-<user>"``.
 
     Example:
-        >>> # def test_ids(userscope_context):
-        >>> #     ctx = userscope_context("alice", connection_id="ws-1")
-        >>> #     assert ctx.user_id == "alice"
+        In a test, ``userscope_context("alice", connection_id="ws-1")`` is a context of
+        user ``alice`` in thread ``thread-alice`` on connection ``ws-1``. Fixtures run
+        only inside pytest: the module's example runs a test that uses this one.
     """
     counter = itertools.count(1)
 
@@ -174,9 +207,9 @@ def userscope_sessions(request: pytest.FixtureRequest) -> Iterator[UserSessions]
     the test's own event loop.
 
     Example:
-        >>> # def test_agent(userscope_sessions, userscope_context):
-        >>> #     with userscope_sessions.request(userscope_context("alice")):
-        >>> #         assert Container.agent().registry.user_id == "alice"
+        ``with userscope_sessions.request(userscope_context("alice")):`` opens alice's
+        scopes for the test body. Fixtures run only inside pytest: the module's example
+        runs a test that uses this one and shows the teardown error of a leak.
     """
     if _HAS_ASYNCIO and _is_async_test(request):
         yield request.getfixturevalue("userscope_asessions")
@@ -208,9 +241,10 @@ async def userscope_asessions(request: pytest.FixtureRequest) -> AsyncIterator[U
     generator and ``aclose()`` cleanups finish on the loop that created them.
 
     Example:
-        >>> # async def test_bridge(userscope_asessions, userscope_context):
-        >>> #     async with userscope_asessions.request(userscope_context("alice")):
-        >>> #         bridge = await Container.bridge.async_()
+        ``async with userscope_asessions.request(userscope_context("alice")):`` in an
+        ``async def`` test. Fixtures run only inside pytest: the async test of
+        docs/testing.md (run by ``tests/testing/test_docs_async_snippet.py``) gets this
+        fixture under the name ``userscope_sessions``.
     """
     watch = _Watch(request)
     yield watch.sessions

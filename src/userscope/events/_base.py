@@ -49,8 +49,19 @@ class BrokerBase(Backend, Broker):
             A :class:`Subscription` (async iterator of :class:`Delivery` / :class:`Gap`).
 
         Example:
-            >>> # async with broker.subscribe(ctx, after=last_id) as sub:
-            >>> #     async for item in sub: ...
+            >>> import asyncio, userscope as us
+            >>> from userscope.events import InMemoryBroker
+            >>> async def main():
+            ...     broker = InMemoryBroker()
+            ...     ctx = us.UserExecutionContext(user_id="alice", thread_id="t")
+            ...     last_id = await broker.publish(ctx, {"n": 1})  # the client got this one
+            ...     await broker.publish(ctx, {"n": 2})
+            ...     async with broker.subscribe(ctx, after=last_id) as sub:
+            ...         item = await anext(sub)  # or: async for item in sub
+            ...     await broker.aclose()
+            ...     return item.payload
+            >>> asyncio.run(main())
+            {'n': 2}
         """
         self._check_open()
         identity = as_verified(user)
@@ -78,8 +89,19 @@ class BrokerBase(Backend, Broker):
         settings (seconds or ``timedelta``) default to the broker's.
 
         Example:
-            >>> # async with broker.run(ctx, "run-1", fields={"agent": "coder"}) as run:
-            >>> #     await run.publish({"type": "token", "text": "hi"})
+            >>> import asyncio, userscope as us
+            >>> from userscope.events import BEGINNING, InMemoryBroker
+            >>> async def main():
+            ...     broker = InMemoryBroker()
+            ...     ctx = us.UserExecutionContext(user_id="alice", thread_id="t")
+            ...     async with broker.run(ctx, "run-1", fields={"agent": "coder"}) as run:
+            ...         await run.publish({"type": "token", "text": "hi"})
+            ...     async with broker.subscribe(ctx, after=BEGINNING) as sub:
+            ...         kinds = [(await anext(sub)).type for _ in range(3)]
+            ...     await broker.aclose()
+            ...     return kinds
+            >>> asyncio.run(main())
+            ['run_started', 'token', 'run_finished']
         """
         return RunHandle(
             self,

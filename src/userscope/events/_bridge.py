@@ -179,7 +179,20 @@ class EventBridge:
             SubscriptionFailedError: the broker refused this user's subscription.
 
         Example:
-            >>> # bridge = EventBridge(broker, ctx, ws.send_json); await bridge.start()
+            >>> import asyncio, userscope as us
+            >>> from userscope.events import EventBridge, InMemoryBroker
+            >>> async def main():
+            ...     broker, inbox = InMemoryBroker(), asyncio.Queue()
+            ...     ctx = us.UserExecutionContext(user_id="alice", thread_id="t")
+            ...     bridge = EventBridge(broker, ctx, inbox.put)
+            ...     await bridge.start()  # subscribed: nothing published from now on is missed
+            ...     await broker.publish(ctx, {"type": "token", "text": "hi"})
+            ...     message = await inbox.get()
+            ...     await bridge.aclose()
+            ...     await broker.aclose()
+            ...     return message["event"]
+            >>> asyncio.run(main())
+            {'type': 'token', 'text': 'hi'}
         """
         if self._sub is not None:
             raise RuntimeError("EventBridge.start() was already called")
@@ -280,7 +293,21 @@ class EventBridge:
             Why it stopped; the close code was already sent through ``close``.
 
         Example:
-            >>> # exit = await bridge.wait(); log.info("bridge ended: %s", exit.reason)
+            >>> import asyncio, userscope as us
+            >>> from userscope.events import EventBridge, InMemoryBroker
+            >>> async def main():
+            ...     broker, closed = InMemoryBroker(), []
+            ...     ctx = us.UserExecutionContext(user_id="alice", thread_id="t")
+            ...     async def send(message):
+            ...         pass
+            ...     async def close(code, reason):  # stands in for websocket.close
+            ...         closed.append(code)
+            ...     async with EventBridge(broker, ctx, send, close=close) as bridge:
+            ...         await broker.aclose()  # e.g. the worker shuts down
+            ...         exit = await bridge.wait()
+            ...     return exit.code, exit.reason, closed
+            >>> asyncio.run(main())
+            (1012, 'event broker closed; reconnect to resume', [1012])
         """
         if self._finished is None:
             raise RuntimeError("call EventBridge.start() (or use `async with`) first")
@@ -293,7 +320,19 @@ class EventBridge:
             Why the bridge stopped (``code`` is ``None`` when stopped by its owner).
 
         Example:
-            >>> # await bridge.aclose()   # the socket is already closing
+            >>> import asyncio, userscope as us
+            >>> from userscope.events import EventBridge, InMemoryBroker
+            >>> async def main():
+            ...     broker, inbox = InMemoryBroker(), asyncio.Queue()
+            ...     ctx = us.UserExecutionContext(user_id="alice", thread_id="t")
+            ...     bridge = EventBridge(broker, ctx, inbox.put)
+            ...     await bridge.start()
+            ...     exit = await bridge.aclose()  # the socket is closing
+            ...     again = await bridge.aclose()
+            ...     await broker.aclose()
+            ...     return exit.code, exit.reason, again is exit
+            >>> asyncio.run(main())
+            (None, 'closed by its connection', True)
         """
         self._stop(None, "closed by its connection")
         if self._finished is None:

@@ -41,11 +41,12 @@ def broker_from_env(
         WeakSecretError: Redis is configured but the secret is missing or short.
 
     Example:
+        >>> import secrets
         >>> from userscope.events import broker_from_env
         >>> type(broker_from_env({})).__name__
         'InMemoryBroker'
         >>> env = {"USERSCOPE_REDIS_URL": "redis://127.0.0.1:6379/0",
-        ...        "USERSCOPE_EVENTS_SECRET": "x" * 32}
+        ...        "USERSCOPE_EVENTS_SECRET": secrets.token_hex(32)}
         >>> type(broker_from_env(env)).__name__
         'RedisBroker'
     """

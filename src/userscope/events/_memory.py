@@ -166,7 +166,17 @@ class InMemoryBroker(BrokerBase):
             The new event id.
 
         Example:
-            >>> # event_id = await broker.publish(ctx, {"type": "token", "text": "hi"})
+            >>> import asyncio, userscope as us
+            >>> from userscope.events import InMemoryBroker
+            >>> async def main():
+            ...     broker = InMemoryBroker()
+            ...     ctx = us.UserExecutionContext(user_id="alice", thread_id="t")
+            ...     first = await broker.publish(ctx, {"type": "token", "text": "hi"})
+            ...     second = await broker.publish(ctx, {"type": "token", "text": "there"})
+            ...     await broker.aclose()
+            ...     return first != second
+            >>> asyncio.run(main())
+            True
         """
         self._check_open()
         identity = as_verified(user)
@@ -234,7 +244,11 @@ class InMemoryBroker(BrokerBase):
         """End every subscription and drop all history; idempotent.
 
         Example:
-            >>> # await broker.aclose()   # at application shutdown
+            >>> import asyncio
+            >>> from userscope.events import InMemoryBroker
+            >>> broker = InMemoryBroker()
+            >>> asyncio.run(broker.aclose())  # at application shutdown
+            >>> asyncio.run(broker.aclose())  # a second call does nothing
         """
         if self._closed:
             return

@@ -132,8 +132,10 @@ class RedisBroker(BrokerBase):
             sets ``decode_responses``, timeouts and ``client_name`` itself.
 
     Example:
+        >>> import secrets
         >>> from userscope.events import RedisBroker
-        >>> broker = RedisBroker("redis://127.0.0.1:6379/0", secret="s" * 32)
+        >>> secret = secrets.token_hex(32)  # in production: from your secret store
+        >>> broker = RedisBroker("redis://127.0.0.1:6379/0", secret=secret)
         >>> broker.key_prefix
         'userscope:events'
     """
@@ -273,7 +275,11 @@ class RedisBroker(BrokerBase):
         """The exact Redis key of a user's stream (for operators and tests).
 
         Example:
-            >>> # broker.stream_key(ctx) -> 'userscope:events:u:3f2a...'
+            >>> import secrets, userscope as us
+            >>> from userscope.events import RedisBroker
+            >>> broker = RedisBroker("redis://127.0.0.1:6379/0", secret=secrets.token_hex(32))
+            >>> broker.stream_key(us.UserExecutionContext(user_id="alice", thread_id="t"))
+            'userscope:events:u:...'
         """
         return self._keys.stream_key(as_verified(user))
 
@@ -293,7 +299,9 @@ class RedisBroker(BrokerBase):
                 visible to clients).
 
         Example:
-            >>> # event_id = await broker.publish(ctx, {"type": "token", "text": "hi"})
+            The call is the same on every broker; it needs a reachable Redis, so the
+            example that runs is :meth:`InMemoryBroker.publish`'s, and
+            ``tests/events/test_events_redis.py`` runs it against a real Redis.
         """
         self._check_open()
         identity = as_verified(user)
@@ -357,7 +365,9 @@ class RedisBroker(BrokerBase):
         """Check that Redis answers (for readiness probes).
 
         Example:
-            >>> # assert await broker.ping()
+            A readiness probe answers ``200`` when ``await broker.ping()`` returns
+            ``True`` and ``503`` when it raises; it needs a reachable Redis, so no
+            example runs here (``tests/events/test_events_redis.py`` pings a real one).
         """
         try:
             answered = bool(await self._client.ping())
@@ -378,8 +388,9 @@ class RedisBroker(BrokerBase):
         Redis itself.
 
         Example:
+            >>> import secrets
             >>> from userscope.events import RedisBroker
-            >>> RedisBroker("redis://127.0.0.1:6379/0", secret="s" * 32).available
+            >>> RedisBroker("redis://127.0.0.1:6379/0", secret=secrets.token_hex(32)).available
             True
         """
         return self._available
@@ -388,7 +399,11 @@ class RedisBroker(BrokerBase):
         """Stop the reader, end every subscription, close connections; idempotent.
 
         Example:
-            >>> # await broker.aclose()   # at application shutdown
+            >>> import asyncio, secrets
+            >>> from userscope.events import RedisBroker
+            >>> broker = RedisBroker("redis://127.0.0.1:6379/0", secret=secrets.token_hex(32))
+            >>> asyncio.run(broker.aclose())  # at application shutdown
+            >>> asyncio.run(broker.aclose())  # a second call does nothing
         """
         if self._closed:
             return

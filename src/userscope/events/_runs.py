@@ -97,8 +97,19 @@ class RunHandle:
             The event id.
 
         Example:
-            >>> # inside `async with broker.run(ctx, "r1") as run:`
-            >>> # await run.publish({"type": "token", "text": "hi"})
+            >>> import asyncio, userscope as us
+            >>> from userscope.events import InMemoryBroker
+            >>> async def main():
+            ...     broker = InMemoryBroker()
+            ...     ctx = us.UserExecutionContext(user_id="alice", thread_id="t")
+            ...     async with broker.run(ctx, "r1", fields={"agent": "coder"}) as run:
+            ...         event_id = await run.publish({"type": "token", "text": "hi"})
+            ...         async with broker.subscribe(ctx, after="0-0") as sub:
+            ...             items = [await anext(sub), await anext(sub)]
+            ...     await broker.aclose()
+            ...     return items[-1].id == event_id, items[-1].payload
+            >>> asyncio.run(main())
+            (True, {'agent': 'coder', 'type': 'token', 'text': 'hi', 'run_id': 'r1'})
         """
         payload = {**self.fields, **event} if self.fields else dict(event)
         payload.setdefault("run_id", self.run_id)

@@ -88,13 +88,17 @@ def install(
         RuntimeError: userscope is already installed on this app.
 
     Example:
-        >>> from fastapi import FastAPI
+        >>> import secrets
         >>> from dependency_injector import containers
+        >>> from fastapi import FastAPI
+        >>> import userscope as us
+        >>> from userscope.adapters.fastapi import JWTAuthenticator, install
         >>> class Container(containers.DeclarativeContainer):
         ...     context = us.CurrentContext()
+        >>> secret = secrets.token_urlsafe(32)  # in production: from your secret store
         >>> app = FastAPI()
         >>> install(app, Container(), us.UserSessions(),
-        ...         authenticate=JWTAuthenticator(key="k" * 32, algorithms=["HS256"]))
+        ...         authenticate=JWTAuthenticator(key=secret, algorithms=["HS256"]))
     """
     if getattr(app.state, _INSTALLED, False):
         raise RuntimeError("userscope is already installed on this app; call install() once")

@@ -119,8 +119,7 @@ def _endpoint_wrapper(plan: InjectPlan) -> Callable[..., Awaitable[Any]]:
             injected = resolved[1]
         else:  # the route's app was rebuilt without our wrapper: resolve here
             injected = await plan.resolve(plan.providers_map)
-        for name, value in zip(names, injected, strict=True):
-            values[name] = value
+        values.update(zip(names, injected, strict=True))
         return await endpoint(**values)
 
     setattr(with_injected, _PLAN_ATTR, plan)
