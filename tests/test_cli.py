@@ -62,8 +62,10 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "graph", "no_such_module_xyz:C")
     assert (code, err) == (
         2,
-        "userscope graph: error: cannot import 'no_such_module_xyz': "
-        "No module named 'no_such_module_xyz'\n",
+        (
+            "userscope graph: error: cannot import 'no_such_module_xyz': "
+            "No module named 'no_such_module_xyz'\n"
+        ),
     )
     code, _, err = run(capsys, "graph", "graph.captive_app")
     assert code == 2
@@ -76,8 +78,10 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "graph", "graph.captive_app:us")
     assert (code, err) == (
         2,
-        "userscope graph: error: graph.captive_app:us is a module, not a "
-        "dependency-injector container\n",
+        (
+            "userscope graph: error: graph.captive_app:us is a module, not a "
+            "dependency-injector container\n"
+        ),
     )
     assert run(capsys, "audit", "no/such/path")[0] == 2
 

@@ -201,8 +201,10 @@ def test_us003_class_level_singleton(source: str, evidence: str) -> None:
         # an instance method called instance() is not a class accessor
         "class C:\n    def instance(self):\n        return self\n",
         # a classmethod that builds a new object on every call is a factory
-        "class Runs:\n    @classmethod\n    def get_instance(cls, user):\n"
-        "        return cls(user)\n",
+        (
+            "class Runs:\n    @classmethod\n    def get_instance(cls, user):\n"
+            "        return cls(user)\n"
+        ),
         # an instance method recording an id on the class is not a cached singleton
         "class Rt:\n    def __init__(self):\n        Rt._listener = add_listener(self)\n",
         # a classmethod setter stores what it is given

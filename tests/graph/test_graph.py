@@ -42,15 +42,17 @@ def _validate_paths(container: object) -> list[str]:
 def test_captive_paths_carry_validates_text_and_their_edges_are_red() -> None:
     paths = _validate_paths(Services)
     assert paths == [
-        "Services.cache (Singleton) -> Services.agent_factory (Factory) -> "
-        "Services.registry (UserScoped)",
+        (
+            "Services.cache (Singleton) -> Services.agent_factory (Factory) -> "
+            "Services.registry (UserScoped)"
+        ),
         "Services.session (UserScoped) -> Services.bridge (ConnectionScoped)",
     ]
     mermaid = us.graph(Services)
     assert [line.strip()[len("%% captive: ") :] for line in mermaid.splitlines()
             if "%% captive:" in line] == paths  # fmt: skip
     nodes = dict(re.findall(r'^    (n\d+)\["([^<"]+)<br/>', mermaid, re.MULTILINE))
-    edges = re.findall(r"^    (n\d+) (?:-->|-\. overridden by \.->) (n\d+)$", mermaid, re.M)
+    edges = re.findall(r"^    (n\d+) (?:-->|-\. overridden by \.->) (n\d+)$", mermaid, re.MULTILINE)
     (red_line,) = [line for line in mermaid.splitlines() if "linkStyle" in line]
     red = {edges[int(i)] for i in red_line.split()[1].split(",")}
     named_red = {(nodes[a], nodes[b]) for a, b in red}
@@ -67,10 +69,10 @@ def test_captive_paths_carry_validates_text_and_their_edges_are_red() -> None:
 
 def test_nodes_are_coloured_by_lifetime() -> None:
     mermaid = us.graph(Services)
-    classes = dict(
-        (lifetime, set(members.split(",")))
-        for members, lifetime in re.findall(r"^    class (\S+) (\w+)$", mermaid, re.M)
-    )
+    classes = {
+        lifetime: set(members.split(","))
+        for members, lifetime in re.findall(r"^    class (\S+) (\w+)$", mermaid, re.MULTILINE)
+    }
     nodes = dict(re.findall(r'^    (n\d+)\["([^<"]+)<br/>', mermaid, re.MULTILINE))
     by_name = {lifetime: {nodes[n] for n in members} for lifetime, members in classes.items()}
     assert by_name == {
