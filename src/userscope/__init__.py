@@ -17,6 +17,7 @@ Example:
 from userscope.container import (
     LeakReport,
     Scope,
+    ScopeObserver,
     SessionStats,
     UserSessions,
     current_context,
@@ -25,12 +26,20 @@ from userscope.container import (
 )
 from userscope.context import UserExecutionContext
 from userscope.errors import (
+    AsyncCleanupRequiredError,
+    AsyncScopeRequiredError,
+    BlockingWaitError,
     CaptiveDependencyError,
     CleanupError,
+    CleanupTimeoutError,
+    DependencyCycleError,
+    FactoryProtocolError,
     IsolationError,
     OutOfScopeError,
     ScopeClosedError,
     ScopeLimitError,
+    ScopeReuseError,
+    ShutdownTimeoutError,
     UserscopeError,
 )
 from userscope.providers import (
@@ -44,10 +53,16 @@ from userscope.providers import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncCleanupRequiredError",
+    "AsyncScopeRequiredError",
+    "BlockingWaitError",
     "CaptiveDependencyError",
     "CleanupError",
+    "CleanupTimeoutError",
     "ConnectionScoped",
     "CurrentContext",
+    "DependencyCycleError",
+    "FactoryProtocolError",
     "IsolationError",
     "LeakReport",
     "OutOfScopeError",
@@ -55,8 +70,11 @@ __all__ = [
     "Scope",
     "ScopeClosedError",
     "ScopeLimitError",
+    "ScopeObserver",
+    "ScopeReuseError",
     "ScopedProvider",
     "SessionStats",
+    "ShutdownTimeoutError",
     "UserExecutionContext",
     "UserScoped",
     "UserSessions",
