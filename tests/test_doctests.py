@@ -13,8 +13,13 @@ MODULES = [
     "userscope._log",
     "userscope.context",
     "userscope.errors",
+    "userscope.container._expiry",
+    "userscope.container._leaks",
+    "userscope.container._locks",
+    "userscope.container._observe",
     "userscope.container._scope",
     "userscope.container._sessions",
+    "userscope.container._stats",
     "userscope.container._validate",
     "userscope.providers._scoped",
 ]

@@ -524,8 +524,8 @@ class LockOrderError(UserscopeError, AssertionError):
         held: the locks this thread already held, outermost first.
 
     Example:
-        >>> import userscope as us
-        >>> us.LockOrderError("table lock", ("session lock",)).held
+        >>> from userscope.errors import LockOrderError
+        >>> LockOrderError("table lock", ("session lock",)).held
         ('session lock',)
     """
 

@@ -572,8 +572,9 @@ class UserSessions:
         if session.state.has_async_finalizers():
             return self._defer_async(session, reason)
         finalizers = self._detach_user(session)
+        ran = len(finalizers)
         failures = run_cleanups_sync(finalizers, exc, self._observe_cleanup(session.state))
-        self._count(len(finalizers), failures)
+        self._count(ran, failures)
         self._user_ended(session, reason, failures)
         return failures
 
