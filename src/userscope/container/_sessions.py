@@ -1043,11 +1043,11 @@ def _suspects(state: ScopeState) -> list[_leaks.Suspect]:
 
 
 def _describe(failure: BaseException) -> str:
+    """``"cleanup of C.bridge failed: OSError(...)"`` for ``stats().cleanup_failures``."""
+    prefix = "userscope: raised by the cleanup of "
     notes = getattr(failure, "__notes__", None) or []
-    where = next((n for n in notes if n.startswith("userscope: raised by")), "")
-    return f"{where.removeprefix('userscope: raised by the cleanup of ')}: {failure!r}".lstrip(
-        ": "
-    )
+    name = next((n.removeprefix(prefix) for n in notes if n.startswith(prefix)), "?")
+    return f"cleanup of {name} failed: {failure!r}"
 
 
 def _log_failures(session: UserSession, reason: str, failures: list[BaseException]) -> None:

@@ -17,7 +17,8 @@ class SessionStats(BaseModel):
         open_scopes: every open scope holding a user session (USER-only scopes included).
         instances: live scoped instances; ``instances_by_provider`` by provider name.
         cleanups_run / cleanups_failed: finalizers run so far / of which failed.
-        cleanup_failures: the most recent failures (at most 20), ``"provider: error"``.
+        cleanup_failures: the most recent failures (at most 20), e.g.
+            ``"cleanup of C.bridge failed: OSError(...)"``.
         evictions / expired: sessions ended by ``max_users`` / by their deadlines.
         refusals: limit name -> scopes or instances refused.
         leaks_detected: leak reports so far (``leak_check``).
