@@ -26,6 +26,10 @@ _running_loop = asyncio._get_running_loop
 class PendingCreation:
     """One instance being created (internal; mutated under its session's lock).
 
+    The creation path makes one with ``object.__new__`` and sets ``thread`` and
+    ``task`` (no ``__init__`` call on the hot path); the other fields start at the
+    class defaults below.
+
     Attributes:
         thread: ident of the thread that is creating it.
         task: the asyncio task creating it, when created asynchronously.
@@ -34,16 +38,17 @@ class PendingCreation:
         error: the failure, when it failed.
     """
 
-    __slots__ = ("done", "error", "event", "futures", "task", "thread", "value")
+    thread: int
+    task: asyncio.Task[Any] | None
+    done: bool = False
+    value: Any = None
+    error: BaseException | None = None
+    event: threading.Event | None = None
+    futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] | None = None
 
     def __init__(self, thread: int, task: asyncio.Task[Any] | None) -> None:
         self.thread = thread
         self.task = task
-        self.done = False
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self.event: threading.Event | None = None
-        self.futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
 
     # -- waiters register under the session lock ------------------------------------
     def sync_waiter(self) -> threading.Event:
@@ -55,6 +60,8 @@ class PendingCreation:
     def async_waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
         """A future of ``loop`` that gets the outcome (lock held)."""
         future = loop.create_future()
+        if self.futures is None:
+            self.futures = []
         self.futures.append((loop, future))
         return future
 
@@ -70,7 +77,7 @@ class PendingCreation:
         """Deliver the outcome to every waiter, in its own thread or event loop."""
         if self.event is not None:
             self.event.set()
-        futures, self.futures = self.futures, []
+        futures, self.futures = self.futures or [], None
         here = _running_loop()
         for loop, future in futures:
             if loop is here:

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from userscope.container._cleanup import run_cleanups_async, run_cleanups_sync, settle
-from userscope.container._scope import ACTIVE, Scope, new_frame
+from userscope.container._scope import ACTIVE, ActiveFrame, Scope
 from userscope.container._session import Release, UserSession
 from userscope.container._state import ScopeState
 from userscope.context import UserExecutionContext
@@ -33,6 +33,7 @@ _FINISH: Final = Release.FINISH
 _get_active = ACTIVE.get
 _set_active = ACTIVE.set
 _reset_active = ACTIVE.reset
+_tuple_new: Any = tuple.__new__  # builds an ActiveFrame in one C call (see `_scope.new_frame`)
 
 
 def check_context(ctx: object) -> None:
@@ -116,7 +117,9 @@ class ScopeCM(ScopeState):
         self.async_ = async_
         owner._open_states.add(self)
         self._token = _set_active(
-            new_frame(ctx, self if request else None, conn, session.state, owner, async_)
+            _tuple_new(
+                ActiveFrame, (ctx, self if request else None, conn, session.state, owner, async_)
+            )
         )
         if owner.observer is not None:
             self.token = owner._notify_opened(self.kind, ctx)
@@ -142,27 +145,23 @@ class ScopeCM(ScopeState):
         return self._ctx
 
     # -- leaving --------------------------------------------------------------------
-    def _leave(self) -> tuple[list[Any] | None, Release]:
-        """Restore the outer frame and detach this scope's state.
-
-        Returns ``(finalizers, action)``. With finalizers to run, the session is still
-        held: the caller runs them, then calls ``UserSessions._release``. Without, the
-        hold was dropped in the same locked section and ``action`` says what is left.
-        """
-        token, self._token = self._token, None
-        if token is None:
-            raise ScopeReuseError(self.kind.name.lower(), "not_open")
-        _restore(token)
-        return self._owner._leave(self)
-
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        finalizers, action = self._leave()
+        # restore the outer frame (inlined: the hot path), then detach this scope's state:
+        # with finalizers to run the session is still held and `_release` drops it after
+        token, self._token = self._token, None
+        if token is None:
+            raise ScopeReuseError(self.kind.name.lower(), "not_open")
+        try:
+            _reset_active(token)
+        except ValueError:
+            _restore(token)
         owner = self._owner
+        finalizers, action = owner._leave(self)
         if finalizers is None and action is _KEEP and owner.observer is None:
             return
         session = self.session
@@ -170,7 +169,8 @@ class ScopeCM(ScopeState):
         if finalizers:
             ran = len(finalizers)
             try:
-                failures = run_cleanups_sync(finalizers, exc, owner._observe_cleanup(self))
+                observe = None if owner.observer is None else owner._observe_cleanup(self)
+                failures = run_cleanups_sync(finalizers, exc, observe)
             finally:
                 action = owner._release(session, self, ran, failures)
         elif action is _SCHEDULE:
@@ -188,8 +188,17 @@ class ScopeCM(ScopeState):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        finalizers, action = self._leave()
+        # restore the outer frame (inlined: the hot path), then detach this scope's state:
+        # with finalizers to run the session is still held and `_release` drops it after
+        token, self._token = self._token, None
+        if token is None:
+            raise ScopeReuseError(self.kind.name.lower(), "not_open")
+        try:
+            _reset_active(token)
+        except ValueError:
+            _restore(token)
         owner = self._owner
+        finalizers, action = owner._leave(self)
         if finalizers is None and action is _KEEP and owner.observer is None:
             return
         session = self.session
@@ -198,8 +207,9 @@ class ScopeCM(ScopeState):
         if finalizers:
             ran = len(finalizers)
             try:
+                observe = None if owner.observer is None else owner._observe_cleanup(self)
                 failures, cancelled = await run_cleanups_async(
-                    finalizers, exc, owner._cleanup_timeout, owner._observe_cleanup(self)
+                    finalizers, exc, owner._cleanup_timeout, observe
                 )
             finally:
                 action = owner._release(session, self, ran, failures)
@@ -252,7 +262,9 @@ class UserScopeCM:
                 _refuse_other_user(frame, ctx)
         session, evicted = owner._hold_user(ctx, _USER, async_)
         self._session = session
-        self._token = _set_active(new_frame(ctx, None, None, session.state, owner, async_))
+        self._token = _set_active(
+            _tuple_new(ActiveFrame, (ctx, None, None, session.state, owner, async_))
+        )
         return evicted
 
     def __enter__(self) -> UserExecutionContext:

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["acreate", "create", "will_create"]
 
 _get_ident = threading.get_ident
+_object_new: Any = object.__new__
 _current_task = asyncio.current_task
 _NO_ARGS: Final[tuple[Any, ...]] = ()
 
@@ -58,9 +59,18 @@ def will_create(provider: ScopedProvider[Any], state: ScopeState, frame: ActiveF
 
     No lock is held. The one place to check anything about a creation before any
     object exists (e.g. validating the provider's container on its first resolve).
+    The creation paths call it only while :data:`hooks.before_create` is true (it is
+    when the lock-order checker is on), so the hot path pays one global test.
     """
     if _locks._enabled:
         _locks.assert_unlocked("a factory")
+
+
+class hooks:  # noqa: N801 - a namespace of switches, read on the hot path
+    """Switches of the creation path."""
+
+    before_create: bool = _locks._enabled
+    """Call :func:`will_create` before each build (turn on to add a check there)."""
 
 
 def _refuse(frame: ActiveFrame, state: ScopeState, provider: ScopedProvider[Any]) -> Exception:
@@ -132,7 +142,9 @@ def create(
                 lock.release()
                 raise _refuse(frame, state, provider)
             session.instances += 1
-            creation = PendingCreation(_get_ident(), None)
+            creation = _object_new(PendingCreation)  # no __init__ call: see PendingCreation
+            creation.thread = _get_ident()
+            creation.task = None
             if state.pending is None:
                 state.pending = {provider: creation}
             else:
@@ -153,31 +165,10 @@ def create(
         value = pending.outcome()
         if value is not RETRY:
             return _ready(value) if provider._is_async else value
-    return _build_sync(provider, state, frame, args, kwargs, creation)
-
-
-async def _await_retry(
-    provider: ScopedProvider[Any], state: ScopeState, frame: ActiveFrame, future: Any
-) -> Any:
-    value = await future
-    if value is RETRY:
-        value = create(provider, state, frame, _NO_ARGS, None, True)
-        if is_awaitable(value):
-            value = await value
-    return value
-
-
-def _build_sync(
-    provider: ScopedProvider[Any],
-    state: ScopeState,
-    frame: ActiveFrame,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any] | None,
-    creation: PendingCreation,
-) -> Any:
     finalizer: Finalizer | None = None
     try:
-        will_create(provider, state, frame)
+        if hooks.before_create:
+            will_create(provider, state, frame)
         if not args and not kwargs:
             builder = provider._builder
             if builder is None:
@@ -206,21 +197,7 @@ def _build_sync(
     except BaseException as error:
         _abandon(state, provider, creation, error)
         raise
-    _publish(provider, state, frame, creation, value, finalizer)
-    return _ready(value) if provider._is_async else value
-
-
-def _publish(
-    provider: ScopedProvider[Any],
-    state: ScopeState,
-    frame: ActiveFrame,
-    creation: PendingCreation,
-    value: Any,
-    finalizer: Finalizer | None,
-) -> None:
-    """Cache a built instance and wake its waiters; clean it up if its scope closed."""
-    session = state.session
-    lock = session.lock
+    # publish (inlined: this is the hot path)
     lock.acquire()
     if state.closed:  # closed while it was built: its waiters already got ScopeClosedError
         session.instances -= 1
@@ -232,12 +209,25 @@ def _publish(
     if finalizer is not None:
         state.finalizers.append(finalizer)
     del state.pending[provider]  # type: ignore[union-attr]
-    notify = creation.settle(value, None)
+    creation.done = True
+    creation.value = value
     lock.release()
-    if notify:
+    if creation.event is not None or creation.futures:
         creation.wake()
     if frame[4].observer is not None:
         frame[4]._notify_created(state, provider)
+    return _ready(value) if provider._is_async else value
+
+
+async def _await_retry(
+    provider: ScopedProvider[Any], state: ScopeState, frame: ActiveFrame, future: Any
+) -> Any:
+    value = await future
+    if value is RETRY:
+        value = create(provider, state, frame, _NO_ARGS, None, True)
+        if is_awaitable(value):
+            value = await value
+    return value
 
 
 def _abandon(
@@ -300,7 +290,9 @@ async def acreate(
             lock.release()
             raise _refuse(frame, state, provider)
         session.instances += 1
-        creation = PendingCreation(_get_ident(), _current_task())
+        creation = _object_new(PendingCreation)
+        creation.thread = _get_ident()
+        creation.task = _current_task()
         if state.pending is None:
             state.pending = {provider: creation}
         else:
@@ -312,7 +304,8 @@ async def acreate(
     try:
         value = started
         if value is MISSING:
-            will_create(provider, state, frame)
+            if hooks.before_create:
+                will_create(provider, state, frame)
             builder = provider._abuilder
             if builder is None:
                 builder = provider._abuilder = compile_builder(provider, asynchronous=True)
@@ -352,9 +345,10 @@ async def acreate(
         if finalizer[0] == AGEN or (finalizer[0] == CLOSE and is_async_close(finalizer[1])):
             state.loop = asyncio.get_running_loop()
     del state.pending[provider]  # type: ignore[union-attr]
-    notify = creation.settle(value, None)
+    creation.done = True
+    creation.value = value
     lock.release()
-    if notify:
+    if creation.event is not None or creation.futures:
         creation.wake()
     if frame[4].observer is not None:
         frame[4]._notify_created(state, provider)
