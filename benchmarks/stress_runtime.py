@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from stress_runtime import run, verdict  # noqa: E402
+from stress_runtime import run, verdict
 
 
 def main() -> int:
@@ -29,7 +29,11 @@ def main() -> int:
     args = parser.parse_args()
     logging.disable(logging.CRITICAL)  # injected failures are logged by design
     result = run(
-        args.seconds, loops=args.loops, tasks=args.tasks, sync_threads=args.threads, users=args.users
+        args.seconds,
+        loops=args.loops,
+        tasks=args.tasks,
+        sync_threads=args.threads,
+        users=args.users,
     )
     for key, value in result.items():
         print(f"{key}: {value}")

@@ -117,8 +117,15 @@ def check_seen(ledger: Ledger, ctx: us.UserExecutionContext, items: list[Item]) 
             ledger.shared.append(f"{ctx.user_key} got a closed item")
 
 
-def run(seconds: float, *, seed: int = 7, loops: int = 3, tasks: int = 8, sync_threads: int = 2,
-        users: int = 24) -> dict[str, Any]:
+def run(
+    seconds: float,
+    *,
+    seed: int = 7,
+    loops: int = 3,
+    tasks: int = 8,
+    sync_threads: int = 2,
+    users: int = 24,
+) -> dict[str, Any]:
     rng = random.Random(seed)
     ledger = Ledger()
     C = build(ledger, rng)
@@ -222,7 +229,9 @@ def run(seconds: float, *, seed: int = 7, loops: int = 3, tasks: int = 8, sync_t
                     pass
 
     threads = [threading.Thread(target=loop_thread, args=(i,), daemon=True) for i in range(loops)]
-    threads += [threading.Thread(target=sync_thread, args=(i,), daemon=True) for i in range(sync_threads)]
+    threads += [
+        threading.Thread(target=sync_thread, args=(i,), daemon=True) for i in range(sync_threads)
+    ]
     started = time.monotonic()
     for thread in threads:
         thread.start()

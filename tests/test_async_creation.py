@@ -76,7 +76,8 @@ async def test_cancelling_the_creator_hands_the_creation_to_a_waiter(
             await creator
         # a cancellation is the creator's, not an outcome: the waiter builds it itself
         bridge = await asyncio.wait_for(waiter, 10)
-        assert bridge.user_id == "alice" and len(attempts) == 2
+        assert bridge.user_id == "alice"
+        assert len(attempts) == 2
         assert await C.bridge.async_() is bridge
 
 

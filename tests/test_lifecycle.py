@@ -66,7 +66,12 @@ def test_limits_must_be_positive(kwargs: dict[str, Any], value: Any) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"max_instances_per_user": True}, {"max_users": 2.5}, {"max_age": "1h"}, {"idle_timeout": True}],
+    [
+        {"max_instances_per_user": True},
+        {"max_users": 2.5},
+        {"max_age": "1h"},
+        {"idle_timeout": True},
+    ],
 )
 def test_limits_of_the_wrong_type_are_refused_by_name(kwargs: dict[str, Any]) -> None:
     with pytest.raises(TypeError) as info:

@@ -101,7 +101,9 @@ def test_v2_instance_refusals_and_openings_never_deadlock() -> None:
                 pass
 
     def run_all() -> None:
-        threads = [threading.Thread(target=t, daemon=True) for t in (resolver, resolver, opener, opener)]
+        threads = [
+            threading.Thread(target=t, daemon=True) for t in (resolver, resolver, opener, opener)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -153,8 +155,7 @@ def test_v4_waiter_in_another_event_loop_is_woken() -> None:
 
     async def slow() -> dict[str, str]:
         started.set()
-        while not release.is_set():
-            await asyncio.sleep(0.005)
+        await asyncio.to_thread(release.wait, BOUND)
         return {"user": "alice"}
 
     class C(containers.DeclarativeContainer):
@@ -204,7 +205,8 @@ async def test_v5_concurrent_async_creations_respect_the_instance_limit() -> Non
         outcomes = await asyncio.gather(*(p.async_() for p in items), return_exceptions=True)
         built = [o for o in outcomes if not isinstance(o, BaseException)]
         refused = [o for o in outcomes if isinstance(o, us.ScopeLimitError)]
-        assert len(built) == 2 and len(refused) == 8
+        assert len(built) == 2
+        assert len(refused) == 8
         assert sessions.stats().instances == 2
     assert C is not None
     await sessions.aclose()

@@ -39,6 +39,7 @@ def container() -> Any:
 def test_same_user_id_in_two_tenants_are_two_users() -> None:
     sessions = us.UserSessions(max_connections_per_user=1)
     C = container()
+
     def globex_connection() -> Registry:
         with sessions.connection(ctx("alice", "globex")):  # another user: its own limit
             return C.registry()

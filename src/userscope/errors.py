@@ -40,6 +40,7 @@ def _who(user_id: str | None, tenant_id: str | None) -> str:
         return repr(user_id)
     return repr(f"{tenant_id}/{user_id}")
 
+
 _OPEN_HINT = {
     "USER": "open one with `with sessions.user(ctx):` or any connection/request scope of that user",
     "CONNECTION": "open one with `async with sessions.connection(ctx):` or `sessions.request(ctx)`",

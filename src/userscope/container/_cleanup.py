@@ -79,14 +79,14 @@ def run_cleanups_sync(
 async def run_cleanups_async(
     finalizers: list[Finalizer],
     exc: BaseException | None,
-    timeout: float | None = None,
+    bound: float | None = None,
     observe: Observe | None = None,
 ) -> tuple[list[BaseException], bool]:
     """Async twin of :func:`run_cleanups_sync`, shielded from cancellation.
 
     Returns ``(failures, cancelled)``: ``cancelled`` says a cancellation of the awaiting
     task arrived meanwhile; the caller re-raises it after its own bookkeeping.
-    ``timeout`` bounds each cleanup that suspends.
+    ``bound`` (seconds) bounds each cleanup that suspends.
     """
     if _locks._enabled:
         _locks.assert_unlocked("a cleanup")
@@ -102,14 +102,14 @@ async def run_cleanups_async(
             elif kind == AGEN:
                 step = obj.__anext__() if exc is None else obj.athrow(exc)
                 try:
-                    await _shielded(step, timeout, provider, cancelled)
+                    await _shielded(step, bound, provider, cancelled)
                 except StopAsyncIteration:
                     pass
                 else:
                     await obj.aclose()
                     raise FactoryProtocolError(provider_name(provider), "yielded_twice")
             elif is_async_close(obj):
-                await _shielded(obj.aclose(), timeout, provider, cancelled)
+                await _shielded(obj.aclose(), bound, provider, cancelled)
             else:
                 obj.close()
         except BaseException as failure:
@@ -122,9 +122,7 @@ async def run_cleanups_async(
     return failures, bool(cancelled)
 
 
-async def _shielded(
-    step: Any, timeout: float | None, provider: object, cancelled: list[bool]
-) -> Any:
+async def _shielded(step: Any, bound: float | None, provider: object, cancelled: list[bool]) -> Any:
     """Run one cleanup awaitable to its end whatever happens to the awaiting task.
 
     Appends to ``cancelled`` when the awaiting task was cancelled meanwhile; returns
@@ -137,14 +135,14 @@ async def _shielded(
         return stop.value
     task = asyncio.get_running_loop().create_task(_drive(_Resume(step, yielded)))
     loop = asyncio.get_running_loop()
-    deadline = None if timeout is None else loop.time() + timeout
+    deadline = None if bound is None else loop.time() + bound
     while not task.done():
         remaining = None if deadline is None else deadline - loop.time()
         if remaining is not None and remaining <= 0:
             task.cancel()
             task.add_done_callback(_consume)
-            assert timeout is not None
-            raise CleanupTimeoutError(provider_name(provider), timeout)
+            assert bound is not None
+            raise CleanupTimeoutError(provider_name(provider), bound)
         try:
             await asyncio.wait((task,), timeout=remaining)
         except asyncio.CancelledError:

@@ -12,6 +12,7 @@ exception, :class:`~userscope.ScopeClosedError` (the scope closed first), or
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import Any, Final
 
@@ -83,10 +84,8 @@ class PendingCreation:
             if loop is here:
                 _deliver(future, self.value, self.error)
                 continue
-            try:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody left to wake
                 loop.call_soon_threadsafe(_deliver, future, self.value, self.error)
-            except RuntimeError:  # that loop is closed: nobody is left to wake
-                pass
 
     def outcome(self) -> Any:
         """The instance (or :data:`RETRY`), or raise the failure (after the wait)."""

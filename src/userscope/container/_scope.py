@@ -43,17 +43,15 @@ class Scope(IntEnum):
 
 
 # The functional form (not a class body) so a Cython build compiles it as it is.
-ActiveFrame = NamedTuple(
-    "ActiveFrame",
-    [
-        ("ctx", UserExecutionContext),
-        ("request", "ScopeState | None"),  # index Scope.REQUEST
-        ("connection", "ScopeState | None"),  # index Scope.CONNECTION
-        ("user", "ScopeState"),  # index Scope.USER
-        ("sessions", "UserSessions"),
-        ("async_", bool),
-    ],
-)
+class ActiveFrame(NamedTuple):
+    ctx: UserExecutionContext
+    request: ScopeState | None
+    connection: ScopeState | None
+    user: ScopeState
+    sessions: UserSessions
+    async_: bool
+
+
 """The active scope chain: see the module docstring."""
 
 Frame = ActiveFrame  # the name the provider modules use
@@ -80,9 +78,7 @@ def new_frame(
         >>> new_frame.__name__
         'new_frame'
     """
-    frame: ActiveFrame = _tuple_new(
-        ActiveFrame, (ctx, request, connection, user, sessions, async_)
-    )
+    frame: ActiveFrame = _tuple_new(ActiveFrame, (ctx, request, connection, user, sessions, async_))
     return frame
 
 

@@ -233,8 +233,10 @@ def _cancelled(
     """The cancellation that arrived during cleanups, re-raised once they all ran."""
     error = asyncio.CancelledError()
     for failure in failures:
-        error.add_note(f"userscope: cleanup in the {level.name} scope of {session.user_id!r} "
-                       f"also failed: {failure!r}")
+        error.add_note(
+            f"userscope: cleanup in the {level.name} scope of {session.user_id!r} "
+            f"also failed: {failure!r}"
+        )
     return error
 
 

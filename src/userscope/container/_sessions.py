@@ -325,9 +325,7 @@ class UserSessions:
             lock = session.lock
             lock.acquire()  # fast path: a live session, no LRU order to keep
             try:
-                if session.retired or (
-                    not session.active and self._clock() >= session.expires_at
-                ):
+                if session.retired or (not session.active and self._clock() >= session.expires_at):
                     error: ScopeLimitError | None = None
                     joined = False
                 else:
@@ -365,7 +363,10 @@ class UserSessions:
                     victim = self._pick_victim(async_)
                     if victim is None:
                         error = ScopeLimitError(
-                            "max_users", ctx.user_id, len(self._users), self._max_users,
+                            "max_users",
+                            ctx.user_id,
+                            len(self._users),
+                            self._max_users,
                             ctx.tenant_id,
                         )
                     else:
@@ -584,14 +585,14 @@ class UserSessions:
         *,
         exc: BaseException | None = None,
         reason: str = "closed",
-        timeout: float | None = None,
+        within: float | None = None,
     ) -> tuple[list[BaseException], bool]:
         """Async twin of :meth:`_finish_user_sync`: ``(failures, cancelled)``."""
         finalizers = self._detach_user(session)
         ran = len(finalizers)
         bound = self._cleanup_timeout
-        if timeout is not None:
-            bound = timeout if bound is None else min(bound, timeout)
+        if within is not None:
+            bound = within if bound is None else min(bound, within)
         failures, cancelled = await run_cleanups_async(
             finalizers, exc, bound, self._observe_cleanup(session.state)
         )
@@ -721,9 +722,7 @@ class UserSessions:
             self._expiry.clear()
             return idle
 
-    def _shutdown_report(
-        self, timeout: float, failures: list[BaseException]
-    ) -> None:
+    def _shutdown_report(self, timeout: float, failures: list[BaseException]) -> None:
         with self._lock:
             open_scopes, users = self._open_users()
         self.check_leaks()
@@ -778,7 +777,7 @@ class UserSessions:
             failures += self._finish_user_sync(session, reason="shutdown")
         self._shutdown_report(seconds, failures)
 
-    async def aclose(self, timeout: Duration = 30.0) -> None:
+    async def aclose(self, timeout: Duration = 30.0) -> None:  # noqa: ASYNC109 - the issue's API
         """Async twin of :meth:`close`; also stops the reaper task.
 
         Every cleanup is bounded by what is left of ``timeout`` (and by
@@ -813,7 +812,7 @@ class UserSessions:
         for session in self._begin_close():
             remaining = max(deadline - loop.time(), 0.001)
             more, stopped = await self._finish_user_async(
-                session, reason="shutdown", timeout=remaining
+                session, reason="shutdown", within=remaining
             )
             failures += more
             cancelled |= stopped
@@ -1013,7 +1012,9 @@ def _fail_pending(
     """Settle the creations in flight of a closing scope (lock held); those to wake."""
     woken: list[PendingCreation] = []
     for provider, creation in pending:
-        closed = ScopeClosedError(level, session.user_id, provider_name(provider), session.tenant_id)
+        closed = ScopeClosedError(
+            level, session.user_id, provider_name(provider), session.tenant_id
+        )
         if creation.settle(None, closed):
             woken.append(creation)
     return woken
@@ -1073,4 +1074,3 @@ def _settle_many(failures: list[BaseException]) -> None:
         raise others[0]
     if plain:
         raise CleanupError(f"{len(plain)} cleanup(s) failed during shutdown", plain)
-

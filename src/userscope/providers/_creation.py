@@ -37,7 +37,13 @@ from userscope.errors import (
     ScopeClosedError,
     ScopeLimitError,
 )
-from userscope.providers._plan import MISSING, PLAIN_TYPES, compile_builder, is_awaitable, needs_await
+from userscope.providers._plan import (
+    MISSING,
+    PLAIN_TYPES,
+    compile_builder,
+    is_awaitable,
+    needs_await,
+)
 
 if TYPE_CHECKING:
     from userscope.providers._scoped import ScopedProvider
@@ -66,7 +72,7 @@ def will_create(provider: ScopedProvider[Any], state: ScopeState, frame: ActiveF
         _locks.assert_unlocked("a factory")
 
 
-class hooks:  # noqa: N801 - a namespace of switches, read on the hot path
+class hooks:
     """Switches of the creation path."""
 
     before_create: bool = _locks._enabled
@@ -208,7 +214,7 @@ def create(
     state.cache[provider] = value
     if finalizer is not None:
         state.finalizers.append(finalizer)
-    del state.pending[provider]  # type: ignore[union-attr]
+    del state.pending[provider]
     creation.done = True
     creation.value = value
     lock.release()
@@ -231,7 +237,10 @@ async def _await_retry(
 
 
 def _abandon(
-    state: ScopeState, provider: ScopedProvider[Any], creation: PendingCreation, error: BaseException
+    state: ScopeState,
+    provider: ScopedProvider[Any],
+    creation: PendingCreation,
+    error: BaseException,
 ) -> None:
     """A creation failed: give its budget back and hand the failure to its waiters."""
     outcome = RETRY if isinstance(error, asyncio.CancelledError) else None

@@ -252,7 +252,6 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
                 return self._build_async(positional, named)
         return self._provides(*positional, **named)
 
-
     async def _build_async(self, positional: list[Any], named: dict[str, Any]) -> Any:
         """Await async injections one by one (no extra tasks), then call the factory."""
         for index, value in enumerate(positional):
@@ -266,14 +265,12 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T]):
             result = await result
         return result
 
-
     def _closer(self, value: Any) -> Finalizer:
         if not (
             callable(getattr(value, "close", None)) or callable(getattr(value, "aclose", None))
         ):
             raise FactoryProtocolError(self.name, "not_closable", type(value).__qualname__)
         return (CLOSE, value, self)
-
 
 
 class UserScoped(ScopedProvider[T]):
