@@ -33,6 +33,8 @@ __all__ = ["Observe", "run_cleanups_async", "run_cleanups_sync", "settle"]
 
 logger = logging.getLogger("userscope")
 
+MISSING: Any = object()
+
 Observe = Callable[[object, float, BaseException | None], None]
 """Called after each finalizer: ``(provider, seconds, error)`` (only with an observer)."""
 
@@ -102,7 +104,12 @@ async def run_cleanups_async(
             elif kind == AGEN:
                 step = obj.__anext__() if exc is None else obj.athrow(exc)
                 try:
-                    await _shielded(step, bound, provider, cancelled)
+                    try:  # inline until it first suspends (the common case never does)
+                        yielded = step.send(None)
+                    except StopIteration:
+                        pass  # it yielded again: refused below
+                    else:
+                        await _shielded(step, bound, provider, cancelled, yielded)
                 except StopAsyncIteration:
                     pass
                 else:
@@ -122,17 +129,25 @@ async def run_cleanups_async(
     return failures, bool(cancelled)
 
 
-async def _shielded(step: Any, bound: float | None, provider: object, cancelled: list[bool]) -> Any:
+async def _shielded(
+    step: Any,
+    bound: float | None,
+    provider: object,
+    cancelled: list[bool],
+    yielded: Any = MISSING,
+) -> Any:
     """Run one cleanup awaitable to its end whatever happens to the awaiting task.
 
+    ``yielded``: what ``step`` yielded when the caller already started it.
     Appends to ``cancelled`` when the awaiting task was cancelled meanwhile; returns
     what the cleanup returned, raises what it raised (``StopAsyncIteration`` included),
     or :class:`CleanupTimeoutError`.
     """
-    try:
-        yielded = step.send(None)  # inline until it first suspends
-    except StopIteration as stop:
-        return stop.value
+    if yielded is MISSING:  # not started yet: run inline until it first suspends
+        try:
+            yielded = step.send(None)
+        except StopIteration as stop:
+            return stop.value
     task = asyncio.get_running_loop().create_task(_drive(_Resume(step, yielded)))
     loop = asyncio.get_running_loop()
     deadline = None if bound is None else loop.time() + bound

@@ -27,19 +27,18 @@ _running_loop = asyncio._get_running_loop
 class PendingCreation:
     """One instance being created (internal; mutated under its session's lock).
 
-    The creation path makes one with ``object.__new__`` and sets ``thread`` and
-    ``task`` (no ``__init__`` call on the hot path); the other fields start at the
-    class defaults below.
+    Made by the first waiter (an uncontended creation never allocates one); the fields
+    other than ``thread`` and ``task`` start at the class defaults below.
 
     Attributes:
-        thread: ident of the thread that is creating it.
+        thread: ident of the thread creating it synchronously (``None``: a task does).
         task: the asyncio task creating it, when created asynchronously.
         done: whether the outcome is known.
         value: the instance, or :data:`RETRY`.
         error: the failure, when it failed.
     """
 
-    thread: int
+    thread: int | None
     task: asyncio.Task[Any] | None
     done: bool = False
     value: Any = None
@@ -47,7 +46,7 @@ class PendingCreation:
     event: threading.Event | None = None
     futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] | None = None
 
-    def __init__(self, thread: int, task: asyncio.Task[Any] | None) -> None:
+    def __init__(self, thread: int | None, task: asyncio.Task[Any] | None) -> None:
         self.thread = thread
         self.task = task
 

@@ -328,9 +328,13 @@ class UserSessions:
                 if session.retired or (not session.active and self._clock() >= session.expires_at):
                     error: ScopeLimitError | None = None
                     joined = False
-                else:
+                elif self._limited:
                     error = self._take_hold(session, kind)
                     joined = error is None
+                else:
+                    session.active += 1  # `_take_hold` without a limit to check, inlined
+                    error = None
+                    joined = True
             finally:
                 lock.release()
             if error is not None:
@@ -433,11 +437,12 @@ class UserSessions:
                 watched = _suspects(scope)
             finalizers, pending = scope.detach()
             action = _KEEP if finalizers else self._unhold(session, scope)
-            woken = _fail_pending(pending, scope.level, session)
+            woken = _fail_pending(pending, scope.level, session) if pending else None
         finally:
             session.lock.release()
-        for creation in woken:
-            creation.wake()
+        if woken:
+            for creation in woken:
+                creation.wake()
         if watched:
             self._watch(watched)
         if finalizers:
@@ -1007,11 +1012,17 @@ class UserSessions:
 
 
 def _fail_pending(
-    pending: list[tuple[object, PendingCreation]], level: Scope, session: UserSession
+    pending: list[tuple[object, Any]], level: Scope, session: UserSession
 ) -> list[PendingCreation]:
-    """Settle the creations in flight of a closing scope (lock held); those to wake."""
+    """Settle the creations in flight of a closing scope (lock held); those to wake.
+
+    Only entries someone waits on are :class:`PendingCreation` objects; the others
+    (a thread ident or a task) have no waiter, and their creator sees the closed scope.
+    """
     woken: list[PendingCreation] = []
     for provider, creation in pending:
+        if type(creation) is not PendingCreation:
+            continue
         closed = ScopeClosedError(
             level, session.user_id, provider_name(provider), session.tenant_id
         )

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, Final
 from userscope.container._scope import Scope
 
 if TYPE_CHECKING:
-    from userscope.container._pending import PendingCreation
     from userscope.container._session import UserSession
 
 __all__ = ["AGEN", "CLOSE", "GEN", "Finalizer", "ScopeState", "provider_name"]
@@ -36,7 +35,8 @@ class ScopeState:
         session: the user session it belongs to.
         async_: whether it was entered with ``async with``.
         cache: provider -> instance.
-        pending: provider -> the creation in flight (``None`` until the first one).
+        pending: provider -> the creation in flight (``None`` until the first one): the
+            creating thread's ident or task, or a ``PendingCreation`` once someone waits.
         finalizers: what to run at exit, in creation order.
         closed: set (under the lock) when the scope starts closing: no new instance.
         token: what the observer's ``scope_opened`` returned, if an observer is set.
@@ -60,7 +60,7 @@ class ScopeState:
     session: UserSession
     async_: bool
     cache: dict[object, Any]
-    pending: dict[object, PendingCreation] | None
+    pending: dict[object, Any] | None  # thread ident, task, or PendingCreation
     finalizers: list[Finalizer]
     closed: bool
     token: object
@@ -85,7 +85,7 @@ class ScopeState:
             for kind, obj, _ in self.finalizers
         )
 
-    def detach(self) -> tuple[list[Finalizer], list[tuple[object, PendingCreation]]]:
+    def detach(self) -> tuple[list[Finalizer], list[tuple[object, Any]]]:
         """Mark closed, drop every cached reference; hand back the finalizers and the
         creations still in flight (lock held; the caller fails those after releasing it).
         """

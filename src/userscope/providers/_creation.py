@@ -2,8 +2,11 @@
 
 1. **Reserve**, under the session lock: the scope is open, the instance is neither
    cached nor being created, the user's instance budget has room (creations in flight
-   and nested dependencies count), so the budget is taken and a
-   :class:`~userscope.container._pending.PendingCreation` is registered.
+   and nested dependencies count), so the budget is taken and the creation is
+   registered in ``state.pending``: as the creating thread's ident (sync) or task
+   (async); the first waiter replaces that with a
+   :class:`~userscope.container._pending.PendingCreation` it can wait on, so an
+   uncontended creation allocates nothing.
 2. **Build**, with no lock held: :func:`will_create` runs, then the factory.
 3. **Publish**, under the lock again: cache the instance and its finalizer, or give
    the budget back on failure; then hand the one outcome to every waiter. An instance
@@ -51,7 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["acreate", "create", "will_create"]
 
 _get_ident = threading.get_ident
-_object_new: Any = object.__new__
+_running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
 _NO_ARGS: Final[tuple[Any, ...]] = ()
 
@@ -95,21 +98,34 @@ def _closed(state: ScopeState, provider: ScopedProvider[Any]) -> ScopeClosedErro
     return ScopeClosedError(state.level, session.user_id, provider.name, session.tenant_id)
 
 
+def _waitable(state: ScopeState, provider: object, entry: Any) -> PendingCreation:
+    """The pending creation to wait on (lock held): made on the first waiter's demand."""
+    if type(entry) is PendingCreation:
+        return entry
+    creation = PendingCreation(entry, None) if type(entry) is int else PendingCreation(None, entry)
+    state.pending[provider] = creation  # type: ignore[index]
+    return creation
+
+
 def _wait_error(
     provider: ScopedProvider[Any], state: ScopeState, pending: PendingCreation
 ) -> Exception | None:
     """Why this thread must not block on ``pending`` (None: it may)."""
-    if pending.thread != _get_ident():
-        return None
     if pending.task is None:
-        return DependencyCycleError(provider.name, state.level)
-    try:
-        task = _current_task()
-    except RuntimeError:
-        task = None
-    if task is pending.task:
+        if pending.thread == _get_ident():
+            return DependencyCycleError(provider.name, state.level)
+        return None
+    if pending.task.get_loop() is not _running_loop():
+        return None  # owned by a task of another loop (another thread): it can finish
+    if pending.task is _current_task():
         return DependencyCycleError(provider.name, state.level)
     return BlockingWaitError(provider.name, state.level)
+
+
+def _settle_entry(entry: Any, value: Any, error: BaseException | None) -> None:
+    """Hand the outcome to the waiters of a popped entry, if anyone waited (no lock)."""
+    if type(entry) is PendingCreation and entry.settle(value, error):
+        entry.wake()
 
 
 def create(
@@ -125,8 +141,7 @@ def create(
     Returns the instance, or an awaitable of it when the provider is async (or
     ``in_loop`` and the instance is being created by another task).
     """
-    plain_call = not args and not kwargs
-    if provider._is_async and plain_call:
+    if provider._is_async and not args and not kwargs:
         if not frame[5]:
             raise AsyncScopeRequiredError(provider.name, state.level)
         return acreate(provider, state, frame)
@@ -141,36 +156,36 @@ def create(
         if value is not MISSING:
             lock.release()
             return _ready(value) if provider._is_async else value
-        pending = state.pending.get(provider) if state.pending else None
-        if pending is None:
+        pending = state.pending
+        entry = pending.get(provider) if pending else None
+        if entry is None:
             limit = session.max_instances
             if limit is not None and session.instances >= limit:
                 lock.release()
                 raise _refuse(frame, state, provider)
             session.instances += 1
-            creation = _object_new(PendingCreation)  # no __init__ call: see PendingCreation
-            creation.thread = _get_ident()
-            creation.task = None
-            if state.pending is None:
-                state.pending = {provider: creation}
+            if pending is None:
+                state.pending = {provider: _get_ident()}
             else:
-                state.pending[provider] = creation
+                pending[provider] = _get_ident()
             lock.release()
             break
+        creation = _waitable(state, provider, entry)
         if in_loop:  # the async builder: wait without blocking the loop
-            future = pending.async_waiter(asyncio.get_running_loop())
+            future = creation.async_waiter(asyncio.get_running_loop())
             lock.release()
             return _await_retry(provider, state, frame, future)
-        error = _wait_error(provider, state, pending)
+        error = _wait_error(provider, state, creation)
         if error is not None:
             lock.release()
             raise error
-        event = pending.sync_waiter()
+        event = creation.sync_waiter()
         lock.release()
         event.wait()
-        value = pending.outcome()
+        value = creation.outcome()
         if value is not RETRY:
             return _ready(value) if provider._is_async else value
+    # build, with no lock held
     finalizer: Finalizer | None = None
     try:
         if hooks.before_create:
@@ -195,15 +210,15 @@ def create(
                 raise AsyncScopeRequiredError(provider.name, state.level)
             provider._is_async = True  # from now on `acreate` builds it in one coroutine
             provider.enable_async_mode()
-            return acreate(provider, state, frame, creation, result)
+            return acreate(provider, state, frame, True, result)
         else:
             value = result
             if provider._closing:
                 finalizer = provider._closer(result)
     except BaseException as error:
-        _abandon(state, provider, creation, error)
+        _abandon(state, provider, error)
         raise
-    # publish (inlined: this is the hot path)
+    # publish
     lock.acquire()
     if state.closed:  # closed while it was built: its waiters already got ScopeClosedError
         session.instances -= 1
@@ -214,12 +229,10 @@ def create(
     state.cache[provider] = value
     if finalizer is not None:
         state.finalizers.append(finalizer)
-    del state.pending[provider]
-    creation.done = True
-    creation.value = value
+    entry = state.pending.pop(provider)  # type: ignore[union-attr]
     lock.release()
-    if creation.event is not None or creation.futures:
-        creation.wake()
+    if type(entry) is PendingCreation:
+        _settle_entry(entry, value, None)
     if frame[4].observer is not None:
         frame[4]._notify_created(state, provider)
     return _ready(value) if provider._is_async else value
@@ -236,45 +249,39 @@ async def _await_retry(
     return value
 
 
-def _abandon(
-    state: ScopeState,
-    provider: ScopedProvider[Any],
-    creation: PendingCreation,
-    error: BaseException,
-) -> None:
+def _abandon(state: ScopeState, provider: ScopedProvider[Any], error: BaseException) -> None:
     """A creation failed: give its budget back and hand the failure to its waiters."""
-    outcome = RETRY if isinstance(error, asyncio.CancelledError) else None
     lock = state.session.lock
     lock.acquire()
-    notify = False
-    if not creation.done:  # else the scope closed first and told the waiters
-        state.session.instances -= 1
-        if state.pending is not None and state.pending.get(provider) is creation:
-            del state.pending[provider]
-        notify = creation.settle(outcome, None if outcome is RETRY else error)
-    else:
-        state.session.instances -= 1
+    state.session.instances -= 1
+    entry = None
+    if not state.closed:  # else the scope closed first and told the waiters
+        entry = state.pending.pop(provider, None)  # type: ignore[union-attr]
     lock.release()
-    if notify:
-        creation.wake()
+    if isinstance(error, asyncio.CancelledError):
+        _settle_entry(entry, RETRY, None)  # the creator's cancellation: a waiter retries
+    else:
+        _settle_entry(entry, None, error)
 
 
 async def acreate(
     provider: ScopedProvider[Any],
     state: ScopeState,
     frame: ActiveFrame,
-    creation: PendingCreation | None = None,
+    reserved: bool = False,
     started: Any = MISSING,
 ) -> Any:
     """Create the instance of ``state`` asynchronously, in this one coroutine.
 
-    ``creation`` and ``started`` come from :func:`create` when the factory turned out to
-    be async (the budget is reserved and the factory called); without them this
+    ``reserved`` and ``started`` come from :func:`create` when the factory turned out
+    to be async (the budget is reserved and the factory called); without them this
     reserves (or waits for the task already creating the instance) and builds.
     """
     session = state.session
     lock = session.lock
-    while creation is None:
+    task = _current_task()
+    owner: Any = _get_ident() if task is None else task
+    while not reserved:
         lock.acquire()
         if state.closed:
             lock.release()
@@ -283,12 +290,13 @@ async def acreate(
         if value is not MISSING:
             lock.release()
             return value
-        pending = state.pending.get(provider) if state.pending else None
-        if pending is not None:
-            if pending.task is not None and pending.task is _current_task():
+        pending = state.pending
+        entry = pending.get(provider) if pending else None
+        if entry is not None:
+            if entry is owner or (type(entry) is PendingCreation and entry.task is owner):
                 lock.release()
                 raise DependencyCycleError(provider.name, state.level)
-            future = pending.async_waiter(asyncio.get_running_loop())
+            future = _waitable(state, provider, entry).async_waiter(asyncio.get_running_loop())
             lock.release()
             value = await future
             if value is not RETRY:
@@ -299,16 +307,19 @@ async def acreate(
             lock.release()
             raise _refuse(frame, state, provider)
         session.instances += 1
-        creation = _object_new(PendingCreation)
-        creation.thread = _get_ident()
-        creation.task = _current_task()
-        if state.pending is None:
-            state.pending = {provider: creation}
+        if pending is None:
+            state.pending = {provider: owner}
         else:
-            state.pending[provider] = creation
+            pending[provider] = owner
         lock.release()
-    if creation.task is None:
-        creation.task = _current_task()
+        break
+    else:  # handed over by `create`: the entry names this task from now on (cycles)
+        with lock:
+            entry = state.pending.get(provider) if state.pending else None
+            if type(entry) is PendingCreation:
+                entry.task = task
+            elif entry is not None:
+                state.pending[provider] = owner  # type: ignore[index]
     finalizer: Finalizer | None = None
     try:
         value = started
@@ -339,7 +350,7 @@ async def acreate(
         elif provider._closing:
             finalizer = provider._closer(value)
     except BaseException as error:
-        _abandon(state, provider, creation, error)
+        _abandon(state, provider, error)
         raise
     lock.acquire()
     if state.closed:
@@ -353,12 +364,10 @@ async def acreate(
         state.finalizers.append(finalizer)
         if finalizer[0] == AGEN or (finalizer[0] == CLOSE and is_async_close(finalizer[1])):
             state.loop = asyncio.get_running_loop()
-    del state.pending[provider]  # type: ignore[union-attr]
-    creation.done = True
-    creation.value = value
+    entry = state.pending.pop(provider)  # type: ignore[union-attr]
     lock.release()
-    if creation.event is not None or creation.futures:
-        creation.wake()
+    if type(entry) is PendingCreation:
+        _settle_entry(entry, value, None)
     if frame[4].observer is not None:
         frame[4]._notify_created(state, provider)
     return value
