@@ -22,7 +22,7 @@ from typing import Any
 from dependency_injector import containers
 
 import userscope as us
-from userscope.container._scope import ACTIVE
+from userscope.container._scope import ACTIVE, USER_STATE
 
 MAX_REQUESTS = 3
 MAX_INSTANCES = 6
@@ -149,7 +149,7 @@ def run(
         # next scope starts a new one with its own budget, so peaks are per session
         frame = ACTIVE.get()
         assert frame is not None
-        return id(frame.user.session)
+        return id(frame[USER_STATE].session)
 
     def enter(ctx: us.UserExecutionContext) -> None:
         key = session_of()

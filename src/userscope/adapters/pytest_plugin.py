@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 
 from userscope.container import UserSessions, _locks
-from userscope.container._scope import ACTIVE
+from userscope.container._scope import ACTIVE, SESSIONS
 from userscope.context import UserExecutionContext
 from userscope.errors import (
     AsyncCleanupRequiredError,
@@ -110,7 +110,7 @@ class _Watch:
                 "`with`/`async with sessions...` block must exit before the test ends"
             )
         frame = ACTIVE.get()
-        if frame is not None and frame.sessions is self.sessions:
+        if frame is not None and frame[SESSIONS] is self.sessions:
             ACTIVE.set(None)  # do not let the abandoned scope leak into the next test
 
     @property

@@ -1,19 +1,21 @@
 """Scope levels and the active-scope frame, kept in one :class:`~contextvars.ContextVar`.
 
-The frame (:data:`ActiveFrame`) is a named tuple ``(ctx, request, connection, user,
-sessions, async_)``: the context, the open state of each level (``None`` when that
-level is not open), the :class:`~userscope.UserSessions` that opened them, and whether
-the innermost scope was entered with ``async with``. The three state fields sit at the
+The frame (:data:`ActiveFrame`) is a plain tuple ``(ctx, request, connection, user,
+sessions, async_)``, always read through the index names :data:`CTX`,
+:data:`REQUEST_STATE`, :data:`CONNECTION_STATE`, :data:`USER_STATE`, :data:`SESSIONS`
+and :data:`ASYNC`: the context, the open state of each level (``None`` when that level
+is not open), the :class:`~userscope.UserSessions` that opened them, and whether the
+innermost scope was entered with ``async with``. The three state fields sit at the
 index of their :class:`Scope` value, so a provider finds its state with one
-``ContextVar.get`` and one tuple index (``frame[provider.scope]``); everything else
-reads the fields by name.
+``ContextVar.get`` and one tuple index (``frame[provider.scope]``). A plain tuple
+literal (not a named tuple) because opening a scope builds one: it is the hot path.
 """
 
 from __future__ import annotations
 
 import contextvars
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Final
 
 from userscope.context import UserExecutionContext
 
@@ -21,7 +23,19 @@ if TYPE_CHECKING:
     from userscope.container._sessions import UserSessions
     from userscope.container._state import ScopeState
 
-__all__ = ["ACTIVE", "ActiveFrame", "Scope", "current_context", "current_scope", "new_frame"]
+__all__ = [
+    "ACTIVE",
+    "ASYNC",
+    "CONNECTION_STATE",
+    "CTX",
+    "REQUEST_STATE",
+    "SESSIONS",
+    "USER_STATE",
+    "ActiveFrame",
+    "Scope",
+    "current_context",
+    "current_scope",
+]
 
 
 class Scope(IntEnum):
@@ -42,44 +56,29 @@ class Scope(IntEnum):
     USER = 3
 
 
-# The functional form (not a class body) so a Cython build compiles it as it is.
-class ActiveFrame(NamedTuple):
-    ctx: UserExecutionContext
-    request: ScopeState | None
-    connection: ScopeState | None
-    user: ScopeState
-    sessions: UserSessions
-    async_: bool
-
-
-"""The active scope chain: see the module docstring."""
+ActiveFrame = tuple[
+    UserExecutionContext,
+    "ScopeState | None",
+    "ScopeState | None",
+    "ScopeState",
+    "UserSessions",
+    bool,
+]
+"""The active scope chain: a plain tuple read through the index names below."""
 
 Frame = ActiveFrame  # the name the provider modules use
+
+# The frame's fields by name. The three states sit at their Scope's value.
+CTX: Final = 0
+REQUEST_STATE: Final = 1  # == Scope.REQUEST
+CONNECTION_STATE: Final = 2  # == Scope.CONNECTION
+USER_STATE: Final = 3  # == Scope.USER
+SESSIONS: Final = 4
+ASYNC: Final = 5  # whether the innermost scope was entered with `async with`
 
 ACTIVE: Final[contextvars.ContextVar[ActiveFrame | None]] = contextvars.ContextVar(
     "userscope_active", default=None
 )
-
-_tuple_new: Any = tuple.__new__
-
-
-def new_frame(
-    ctx: UserExecutionContext,
-    request: ScopeState | None,
-    connection: ScopeState | None,
-    user: ScopeState,
-    sessions: UserSessions,
-    async_: bool,
-) -> ActiveFrame:
-    """Build a frame (one C call: the scope-opening hot path avoids namedtuple's ``__new__``).
-
-    Example:
-        >>> from userscope.container._scope import new_frame
-        >>> new_frame.__name__
-        'new_frame'
-    """
-    frame: ActiveFrame = _tuple_new(ActiveFrame, (ctx, request, connection, user, sessions, async_))
-    return frame
 
 
 def current_context() -> UserExecutionContext | None:
@@ -91,7 +90,7 @@ def current_context() -> UserExecutionContext | None:
         True
     """
     frame = ACTIVE.get()
-    return None if frame is None else frame.ctx
+    return None if frame is None else frame[CTX]
 
 
 def current_scope() -> Scope | None:
@@ -115,8 +114,8 @@ def innermost(frame: ActiveFrame | None) -> Scope | None:
     """
     if frame is None:
         return None
-    if frame.request is not None:
+    if frame[REQUEST_STATE] is not None:
         return Scope.REQUEST
-    if frame.connection is not None:
+    if frame[CONNECTION_STATE] is not None:
         return Scope.CONNECTION
     return Scope.USER

@@ -13,7 +13,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from userscope.container._cleanup import run_cleanups_async, run_cleanups_sync, settle
-from userscope.container._scope import ACTIVE, ActiveFrame, Scope
+from userscope.container._scope import (
+    ACTIVE,
+    CONNECTION_STATE,
+    SESSIONS,
+    USER_STATE,
+    Scope,
+)
 from userscope.container._session import Release, UserSession
 from userscope.container._state import ScopeState
 from userscope.context import UserExecutionContext
@@ -33,7 +39,6 @@ _FINISH: Final = Release.FINISH
 _get_active = ACTIVE.get
 _set_active = ACTIVE.set
 _reset_active = ACTIVE.reset
-_tuple_new: Any = tuple.__new__  # builds an ActiveFrame in one C call (see `_scope.new_frame`)
 
 
 def check_context(ctx: object) -> None:
@@ -55,7 +60,7 @@ def _restore(token: contextvars.Token[Any]) -> None:
 
 
 def _refuse_other_user(frame: Any, ctx: UserExecutionContext) -> None:
-    outer = frame.user.session
+    outer = frame[USER_STATE].session
     raise IsolationError(outer.user_id, ctx.user_id, outer.tenant_id, ctx.tenant_id)
 
 
@@ -97,12 +102,12 @@ class ScopeCM(ScopeState):
         evicted: list[UserSession] | None = None
         conn: ScopeState | None = None  # the connection a request nests in, if any
         frame = _get_active()
-        if frame is not None and frame.sessions is owner:
-            session = frame.user.session
+        if frame is not None and frame[SESSIONS] is owner:
+            session = frame[USER_STATE].session
             if session.user_id != ctx.user_id or session.tenant_id != ctx.tenant_id:
                 _refuse_other_user(frame, ctx)
             if request:
-                conn = frame.connection
+                conn = frame[CONNECTION_STATE]
         if conn is not None:  # a request inside its user's connection
             if conn.closed:
                 raise ScopeClosedError(_CONNECTION, ctx.user_id, None, ctx.tenant_id)
@@ -117,9 +122,7 @@ class ScopeCM(ScopeState):
         self.async_ = async_
         owner._open_states.add(self)
         self._token = _set_active(
-            _tuple_new(
-                ActiveFrame, (ctx, self if request else None, conn, session.state, owner, async_)
-            )
+            (ctx, self if request else None, conn, session.state, owner, async_)
         )
         if owner.observer is not None:
             self.token = owner._notify_opened(self.kind, ctx)
@@ -258,15 +261,13 @@ class UserScopeCM:
         owner = self._owner
         ctx = self._ctx
         frame = _get_active()
-        if frame is not None and frame.sessions is owner:
-            outer = frame.user.session
+        if frame is not None and frame[SESSIONS] is owner:
+            outer = frame[USER_STATE].session
             if outer.user_id != ctx.user_id or outer.tenant_id != ctx.tenant_id:
                 _refuse_other_user(frame, ctx)
         session, evicted = owner._hold_user(ctx, _USER, async_)
         self._session = session
-        self._token = _set_active(
-            _tuple_new(ActiveFrame, (ctx, None, None, session.state, owner, async_))
-        )
+        self._token = _set_active((ctx, None, None, session.state, owner, async_))
         return evicted
 
     def __enter__(self) -> UserExecutionContext:

@@ -53,7 +53,7 @@ from userscope.container._expiry import DeadlineHeap
 from userscope.container._leaks import LeakReport, LeakWatch
 from userscope.container._observe import ScopeObserver
 from userscope.container._pending import PendingCreation
-from userscope.container._scope import ACTIVE, Scope
+from userscope.container._scope import ACTIVE, SESSIONS, Scope
 from userscope.container._scopes import ScopeCM, UserScopeCM
 from userscope.container._session import Release, UserKey, UserSession
 from userscope.container._state import ScopeState, provider_name
@@ -713,7 +713,7 @@ class UserSessions:
 
     def _waits_for_itself(self) -> bool:
         frame = ACTIVE.get()
-        return frame is not None and frame.sessions is self
+        return frame is not None and frame[SESSIONS] is self
 
     def _begin_close(self) -> list[UserSession]:
         """Refuse new scopes, retire every session; return the idle ones (to finish now)."""

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 from userscope.container import _locks
 from userscope.container._cleanup import run_cleanups_async, run_cleanups_sync
 from userscope.container._pending import RETRY, PendingCreation
-from userscope.container._scope import ActiveFrame
+from userscope.container._scope import ASYNC, SESSIONS, ActiveFrame
 from userscope.container._state import AGEN, CLOSE, GEN, Finalizer, ScopeState, is_async_close
 from userscope.errors import (
     AsyncScopeRequiredError,
@@ -90,7 +90,7 @@ def _refuse(frame: ActiveFrame, state: ScopeState, provider: ScopedProvider[Any]
     error = ScopeLimitError(
         "max_instances_per_user", session.user_id, session.instances, limit, session.tenant_id
     )
-    return frame.sessions._refused(error)
+    return frame[SESSIONS]._refused(error)
 
 
 def _closed(state: ScopeState, provider: ScopedProvider[Any]) -> ScopeClosedError:
@@ -142,7 +142,7 @@ def create(
     ``in_loop`` and the instance is being created by another task).
     """
     if provider._is_async and not args and not kwargs:
-        if not frame[5]:
+        if not frame[ASYNC]:
             raise AsyncScopeRequiredError(provider.name, state.level)
         return acreate(provider, state, frame)
     session = state.session
@@ -205,7 +205,7 @@ def create(
                 raise FactoryProtocolError(provider.name, "no_yield") from None
             finalizer = (GEN, result, provider)
         elif kind not in PLAIN_TYPES and needs_await(result):
-            if not frame[5]:
+            if not frame[ASYNC]:
                 _discard(result)
                 raise AsyncScopeRequiredError(provider.name, state.level)
             provider._is_async = True  # from now on `acreate` builds it in one coroutine
@@ -233,8 +233,8 @@ def create(
     lock.release()
     if type(entry) is PendingCreation:
         _settle_entry(entry, value, None)
-    if frame[4].observer is not None:
-        frame[4]._notify_created(state, provider)
+    if frame[SESSIONS].observer is not None:
+        frame[SESSIONS]._notify_created(state, provider)
     return _ready(value) if provider._is_async else value
 
 
@@ -357,7 +357,7 @@ async def acreate(
         session.instances -= 1
         lock.release()
         if finalizer is not None:
-            await run_cleanups_async([finalizer], None, frame[4].cleanup_timeout)
+            await run_cleanups_async([finalizer], None, frame[SESSIONS].cleanup_timeout)
         raise _closed(state, provider)
     state.cache[provider] = value
     if finalizer is not None:
@@ -368,8 +368,8 @@ async def acreate(
     lock.release()
     if type(entry) is PendingCreation:
         _settle_entry(entry, value, None)
-    if frame[4].observer is not None:
-        frame[4]._notify_created(state, provider)
+    if frame[SESSIONS].observer is not None:
+        frame[SESSIONS]._notify_created(state, provider)
     return value
 
 

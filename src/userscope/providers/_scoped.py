@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Generic, Self, TypeVar, overload
 
 from dependency_injector import providers
 
-from userscope.container._scope import ACTIVE, ActiveFrame, Scope, innermost
+from userscope.container._scope import ACTIVE, CTX, ActiveFrame, Scope, innermost
 from userscope.container._state import CLOSE, Finalizer, ScopeState
 from userscope.context import UserExecutionContext
 from userscope.errors import FactoryProtocolError, OutOfScopeError
@@ -382,7 +382,7 @@ class CurrentContext(_Named, providers.Provider[UserExecutionContext]):
                 None,
                 hint="open any scope, e.g. `async with sessions.request(ctx):`",
             )
-        return frame[0]
+        return frame[CTX]
 
     def async_(self, *args: Any, **kwargs: Any) -> Awaitable[UserExecutionContext]:
         """Awaitable twin of calling the provider."""
