@@ -435,7 +435,8 @@ class UserSessions:
         try:
             if self.leak_check and scope.cache:
                 watched = _suspects(scope)
-            finalizers, pending = scope.detach()
+            pending = scope.pending
+            finalizers = scope.detach()
             action = _KEEP if finalizers else self._unhold(session, scope)
             woken = _fail_pending(pending, scope.level, session) if pending else None
         finally:
@@ -544,10 +545,11 @@ class UserSessions:
             state = session.state
             if self.leak_check and state.cache:
                 watched = _suspects(state)
-            finalizers, pending = state.detach()
+            pending = state.pending
+            finalizers = state.detach()
             ran, failed = session.cleanups_run, session.cleanups_failed
             session.cleanups_run = session.cleanups_failed = 0
-            woken = _fail_pending(pending, _USER, session)
+            woken = _fail_pending(pending, _USER, session) if pending else []
         for creation in woken:
             creation.wake()
         with self._lock:
@@ -1012,7 +1014,7 @@ class UserSessions:
 
 
 def _fail_pending(
-    pending: list[tuple[object, Any]], level: Scope, session: UserSession
+    pending: dict[object, Any], level: Scope, session: UserSession
 ) -> list[PendingCreation]:
     """Settle the creations in flight of a closing scope (lock held); those to wake.
 
@@ -1020,7 +1022,7 @@ def _fail_pending(
     (a thread ident or a task) have no waiter, and their creator sees the closed scope.
     """
     woken: list[PendingCreation] = []
-    for provider, creation in pending:
+    for provider, creation in pending.items():
         if type(creation) is not PendingCreation:
             continue
         closed = ScopeClosedError(

@@ -85,18 +85,18 @@ class ScopeState:
             for kind, obj, _ in self.finalizers
         )
 
-    def detach(self) -> tuple[list[Finalizer], list[tuple[object, Any]]]:
-        """Mark closed, drop every cached reference; hand back the finalizers and the
-        creations still in flight (lock held; the caller fails those after releasing it).
+    def detach(self) -> list[Finalizer]:
+        """Mark closed, drop every cached reference, hand back the finalizers (lock held).
+
+        Read ``pending`` before: the creations still in flight are the caller's to fail.
         """
         self.closed = True
         self.session.instances -= len(self.cache)
         finalizers = self.finalizers
         self.finalizers = []
         self.cache.clear()
-        pending = self.pending
         self.pending = None
-        return finalizers, ([*pending.items()] if pending else [])
+        return finalizers
 
 
 def provider_name(provider: object) -> str:
