@@ -50,8 +50,9 @@ def run_cleanups_sync(
     failures: list[BaseException] = []
     while finalizers:
         kind, obj, provider = finalizers.pop()
-        started = time.perf_counter() if observe is not None else 0.0
-        error: BaseException | None = None
+        if observe is not None:
+            started = time.perf_counter()
+            error: BaseException | None = None
         try:
             if kind == GEN:
                 if exc is None:  # the common case, inlined

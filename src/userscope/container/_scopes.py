@@ -87,8 +87,8 @@ class ScopeCM(ScopeState):
         self.pending = None
         self.finalizers = []
         self.closed = False
-        self.token = None
-        self.loop = None
+        # `token` is set only when an observer is (read with getattr); `loop` only matters
+        # for USER states: both left unset here, this is the hot path
 
     # -- entering -----------------------------------------------------------------
     def _open(self, async_: bool) -> list[UserSession] | None:

@@ -512,12 +512,12 @@ class UserSessions:
 
     def _notify_closed(self, state: ScopeCM, failures: list[BaseException]) -> None:
         error = failures[0] if failures else None
-        self._notify("scope_closed", state.token, state.kind, error)
+        self._notify("scope_closed", getattr(state, "token", None), state.kind, error)
 
     def _observe_cleanup(self, state: ScopeState) -> Observe | None:
         if self.observer is None:
             return None
-        token, level = state.token, state.level
+        token, level = getattr(state, "token", None), state.level
 
         def observe(provider: object, seconds: float, error: BaseException | None) -> None:
             self._notify("cleanup_finished", token, provider_name(provider), level, seconds, error)
@@ -526,7 +526,9 @@ class UserSessions:
 
     def _notify_created(self, state: ScopeState, provider: object) -> None:
         """Called by the creation protocol after publishing (only with an observer)."""
-        self._notify("instance_created", state.token, provider_name(provider), state.level)
+        self._notify(
+            "instance_created", getattr(state, "token", None), provider_name(provider), state.level
+        )
 
     # -- USER cleanups (internal) -----------------------------------------------------
     def _watch(self, suspects: list[_leaks.Suspect]) -> None:

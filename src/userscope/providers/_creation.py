@@ -68,18 +68,16 @@ def will_create(provider: ScopedProvider[Any], state: ScopeState, frame: ActiveF
 
     No lock is held. The one place to check anything about a creation before any
     object exists (e.g. validating the provider's container on its first resolve).
-    The creation paths call it only while :data:`hooks.before_create` is true (it is
+    The creation paths call it only while :data:`before_create` is true (it is
     when the lock-order checker is on), so the hot path pays one global test.
     """
     if _locks._enabled:
         _locks.assert_unlocked("a factory")
 
 
-class hooks:
-    """Switches of the creation path."""
-
-    before_create: bool = _locks._enabled
-    """Call :func:`will_create` before each build (turn on to add a check there)."""
+before_create: bool = _locks._enabled
+"""Call :func:`will_create` before each build; set it (``_creation.before_create = True``)
+to add a check there. On when the lock-order checker is on."""
 
 
 def _refuse(frame: ActiveFrame, state: ScopeState, provider: ScopedProvider[Any]) -> Exception:
@@ -188,7 +186,7 @@ def create(
     # build, with no lock held
     finalizer: Finalizer | None = None
     try:
-        if hooks.before_create:
+        if before_create:
             will_create(provider, state, frame)
         if not args and not kwargs:
             builder = provider._builder
@@ -324,7 +322,7 @@ async def acreate(
     try:
         value = started
         if value is MISSING:
-            if hooks.before_create:
+            if before_create:
                 will_create(provider, state, frame)
             builder = provider._abuilder
             if builder is None:
