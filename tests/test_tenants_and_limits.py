@@ -12,8 +12,6 @@ import pytest
 from dependency_injector import containers
 
 import userscope as us
-from userscope.container import _locks
-from userscope.errors import LockOrderError
 
 
 def ctx(user: str, tenant: str | None = None, request: str = "r-1") -> us.UserExecutionContext:
@@ -90,15 +88,20 @@ def test_limit_errors_and_leak_reports_carry_the_tenant() -> None:
 
 # -- limits ----------------------------------------------------------------------------
 def test_plain_requests_do_not_count_as_connections() -> None:
+    import contextvars
+
     sessions = us.UserSessions(max_connections_per_user=1, max_requests_per_user=2)
     alice = ctx("alice")
+
+    def plain_http(request_id: str) -> None:  # outside the socket's scope: its own request
+        with sessions.request(ctx("alice", request=request_id)):
+            pass
+
     with sessions.connection(alice):  # one WebSocket: the connection budget is spent
-        with sessions.request(alice), sessions.request(ctx("alice", request="r-2")):
-            pass  # plain HTTP requests next to it still get through
-        with sessions.request(alice):
-            with sessions.request(alice):
-                with pytest.raises(us.ScopeLimitError) as info, sessions.request(alice):
-                    pass
+        contextvars.Context().run(plain_http, "r-2")  # plain HTTP still gets through
+        with sessions.request(alice), sessions.request(alice):  # two messages on the socket
+            with pytest.raises(us.ScopeLimitError) as info:
+                contextvars.Context().run(plain_http, "r-3")  # a third request: refused
     assert info.value.limit == "max_requests_per_user"
     assert sessions.stats().refusals == {"max_requests_per_user": 1}
     sessions.close()
@@ -165,6 +168,9 @@ async def test_cleanup_timeout_bounds_a_stuck_cleanup() -> None:
 
 # -- lock-order checker ----------------------------------------------------------------
 def test_the_lock_checker_is_on_under_the_plugin_and_catches_a_broken_order() -> None:
+    from userscope.container import _locks
+    from userscope.errors import LockOrderError
+
     assert _locks.lock_check_enabled()
     sessions = us.UserSessions()
     with sessions.request(ctx("alice")):
@@ -181,6 +187,8 @@ def test_the_lock_checker_is_on_under_the_plugin_and_catches_a_broken_order() ->
 
 
 def test_no_factory_or_cleanup_runs_under_a_lock() -> None:
+    from userscope.container import _locks
+
     sessions = us.UserSessions()
     seen: list[bool] = []
 
@@ -210,34 +218,33 @@ def test_no_factory_or_cleanup_runs_under_a_lock() -> None:
 
 
 # -- observer --------------------------------------------------------------------------
-class Recorder(us.ScopeObserver):
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-
-    def scope_opened(self, level: us.Scope, ctx: us.UserExecutionContext) -> object:
-        self.calls.append(("opened", level.name))
-        return level.name
-
-    def scope_closed(self, token: object, level: us.Scope, error: BaseException | None) -> None:
-        self.calls.append(("closed", token, level.name))
-
-    def instance_created(self, token: object, provider: str, level: us.Scope) -> None:
-        self.calls.append(("created", token, provider))
-
-    def cleanup_finished(
-        self, token: object, provider: str, level: us.Scope, seconds: float, error: Any
-    ) -> None:
-        self.calls.append(("cleanup", token, provider, error is None))
-
-    def limit_refused(self, limit: str, user: Any) -> None:
-        self.calls.append(("refused", limit, user))
-
-    def user_ended(self, user: Any, reason: str) -> None:
-        self.calls.append(("ended", user, reason))
-        raise RuntimeError("observers may fail: logged once, ignored")
-
-
 def test_observer_hooks_are_called_and_their_failures_ignored(caplog: Any) -> None:
+    class Recorder(us.ScopeObserver):
+        def __init__(self) -> None:
+            self.calls: list[tuple[Any, ...]] = []
+
+        def scope_opened(self, level: us.Scope, ctx: us.UserExecutionContext) -> object:
+            self.calls.append(("opened", level.name))
+            return level.name
+
+        def scope_closed(self, token: object, level: us.Scope, error: BaseException | None) -> None:
+            self.calls.append(("closed", token, level.name))
+
+        def instance_created(self, token: object, provider: str, level: us.Scope) -> None:
+            self.calls.append(("created", token, provider))
+
+        def cleanup_finished(
+            self, token: object, provider: str, level: us.Scope, seconds: float, error: Any
+        ) -> None:
+            self.calls.append(("cleanup", token, provider, error is None))
+
+        def limit_refused(self, limit: str, user: Any) -> None:
+            self.calls.append(("refused", limit, user))
+
+        def user_ended(self, user: Any, reason: str) -> None:
+            self.calls.append(("ended", user, reason))
+            raise RuntimeError("observers may fail: logged once, ignored")
+
     recorder = Recorder()
     sessions = us.UserSessions(max_requests_per_user=1)
     sessions.observer = recorder
