@@ -617,3 +617,26 @@ async def test_shutdown_with_a_stuck_cleanup_is_bounded() -> None:
     assert isinstance(failure, us.CleanupTimeoutError)
     assert failure.provider == "C.item"
     assert other == ["closed"]  # the other cleanup still ran, after the stuck one
+
+
+async def test_v7_a_cancel_scope_recognises_its_cancellation_after_shielded_cleanups() -> None:
+    import anyio
+
+    sessions = us.UserSessions()
+    order: list[str] = []
+
+    async def slow_close() -> AsyncIterator[str]:
+        yield "bridge"
+        await asyncio.sleep(0.01)  # suspends: cancelled while it runs
+        order.append("closed")
+
+    class C(containers.DeclarativeContainer):
+        bridge = us.RequestScoped(slow_close)
+
+    with anyio.CancelScope() as scope:
+        async with sessions.request(ctx_for("alice")):
+            await C.bridge.async_()
+            scope.cancel()  # delivered at the cleanup's first await
+    assert scope.cancelled_caught  # the original cancellation came back to its scope
+    assert order == ["closed"]
+    await sessions.aclose()

@@ -84,17 +84,19 @@ async def run_cleanups_async(
     exc: BaseException | None,
     bound: float | None = None,
     observe: Observe | None = None,
-) -> tuple[list[BaseException], bool]:
+) -> tuple[list[BaseException], asyncio.CancelledError | None]:
     """Async twin of :func:`run_cleanups_sync`, shielded from cancellation.
 
-    Returns ``(failures, cancelled)``: ``cancelled`` says a cancellation of the awaiting
-    task arrived meanwhile; the caller re-raises it after its own bookkeeping.
+    Returns ``(failures, cancelled)``: ``cancelled`` is the cancellation of the awaiting
+    task that arrived meanwhile, if any (the original exception object, so its message
+    still identifies who cancelled, e.g. an anyio cancel scope); the caller re-raises it
+    after its own bookkeeping.
     ``bound`` (seconds) bounds each cleanup that suspends.
     """
     if _locks._enabled:
         _locks.assert_unlocked("a cleanup")
     failures: list[BaseException] = []
-    cancelled: list[bool] = []  # appended to when a cancellation arrives
+    cancelled: list[asyncio.CancelledError] = []  # appended to when a cancellation arrives
     while finalizers:
         kind, obj, provider = finalizers.pop()
         started = time.perf_counter() if observe is not None else 0.0
@@ -127,14 +129,14 @@ async def run_cleanups_async(
                 failures.append(failure)
         if observe is not None:
             observe(provider, time.perf_counter() - started, error)
-    return failures, bool(cancelled)
+    return failures, (cancelled[0] if cancelled else None)
 
 
 async def _shielded(
     step: Any,
     bound: float | None,
     provider: object,
-    cancelled: list[bool],
+    cancelled: list[asyncio.CancelledError],
     yielded: Any = MISSING,
 ) -> Any:
     """Run one cleanup awaitable to its end whatever happens to the awaiting task.
@@ -161,8 +163,8 @@ async def _shielded(
             raise CleanupTimeoutError(provider_name(provider), bound)
         try:
             await asyncio.wait((task,), timeout=remaining)
-        except asyncio.CancelledError:
-            cancelled.append(True)
+        except asyncio.CancelledError as cancellation:
+            cancelled.append(cancellation)
     return task.result()  # or the cleanup's own failure
 
 

@@ -142,9 +142,9 @@ class ScopeCM(ScopeState):
             except BaseException as exc:
                 await self.__aexit__(type(exc), exc, exc.__traceback__)
                 raise
-            if cancelled:  # every evicted cleanup finished; now the cancellation wins
+            if cancelled is not None:  # every evicted cleanup finished; now it propagates
                 await self.__aexit__(None, None, None)
-                raise asyncio.CancelledError()
+                raise cancelled
         return self._ctx
 
     # -- leaving --------------------------------------------------------------------
@@ -206,7 +206,7 @@ class ScopeCM(ScopeState):
             return
         session = self.session
         failures: list[BaseException] = []
-        cancelled = False
+        cancelled: asyncio.CancelledError | None = None
         if finalizers:
             ran = len(finalizers)
             try:
@@ -221,20 +221,23 @@ class ScopeCM(ScopeState):
         if action is _FINISH:
             more, user_cancelled = await owner._finish_user_async(session, exc=exc)
             failures += more
-            cancelled |= user_cancelled
+            cancelled = cancelled or user_cancelled
         if owner.observer is not None:
             owner._notify_closed(self, failures)
-        if cancelled and not isinstance(exc, asyncio.CancelledError):
-            raise _cancelled(failures, self.level, session)
+        if cancelled is not None and not isinstance(exc, asyncio.CancelledError):
+            raise _cancelled(cancelled, failures, self.level, session)
         if failures:
             settle(exc, failures, self.level, session.key)
 
 
 def _cancelled(
-    failures: list[BaseException], level: Scope, session: UserSession
+    error: asyncio.CancelledError,
+    failures: list[BaseException],
+    level: Scope,
+    session: UserSession,
 ) -> asyncio.CancelledError:
-    """The cancellation that arrived during cleanups, re-raised once they all ran."""
-    error = asyncio.CancelledError()
+    """The cancellation that arrived during cleanups, to re-raise once they all ran (the
+    original object: e.g. anyio recognises its cancel scope's own by its message)."""
     for failure in failures:
         error.add_note(
             f"userscope: cleanup in the {level.name} scope of {session.user_id!r} "
@@ -284,9 +287,9 @@ class UserScopeCM:
             except BaseException as exc:
                 await self.__aexit__(type(exc), exc, exc.__traceback__)
                 raise
-            if cancelled:
+            if cancelled is not None:
                 await self.__aexit__(None, None, None)
-                raise asyncio.CancelledError()
+                raise cancelled
         return self._ctx
 
     def _leave(self) -> UserSession:
@@ -316,6 +319,6 @@ class UserScopeCM:
         session = self._leave()
         if self._owner._release(session, None, 0, []) is _FINISH:
             failures, cancelled = await self._owner._finish_user_async(session, exc=exc)
-            if cancelled and not isinstance(exc, asyncio.CancelledError):
-                raise _cancelled(failures, _USER, session)
+            if cancelled is not None and not isinstance(exc, asyncio.CancelledError):
+                raise _cancelled(cancelled, failures, _USER, session)
             settle(exc, failures, _USER, session.key)

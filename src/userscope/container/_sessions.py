@@ -595,8 +595,8 @@ class UserSessions:
         exc: BaseException | None = None,
         reason: str = "closed",
         within: float | None = None,
-    ) -> tuple[list[BaseException], bool]:
-        """Async twin of :meth:`_finish_user_sync`: ``(failures, cancelled)``."""
+    ) -> tuple[list[BaseException], asyncio.CancelledError | None]:
+        """Async twin of :meth:`_finish_user_sync`: ``(failures, cancellation)``."""
         finalizers = self._detach_user(session)
         ran = len(finalizers)
         bound = self._cleanup_timeout
@@ -642,12 +642,14 @@ class UserSessions:
             failures = self._finish_user_sync(session, reason="evicted")
             _log_failures(session, "evicted", failures)
 
-    async def _finish_evicted_async(self, evicted: list[UserSession]) -> bool:
-        """Run evicted users' cleanups to completion; whether a cancellation arrived."""
-        cancelled = False
+    async def _finish_evicted_async(
+        self, evicted: list[UserSession]
+    ) -> asyncio.CancelledError | None:
+        """Run evicted users' cleanups to completion; the cancellation that arrived, if any."""
+        cancelled: asyncio.CancelledError | None = None
         for session in evicted:
             failures, stopped = await self._finish_user_async(session, reason="evicted")
-            cancelled |= stopped
+            cancelled = cancelled or stopped
             _log_failures(session, "evicted", failures)
         return cancelled
 
@@ -706,8 +708,8 @@ class UserSessions:
         session = self._take_user(key)
         if session is not None:
             failures, cancelled = await self._finish_user_async(session, reason="closed")
-            if cancelled:
-                raise asyncio.CancelledError()
+            if cancelled is not None:
+                raise cancelled
             settle(None, failures, _USER, key)
 
     def _open_users(self) -> tuple[int, list[UserKey]]:
@@ -817,19 +819,19 @@ class UserSessions:
                         break
                 await asyncio.sleep(_POLL)
         failures: list[BaseException] = []
-        cancelled = False
+        cancelled: asyncio.CancelledError | None = None
         for session in self._begin_close():
             remaining = max(deadline - loop.time(), 0.001)
             more, stopped = await self._finish_user_async(
                 session, reason="shutdown", within=remaining
             )
             failures += more
-            cancelled |= stopped
+            cancelled = cancelled or stopped
         pending = [b for b in self._background if isinstance(b, asyncio.Task)]
         if pending:
             await asyncio.wait(pending, timeout=max(deadline - loop.time(), 0.001))
-        if cancelled:
-            raise asyncio.CancelledError()
+        if cancelled is not None:
+            raise cancelled
         self._shutdown_report(seconds, failures)
 
     # -- expiry -----------------------------------------------------------------------
@@ -887,16 +889,16 @@ class UserSessions:
         """
         started = time.perf_counter()
         due = self._pop_expired(async_=True)
-        cancelled = False
+        cancelled: asyncio.CancelledError | None = None
         for session in due:
             failures, stopped = await self._finish_user_async(session, reason="expired")
-            cancelled |= stopped
+            cancelled = cancelled or stopped
             _log_failures(session, "expired", failures)
         self.check_leaks()
         if self.observer is not None:
             self._notify("swept", len(due), time.perf_counter() - started)
-        if cancelled:
-            raise asyncio.CancelledError()
+        if cancelled is not None:
+            raise cancelled
         return len(due)
 
     def start_reaper(self, interval: Duration | None = None) -> asyncio.Task[None] | None:
