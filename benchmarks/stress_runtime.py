@@ -26,7 +26,10 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=8, help="tasks per loop")
     parser.add_argument("--threads", type=int, default=2, help="plain sync threads")
     parser.add_argument("--users", type=int, default=24)
+    parser.add_argument("--smoke", action="store_true", help="half a second (what CI runs)")
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds = 0.5
     logging.disable(logging.CRITICAL)  # injected failures are logged by design
     result = run(
         args.seconds,
