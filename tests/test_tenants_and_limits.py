@@ -175,7 +175,7 @@ def test_the_lock_checker_is_on_under_the_plugin_and_catches_a_broken_order() ->
     sessions = us.UserSessions()
     with sessions.request(ctx("alice")):
         pass
-    session = sessions._users[(None, "alice")]
+    session = sessions._users["alice"]
     assert isinstance(session.lock, _locks.CheckedLock)
     with session.lock:
         with pytest.raises(LockOrderError) as info:

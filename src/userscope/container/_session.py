@@ -10,12 +10,21 @@ from userscope.container import _locks
 from userscope.container._scope import Scope
 from userscope.container._state import ScopeState
 
-__all__ = ["NEVER", "Release", "UserKey", "UserSession"]
+__all__ = ["NEVER", "Release", "UserKey", "UserSession", "table_slot"]
 
 UserKey = tuple[str | None, str]
 """A user: ``(tenant_id, user_id)``."""
 
 NEVER: Final = float("inf")
+
+
+def table_slot(tenant_id: str | None, user_id: str) -> str | UserKey:
+    """A user's key in the session table: the user id alone when there is no tenant.
+
+    A str key is found faster than a tuple (no tuple to build, hash and compare), and a
+    str never equals a tuple, so the two forms cannot collide.
+    """
+    return user_id if tenant_id is None else (tenant_id, user_id)
 
 
 class Release(Enum):
@@ -53,6 +62,7 @@ class UserSession:
         "requests",
         "retired",
         "scheduled",
+        "slot",
         "state",
         "tenant_id",
         "user_id",
@@ -62,6 +72,7 @@ class UserSession:
         self, key: UserKey, now: float, max_age: float | None, max_instances: int | None
     ) -> None:
         self.key = key
+        self.slot = table_slot(*key)  # its key in the owner's session table
         self.max_instances = max_instances  # the owner's max_instances_per_user
         self.tenant_id, self.user_id = key
         self.lock: Any = _locks.new_lock(_locks.SESSION) if _locks._enabled else threading.Lock()

@@ -55,7 +55,7 @@ from userscope.container._observe import ScopeObserver
 from userscope.container._pending import PendingCreation
 from userscope.container._scope import ACTIVE, SESSIONS, Scope
 from userscope.container._scopes import ScopeCM, UserScopeCM
-from userscope.container._session import Release, UserKey, UserSession
+from userscope.container._session import Release, UserKey, UserSession, table_slot
 from userscope.container._state import ScopeState, provider_name
 from userscope.container._stats import SessionStats
 from userscope.context import UserExecutionContext
@@ -165,7 +165,8 @@ class UserSessions:
         """The :class:`~userscope.ScopeObserver` told what happens (``None``: none)."""
         self._clock = clock
         self._lock: Any = _locks.new_lock(_locks.TABLE)
-        self._users: OrderedDict[UserKey, UserSession] = OrderedDict()  # LRU order
+        # keyed by `table_slot(tenant_id, user_id)`; in LRU order
+        self._users: OrderedDict[str | UserKey, UserSession] = OrderedDict()
         self._retired: set[UserSession] = set()  # out of the table, scopes still open
         self._open_states: set[ScopeCM] = set()  # open CONNECTION/REQUEST states
         self._expiry = DeadlineHeap()
@@ -320,7 +321,8 @@ class UserSessions:
     ) -> tuple[UserSession, list[UserSession] | None]:
         """Hold the user's session for a new top-level scope; returns the session and
         the sessions evicted to make room (their cleanups are the caller's to run)."""
-        session = self._users.get((ctx.tenant_id, ctx.user_id))
+        tenant_id = ctx.tenant_id
+        session = self._users.get(ctx.user_id if tenant_id is None else (tenant_id, ctx.user_id))
         if session is not None and self._max_users is None:
             lock = session.lock
             lock.acquire()  # fast path: a live session, no LRU order to keep
@@ -348,6 +350,7 @@ class UserSessions:
     ) -> tuple[UserSession, list[UserSession] | None]:
         """Slow path: create, replace or evict sessions under the table lock."""
         key = (ctx.tenant_id, ctx.user_id)
+        slot = table_slot(*key)
         now = self._clock()
         evicted: list[UserSession] = []
         created = False
@@ -355,7 +358,7 @@ class UserSessions:
         with self._lock:
             if self._closed:
                 raise ScopeClosedError(None, ctx.user_id, None, ctx.tenant_id)
-            session = self._users.get(key)
+            session = self._users.get(slot)
             if session is not None and session.active == 0 and now >= session.expires_at:
                 self._retire(session)
                 self._retired.discard(session)
@@ -380,13 +383,13 @@ class UserSessions:
                         evicted.append(victim)
                 if error is None:
                     session = UserSession(key, now, self._max_age, self._max_instances_per_user)
-                    self._users[key] = session
+                    self._users[slot] = session
                     created = True
             if session is not None:
                 with session.lock:
                     error = self._take_hold(session, kind)
                 if error is None and self._max_users is not None:
-                    self._users.move_to_end(key)
+                    self._users.move_to_end(slot)
             if error is not None:
                 self._refusals[error.limit] += 1
         if error is not None:
@@ -482,8 +485,8 @@ class UserSessions:
 
     def _retire(self, session: UserSession) -> None:
         """Take a session out of the table (table lock held)."""
-        if self._users.get(session.key) is session:
-            del self._users[session.key]
+        if self._users.get(session.slot) is session:
+            del self._users[session.slot]
         with session.lock:
             session.retired = True
             self._expiry.ended(session)
@@ -656,7 +659,7 @@ class UserSessions:
     # -- closing --------------------------------------------------------------------
     def _take_user(self, key: UserKey) -> UserSession | None:
         with self._lock:
-            session = self._users.get(key)
+            session = self._users.get(table_slot(*key))
             if session is None:
                 return None
             self._retire(session)
@@ -686,7 +689,7 @@ class UserSessions:
         """
         key = (tenant_id, user_id)
         with self._lock:
-            session = self._users.get(key)
+            session = self._users.get(table_slot(*key))
             if session is not None and session.active == 0:
                 with session.lock:
                     blocked = session.state.has_async_finalizers()
