@@ -124,7 +124,7 @@ class ScopeCM(ScopeState):
         self._token = _set_active(
             (ctx, self if request else None, conn, session.state, owner, async_)
         )
-        if owner.observer is not None:
+        if owner._observer is not None:
             self.token = owner._notify_opened(self.kind, ctx)
         return evicted
 
@@ -165,14 +165,14 @@ class ScopeCM(ScopeState):
             _restore(token)
         owner = self._owner
         finalizers, action = owner._leave(self)
-        if finalizers is None and action is _KEEP and owner.observer is None:
+        if finalizers is None and action is _KEEP and owner._observer is None:
             return
         session = self.session
         failures: list[BaseException] = []
         if finalizers:
             ran = len(finalizers)
             try:
-                observe = None if owner.observer is None else owner._observe_cleanup(self)
+                observe = None if owner._observer is None else owner._observe_cleanup(self)
                 failures = run_cleanups_sync(finalizers, exc, observe)
             finally:
                 action = owner._release(session, self, ran, failures)
@@ -180,7 +180,7 @@ class ScopeCM(ScopeState):
             owner._schedule(session)
         if action is _FINISH:
             failures += owner._finish_user_sync(session, exc=exc)
-        if owner.observer is not None:
+        if owner._observer is not None:
             owner._notify_closed(self, failures)
         if failures:
             settle(exc, failures, self.level, session.key)
@@ -202,7 +202,7 @@ class ScopeCM(ScopeState):
             _restore(token)
         owner = self._owner
         finalizers, action = owner._leave(self)
-        if finalizers is None and action is _KEEP and owner.observer is None:
+        if finalizers is None and action is _KEEP and owner._observer is None:
             return
         session = self.session
         failures: list[BaseException] = []
@@ -210,7 +210,7 @@ class ScopeCM(ScopeState):
         if finalizers:
             ran = len(finalizers)
             try:
-                observe = None if owner.observer is None else owner._observe_cleanup(self)
+                observe = None if owner._observer is None else owner._observe_cleanup(self)
                 failures, cancelled = await run_cleanups_async(
                     finalizers, exc, owner._cleanup_timeout, observe
                 )
@@ -222,7 +222,7 @@ class ScopeCM(ScopeState):
             more, user_cancelled = await owner._finish_user_async(session, exc=exc)
             failures += more
             cancelled = cancelled or user_cancelled
-        if owner.observer is not None:
+        if owner._observer is not None:
             owner._notify_closed(self, failures)
         if cancelled is not None and not isinstance(exc, asyncio.CancelledError):
             raise _cancelled(cancelled, failures, self.level, session)

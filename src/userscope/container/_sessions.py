@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from userscope._durations import Duration, to_seconds, to_seconds_or_none
 from userscope._log import fields
+from userscope.container import _flags as _creation_flags
 from userscope.container import _leaks, _locks
 from userscope.container._cleanup import (
     Observe,
@@ -161,8 +162,8 @@ class UserSessions:
         self._max_instances_per_user = max_instances_per_user
         self._cleanup_timeout = to_seconds_or_none("cleanup_timeout", cleanup_timeout)
         self.leak_check = leak_check
-        self.observer: ScopeObserver | None = observer
-        """The :class:`~userscope.ScopeObserver` told what happens (``None``: none)."""
+        self._observer: ScopeObserver | None = None
+        self.observer = observer
         self._clock = clock
         self._lock: Any = _locks.new_lock(_locks.TABLE)
         # keyed by `table_slot(tenant_id, user_id)`; in LRU order
@@ -185,6 +186,20 @@ class UserSessions:
         self._reaper: asyncio.Task[None] | None = None
         self._background: set[Any] = set()  # tasks/futures finishing retired users
         self._observer_failed: set[str] = set()
+
+    @property
+    def observer(self) -> ScopeObserver | None:
+        """The :class:`~userscope.ScopeObserver` told what happens (``None``: none).
+
+        Settable at any time; scopes already open report to the new one from then on.
+        """
+        return self._observer
+
+    @observer.setter
+    def observer(self, observer: ScopeObserver | None) -> None:
+        if observer is not None:
+            _creation_flags.observing = True  # the creation path starts checking
+        self._observer = observer
 
     # -- limits (fixed at construction) ----------------------------------------------
     @property
@@ -311,7 +326,7 @@ class UserSessions:
         if not counted:
             with self._lock:
                 self._refusals[error.limit] += 1
-        if self.observer is not None:
+        if self._observer is not None:
             user = None if error.user_id is None else (error.tenant_id, error.user_id)
             self._notify("limit_refused", error.limit, user)
         return error
@@ -395,7 +410,7 @@ class UserSessions:
         if error is not None:
             raise self._refused(error, counted=True)
         assert session is not None
-        if self.observer is not None:
+        if self._observer is not None:
             if created:
                 session.state.token = self._notify_opened(_USER, ctx)
             for old in evicted:
@@ -494,7 +509,7 @@ class UserSessions:
 
     # -- observer (never called under a lock) ---------------------------------------
     def _notify(self, method: str, *args: Any) -> Any:
-        observer = self.observer
+        observer = self._observer
         if observer is None:
             return None
         try:
@@ -518,7 +533,7 @@ class UserSessions:
         self._notify("scope_closed", getattr(state, "token", None), state.kind, error)
 
     def _observe_cleanup(self, state: ScopeState) -> Observe | None:
-        if self.observer is None:
+        if self._observer is None:
             return None
         token, level = getattr(state, "token", None), state.level
 
@@ -573,7 +588,7 @@ class UserSessions:
                 self._recent_failures.append(_describe(failure))
 
     def _user_ended(self, session: UserSession, reason: str, failures: list[BaseException]) -> None:
-        if self.observer is not None:
+        if self._observer is not None:
             error = failures[0] if failures else None
             self._notify("scope_closed", session.state.token, _USER, error)
             self._notify("user_ended", session.key, reason)
@@ -878,7 +893,7 @@ class UserSessions:
         for session in due:
             _log_failures(session, "expired", self._finish_user_sync(session, reason="expired"))
         self.check_leaks()
-        if self.observer is not None:
+        if self._observer is not None:
             self._notify("swept", len(due), time.perf_counter() - started)
         return len(due)
 
@@ -898,7 +913,7 @@ class UserSessions:
             cancelled = cancelled or stopped
             _log_failures(session, "expired", failures)
         self.check_leaks()
-        if self.observer is not None:
+        if self._observer is not None:
             self._notify("swept", len(due), time.perf_counter() - started)
         if cancelled is not None:
             raise cancelled
@@ -976,7 +991,7 @@ class UserSessions:
                     provider=report.provider,
                 ),
             )
-            if self.observer is not None:
+            if self._observer is not None:
                 self._notify("leak_detected", report.provider, Scope[report.scope], report.type)
         if found:
             with self._lock:

@@ -27,7 +27,7 @@ import threading
 from types import AsyncGeneratorType, GeneratorType
 from typing import TYPE_CHECKING, Any, Final
 
-from userscope.container import _locks
+from userscope.container import _flags, _locks
 from userscope.container._cleanup import run_cleanups_async, run_cleanups_sync
 from userscope.container._pending import RETRY, PendingCreation
 from userscope.container._scope import ASYNC, SESSIONS, ActiveFrame
@@ -229,9 +229,9 @@ def create(
         state.finalizers.append(finalizer)
     entry = state.pending.pop(provider)  # type: ignore[union-attr]
     lock.release()
-    if type(entry) is PendingCreation:
+    if entry.__class__ is PendingCreation:
         _settle_entry(entry, value, None)
-    if frame[SESSIONS].observer is not None:
+    if _flags.observing and frame[SESSIONS]._observer is not None:
         frame[SESSIONS]._notify_created(state, provider)
     return _ready(value) if provider._is_async else value
 
@@ -364,9 +364,9 @@ async def acreate(
             state.loop = asyncio.get_running_loop()
     entry = state.pending.pop(provider)  # type: ignore[union-attr]
     lock.release()
-    if type(entry) is PendingCreation:
+    if entry.__class__ is PendingCreation:
         _settle_entry(entry, value, None)
-    if frame[SESSIONS].observer is not None:
+    if _flags.observing and frame[SESSIONS]._observer is not None:
         frame[SESSIONS]._notify_created(state, provider)
     return value
 
