@@ -53,20 +53,37 @@ def snapshot(sessions: us.UserSessions) -> tuple[int, int, int, int]:
     [
         ({"max_users": 0}, 0),
         ({"idle_timeout": -1}, -1),
-        ({"max_instances_per_user": True}, True),
         ({"max_age": 0}, 0),
+        ({"cleanup_timeout": -0.5}, -0.5),
     ],
 )
 def test_limits_must_be_positive(kwargs: dict[str, Any], value: Any) -> None:
     with pytest.raises(ValueError, match="positive") as info:
         us.UserSessions(**kwargs)
     assert repr(value) in str(info.value)
+    assert next(iter(kwargs)) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_instances_per_user": True},
+        {"max_users": 2.5},
+        {"max_age": "1h"},
+        {"idle_timeout": True},
+    ],
+)
+def test_limits_of_the_wrong_type_are_refused_by_name(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(TypeError) as info:
+        us.UserSessions(**kwargs)
+    assert next(iter(kwargs)) in str(info.value)
 
 
 def test_defaults_are_documented_values() -> None:
     sessions = us.UserSessions()
     assert sessions.max_age == 24 * 3600
-    assert sessions.max_instances_per_user == 50
+    assert sessions.max_instances_per_user is None
+    assert sessions.cleanup_timeout is None
     assert (sessions.max_users, sessions.idle_timeout) == (None, None)
     assert (sessions.max_connections_per_user, sessions.max_requests_per_user) == (None, None)
 
@@ -251,10 +268,10 @@ def test_sweep_cost_follows_the_expired_sessions() -> None:
             pass
         if i == 9:
             clock.now += 50  # the first ten are older
-    assert len(sessions._deadlines) == 1000  # one entry per idle session, never more
+    assert len(sessions._expiry) == 1000  # one entry per idle session, never more
     clock.now += 60  # only the first ten are past their deadline
     assert sessions.sweep() == 10
-    assert len(sessions._deadlines) == 990  # the rest were not touched
+    assert len(sessions._expiry) == 990  # the rest were not touched
     sessions.close()
 
 

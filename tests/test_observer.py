@@ -145,7 +145,7 @@ def test_scopes_instances_and_cleanups_are_reported_in_order() -> None:
     assert closed[0] == ("closed", req_token, us.Scope.REQUEST, "RuntimeError")
     assert closed[1] == ("closed", conn_token, us.Scope.CONNECTION, None)
     # the user's scope stays open between connections; closing it reports the end
-    sessions.close_user("alice")
+    sessions.close_user("alice", tenant_id="acme")
     assert recorder.of("closed")[-1] == ("closed", user_token, us.Scope.USER, None)
     assert recorder.of("ended") == [("ended", ("acme", "alice"), "closed")]
     assert recorder.blocked == []

@@ -7,6 +7,15 @@ import inspect
 import userscope
 
 EXPECTED = {
+    "AsyncCleanupRequiredError",
+    "AsyncScopeRequiredError",
+    "BlockingWaitError",
+    "CleanupTimeoutError",
+    "DependencyCycleError",
+    "FactoryProtocolError",
+    "ScopeObserver",
+    "ScopeReuseError",
+    "ShutdownTimeoutError",
     "CaptiveDependencyError",
     "CleanupError",
     "ConnectionScoped",
@@ -19,7 +28,6 @@ EXPECTED = {
     "Scope",
     "ScopeClosedError",
     "ScopeLimitError",
-    "ScopeObserver",
     "ScopedProvider",
     "SessionStats",
     "UserExecutionContext",
@@ -57,6 +65,14 @@ def test_errors_derive_from_the_base_and_a_builtin() -> None:
         "CaptiveDependencyError": TypeError,
         "CleanupError": ExceptionGroup,
         "GraphFormatError": ValueError,
+        "ScopeReuseError": RuntimeError,
+        "AsyncScopeRequiredError": RuntimeError,
+        "AsyncCleanupRequiredError": RuntimeError,
+        "FactoryProtocolError": RuntimeError,
+        "DependencyCycleError": RuntimeError,
+        "BlockingWaitError": RuntimeError,
+        "CleanupTimeoutError": TimeoutError,
+        "ShutdownTimeoutError": TimeoutError,
     }
     for name, base in builtin.items():
         cls = getattr(userscope, name)

@@ -166,16 +166,20 @@ def test_a_creation_racing_the_scope_exit_is_refused_and_leaves_no_cleanup_behin
 ) -> None:
     """A thread that resolves while the scope closes: the instance is refused, not orphaned.
 
-    The worker thread is parked on the session lock (held here) after it found the scope
-    open; the scope then closes; when the lock is released the worker must see the
-    closed scope instead of caching an instance whose cleanup would never run.
+    The worker's factory runs (with no lock held) while the scope closes; when it
+    finishes, the worker must get ScopeClosedError and the instance must be cleaned up
+    at once instead of being cached in a scope whose cleanups already ran.
     """
     import contextvars
 
     opened: list[str] = []
+    building = threading.Event()
+    exited = threading.Event()
 
     def resource() -> Any:
         opened.append("opened")
+        building.set()
+        exited.wait(10)
         yield "resource"
         opened.append("closed")
 
@@ -186,7 +190,6 @@ def test_a_creation_racing_the_scope_exit_is_refused_and_leaves_no_cleanup_behin
     scope = sessions.request(alice)
     scope.__enter__()
     captured = contextvars.copy_context()
-    lock = sessions._users["alice"].lock
 
     def worker() -> None:
         try:
@@ -194,16 +197,17 @@ def test_a_creation_racing_the_scope_exit_is_refused_and_leaves_no_cleanup_behin
         except BaseException as exc:  # the assertion below says which
             outcome.append(exc)
 
-    with lock:  # re-entrant: the exit below still runs on this thread
-        thread = threading.Thread(target=worker)
-        thread.start()
-        time.sleep(0.2)  # let the worker reach the lock (if it has not, it sees `closed`)
-        scope.__exit__(None, None, None)
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert building.wait(10)
+    scope.__exit__(None, None, None)  # no lock is held by the factory: exits at once
+    exited.set()
     thread.join(timeout=10)
     [result] = outcome
     assert isinstance(result, us.ScopeClosedError), result
     assert result.provider == "C.item"
-    assert opened == []  # never built, so nothing was left without its cleanup
+    assert opened == ["opened", "closed"]  # built after the exit, so cleaned up at once
+    assert sessions.stats().instances == 0
 
 
 async def test_task_outliving_its_scope_gets_scope_closed(

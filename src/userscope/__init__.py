@@ -27,13 +27,21 @@ from userscope.container import (
 )
 from userscope.context import UserExecutionContext
 from userscope.errors import (
+    AsyncCleanupRequiredError,
+    AsyncScopeRequiredError,
+    BlockingWaitError,
     CaptiveDependencyError,
     CleanupError,
+    CleanupTimeoutError,
+    DependencyCycleError,
+    FactoryProtocolError,
     GraphFormatError,
     IsolationError,
     OutOfScopeError,
     ScopeClosedError,
     ScopeLimitError,
+    ScopeReuseError,
+    ShutdownTimeoutError,
     UserscopeError,
 )
 from userscope.providers import (
@@ -47,11 +55,17 @@ from userscope.providers import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncCleanupRequiredError",
+    "AsyncScopeRequiredError",
+    "BlockingWaitError",
     "CaptiveDependencyError",
     "CleanupError",
+    "CleanupTimeoutError",
     "ConnectionScoped",
     "CurrentContext",
     "GraphFormatError",
+    "DependencyCycleError",
+    "FactoryProtocolError",
     "IsolationError",
     "LeakReport",
     "OutOfScopeError",
@@ -60,8 +74,10 @@ __all__ = [
     "ScopeClosedError",
     "ScopeLimitError",
     "ScopeObserver",
+    "ScopeReuseError",
     "ScopedProvider",
     "SessionStats",
+    "ShutdownTimeoutError",
     "UserExecutionContext",
     "UserScoped",
     "UserSessions",

@@ -179,3 +179,9 @@ def test_fastapi_check_fails_when_an_app_skips_its_cleanup(
                 await app.shutdown()
 
     asyncio.run(go())
+
+
+def test_stress_runtime_reports_a_clean_verdict() -> None:
+    output = _run("stress_runtime.py")
+    assert "verdict: ok" in output, output
+    assert "not_closed_once: 0" in output, output

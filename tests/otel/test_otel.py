@@ -196,7 +196,7 @@ def test_evictions_expiry_sweeps_and_shutdown(telemetry: Telemetry) -> None:
     for user in ("u1", "u2", "u3"):  # u3 evicts u1, the least recently used
         with sessions.request(ctx(user)):
             C.registry()
-    sessions.close_user("u2")
+    sessions.close_user("u2", tenant_id=TENANT)
     now[0] = 100.0
     assert sessions.sweep() == 1  # u3 expired
     with sessions.request(ctx("u4")):

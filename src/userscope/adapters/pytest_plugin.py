@@ -9,6 +9,11 @@ Fixtures:
     ``userscope_asessions``: the same, as an async fixture (pytest-asyncio).
     ``userscope_context``: a factory of valid :class:`~userscope.UserExecutionContext`.
 
+Lock-order checker:
+    On for the whole run (every ``UserSessions`` created while the plugin is active
+    checks the runtime's documented lock order and fails the moment it is broken);
+    ``USERSCOPE_LOCK_CHECK=0`` turns it off.
+
 Marker:
     ``@pytest.mark.userscope_no_leak_check``: no leak check for this test (open scopes
     and failed cleanups still fail it).
@@ -56,16 +61,21 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import logging
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
-from userscope.container import UserSessions
-from userscope.container._scope import ACTIVE
+from userscope.container import UserSessions, _locks
+from userscope.container._scope import ACTIVE, SESSIONS
 from userscope.context import UserExecutionContext
-from userscope.errors import CleanupError, UserscopeError
+from userscope.errors import (
+    AsyncCleanupRequiredError,
+    CleanupError,
+    ShutdownTimeoutError,
+    UserscopeError,
+)
 
 try:  # pytest-asyncio drives the async fixture when installed
     import pytest_asyncio
@@ -83,7 +93,9 @@ _MAX_REPORTED = 5
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the plugin's marker."""
+    """Register the plugin's marker; turn the lock-order checker on."""
+    if os.environ.get("USERSCOPE_LOCK_CHECK", "1") != "0":
+        _locks.enable_lock_check()
     config.addinivalue_line(
         "markers",
         f"{NO_LEAK_CHECK}: do not fail this test when a scoped instance outlives its scope",
@@ -112,62 +124,44 @@ def userscope_context() -> Callable[..., UserExecutionContext]:
     return make
 
 
-_CLEANUP_EVENTS = frozenset({"cleanup_failed", "expiry_cleanup_failed"})
-
-
-class _CleanupLog(logging.Handler):
-    """Collects the cleanup failures userscope logs while a test runs."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.failures: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        # by the structured field when the record has one (see userscope._log), else by
-        # the message of the runtimes that predate it
-        event = getattr(record, "userscope_event", None)
-        if (isinstance(event, str) and event in _CLEANUP_EVENTS) or (
-            event is None and record.getMessage().startswith(("cleanup of", "expiry cleanup of"))
-        ):
-            failure = record.exc_info[1] if record.exc_info else None
-            text = record.getMessage() + (f": {failure!r}" if failure is not None else "")
-            self.failures.append(text)
-
-
 class _Watch:
     """One fixture's sessions plus what the teardown check needs."""
 
     def __init__(self, request: pytest.FixtureRequest) -> None:
         self.leak_check = request.node.get_closest_marker(NO_LEAK_CHECK) is None
         self.sessions = UserSessions(leak_check=self.leak_check)
-        self.log = _CleanupLog()
-        self.logger = logging.getLogger("userscope")
-        self.logger.addHandler(self.log)
         self.problems: list[str] = []
+        self.left_open = False
 
     def before_close(self) -> None:
         stats = self.sessions.stats()
-        held = _open_scopes(self.sessions)
-        if stats.connections or stats.requests or held:
+        if stats.open_scopes:
+            self.left_open = True
             self.problems.append(
-                f"{held or stats.connections + stats.requests} scope(s) still open at teardown "
+                f"{stats.open_scopes} scope(s) still open at teardown "
                 f"({stats.connections} connection, {stats.requests} request): every "
                 "`with`/`async with sessions...` block must exit before the test ends"
             )
         frame = ACTIVE.get()
-        if frame is not None and frame[4] is self.sessions:
+        if frame is not None and frame[SESSIONS] is self.sessions:
             ACTIVE.set(None)  # do not let the abandoned scope leak into the next test
+
+    @property
+    def timeout(self) -> float:
+        """Shutdown waits for nothing when a scope was left open (already reported)."""
+        return 0.01 if self.left_open else 30.0
 
     def closing_failed(self, exc: BaseException) -> None:
         if isinstance(exc, CleanupError):
-            return  # counted below through stats().cleanups_failed and the log
+            return  # counted below through stats().cleanups_failed
+        if isinstance(exc, ShutdownTimeoutError) and self.left_open:
+            return  # reported by before_close
         self.problems.append(f"closing the sessions failed: {exc}")
 
     def verdict(self) -> None:
-        self.logger.removeHandler(self.log)
         stats = self.sessions.stats()
         if stats.cleanups_failed:
-            shown = "; ".join(self.log.failures[:_MAX_REPORTED]) or "see the `userscope` log"
+            shown = "; ".join(stats.cleanup_failures[:_MAX_REPORTED]) or "see the `userscope` log"
             self.problems.append(f"{stats.cleanups_failed} cleanup(s) failed: {shown}")
         if self.leak_check:
             leaks = list(self.sessions.leaks)
@@ -185,13 +179,6 @@ class _Watch:
                 )
         if self.problems:
             pytest.fail("userscope: " + "\n  ".join(self.problems), pytrace=False)
-
-
-def _open_scopes(sessions: UserSessions) -> int:
-    """Holds still open, USER-only scopes included (best effort on the runtime's table)."""
-    users = getattr(sessions, "_users", {})
-    retired = getattr(sessions, "_retired", ())
-    return sum(int(getattr(s, "active", 0)) for s in [*users.values(), *retired])
 
 
 def _is_async_test(request: pytest.FixtureRequest) -> bool:
@@ -221,9 +208,9 @@ def userscope_sessions(request: pytest.FixtureRequest) -> Iterator[UserSessions]
         if watch.sessions.stats().closed:
             watch.sessions.check_leaks()
         else:
-            watch.sessions.close()
+            watch.sessions.close(timeout=watch.timeout)
     except UserscopeError as exc:
-        if not isinstance(exc, CleanupError):
+        if isinstance(exc, AsyncCleanupRequiredError):
             exc = UserscopeError(
                 f"{exc} (a sync test cannot run async cleanups: write the test as "
                 "`async def` so the fixture closes on its event loop, or "
@@ -253,7 +240,7 @@ async def userscope_asessions(request: pytest.FixtureRequest) -> AsyncIterator[U
         if watch.sessions.stats().closed:
             watch.sessions.check_leaks()
         else:
-            await watch.sessions.aclose()
+            await watch.sessions.aclose(timeout=watch.timeout)
     except UserscopeError as exc:
         watch.closing_failed(exc)
     watch.verdict()

@@ -1,495 +1,122 @@
-"""`UserSessions`: the runtime that owns USER scopes and opens CONNECTION/REQUEST scopes."""
+"""`UserSessions`: the runtime that owns USER scopes and opens CONNECTION/REQUEST scopes.
+
+Concurrency model
+-----------------
+Two kinds of lock exist, and no user code (factories, finalizers, eviction and expiry
+cleanups, observers) ever runs while either is held:
+
+* the **table lock** (``UserSessions._lock``, one per runtime) protects the session
+  table (``_users``, LRU order), the retired set, the deadline heap, the leak watch
+  list and the runtime-wide counters;
+* a **session lock** (``UserSession.lock``, one per user) protects that user's hold
+  counters (``active``, ``connections``, ``requests``, ``instances``) and the caches,
+  pending creations and finalizers of every scope of that user.
+
+Order: table lock, then at most one session lock; never a session lock and then the
+table lock, never two session locks. Neither lock is re-entrant. A limit refusal is
+built under the locks and raised (and counted) after they are released.
+:mod:`userscope.container._locks` checks all of this when ``USERSCOPE_LOCK_CHECK=1``
+or under the pytest plugin.
+
+Creating an instance (see :mod:`userscope.providers._creation`) takes the session lock
+twice: once to reserve (the instance budget counts the creation in flight) and
+register a :class:`~userscope.container._pending.PendingCreation`, once to publish
+the instance or the failure; the factory runs between the two, with no lock held.
+Concurrent resolvers of that instance wait on the pending creation, in any thread or
+event loop, and get its one outcome.
+
+Cleanups run after the scope's state was detached under the lock; async ones are
+shielded from cancellation and bounded by ``cleanup_timeout``; a cancellation that
+arrived meanwhile propagates once they all ran.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import gc
-import heapq
-import itertools
 import logging
-import threading
 import time
 import weakref
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
-from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-from pydantic import BaseModel, ConfigDict
-
-from userscope.container._observe import ScopeObserver
-from userscope.container._scope import (
-    ACTIVE,
-    Scope,
-    ScopeState,
-    notify,
-    provider_name,
-    run_finalizers_async,
-    run_finalizers_sync,
-    run_observed_async,
-    run_observed_sync,
+from userscope._durations import Duration, to_seconds, to_seconds_or_none
+from userscope._log import fields
+from userscope.container import _flags as _creation_flags
+from userscope.container import _leaks, _locks
+from userscope.container._cleanup import (
+    Observe,
+    run_cleanups_async,
+    run_cleanups_sync,
     settle,
 )
+from userscope.container._expiry import DeadlineHeap
+from userscope.container._leaks import LeakReport, LeakWatch
+from userscope.container._observe import ScopeObserver
+from userscope.container._pending import PendingCreation
+from userscope.container._scope import ACTIVE, SESSIONS, Scope
+from userscope.container._scopes import ScopeCM, UserScopeCM
+from userscope.container._session import Release, UserKey, UserSession, table_slot
+from userscope.container._state import ScopeState, provider_name
+from userscope.container._stats import SessionStats
 from userscope.context import UserExecutionContext
 from userscope.errors import (
+    AsyncCleanupRequiredError,
     CleanupError,
-    IsolationError,
     ScopeClosedError,
     ScopeLimitError,
-    UserscopeError,
+    ShutdownTimeoutError,
 )
 
 if TYPE_CHECKING:
-    from userscope.container._observe import UserKey
+    from userscope.container._state import Finalizer
 
 __all__ = ["LeakReport", "SessionStats", "UserSessions"]
 
 logger = logging.getLogger("userscope")
 
 _HOUR: Final = 3600.0
-
-
-class LeakReport(BaseModel):
-    """A scoped instance that was still alive after its scope closed.
-
-    Attributes:
-        type: qualified name of the instance's class.
-        provider: name of the provider that created it.
-        user_id: the user whose scope created it.
-        scope: the level of that scope.
-        referrers: a short summary of what still refers to it.
-
-    Example:
-        >>> import userscope as us
-        >>> us.LeakReport(type="Agent", provider="C.agent", user_id="a", scope="REQUEST",
-        ...               referrers=["list"]).provider
-        'C.agent'
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    type: str
-    provider: str
-    user_id: str
-    scope: str
-    referrers: list[str]
-
-
-class SessionStats(BaseModel):
-    """A snapshot of a :class:`UserSessions` runtime, as returned by ``stats()``.
-
-    Example:
-        >>> import userscope as us
-        >>> us.UserSessions().stats().users
-        0
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    users: int
-    connections: int
-    requests: int
-    instances: int
-    instances_by_provider: dict[str, int]
-    cleanups_run: int
-    cleanups_failed: int
-    evictions: int
-    expired: int
-    refusals: dict[str, int]
-    leaks_detected: int
-    closed: bool
-
-
-class _UserSession:
-    """One user's USER scope plus its counters (internal).
-
-    Counters are changed under ``lock``; the session table and the deadline heap under
-    the owner's lock. The hot path (a user that already has a session) takes only
-    ``lock``. ``connections`` and ``requests`` are only counted when the owner enforces
-    a per-user concurrency limit; :meth:`UserSessions.stats` counts open scopes instead.
-    """
-
-    __slots__ = (
-        "__weakref__",
-        "active",
-        "announced",
-        "cleanups_failed",
-        "cleanups_run",
-        "connections",
-        "created_at",
-        "expires_at",
-        "instances",
-        "lock",
-        "max_expiry",
-        "owner",
-        "reason",
-        "requests",
-        "retired",
-        "scheduled",
-        "state",
-        "tenant_id",
-        "user_id",
-    )
-
-    def __init__(
-        self, owner: UserSessions, user_id: str, now: float, tenant_id: str | None = None
-    ) -> None:
-        self.owner = owner
-        self.user_id = user_id
-        self.tenant_id = tenant_id
-        self.announced = False  # the observer was told this USER scope opened
-        self.reason = "closed"  # why it ended, for the observer: set when retired
-        self.lock = threading.RLock()
-        self.state = ScopeState()
-        self.state.setup(Scope.USER, self, False)
-        self.active = 0  # open scopes holding this session (user, connection, nested request)
-        self.connections = 0
-        self.requests = 0
-        self.instances = 0
-        self.created_at = now
-        max_age = owner._max_age
-        self.max_expiry = _NEVER if max_age is None else now + max_age
-        self.expires_at = self.max_expiry  # meaningful while `active` is 0
-        self.retired = False  # out of the table; finished when `active` drops to 0
-        self.scheduled = False  # has an entry in the owner's deadline heap
-        self.cleanups_run = 0  # finalizers of this user's CONNECTION/REQUEST scopes
-        self.cleanups_failed = 0
-
-    def admit(self, provider_name: str) -> None:
-        """Refuse a new scoped instance when the per-user budget is spent (lock held)."""
-        maximum = self.owner._max_instances_per_user
-        if maximum is not None and self.instances >= maximum:
-            self.owner._refuse("max_instances_per_user")
-            raise ScopeLimitError("max_instances_per_user", self.user_id, self.instances, maximum)
-
-
-_USER: Final = Scope.USER  # enum member lookups cost ~0.1 us each: bind them once
+_USER: Final = Scope.USER
 _CONNECTION: Final = Scope.CONNECTION
 _REQUEST: Final = Scope.REQUEST
-_NEVER: Final = float("inf")
-# What releasing a hold on a session asks of the caller (see UserSessions._unhold).
-_KEEP: Final = 0
-_SCHEDULE: Final = 1
-_FINISH: Final = 2
-_name_of = provider_name
-_get_active = ACTIVE.get
-_set_active = ACTIVE.set
-_reset_active = ACTIVE.reset
-
-
-def _check_context(ctx: object) -> None:
-    if type(ctx) is not UserExecutionContext and not isinstance(ctx, UserExecutionContext):
-        raise TypeError(
-            f"expected a UserExecutionContext, got {type(ctx).__name__}; build one from a "
-            "verified identity: UserExecutionContext(user_id=..., thread_id=...)"
-        )
-
-
-def _set_outer(token: contextvars.Token[Any]) -> None:
-    """Restore the frame ``token`` replaced when the scope is left in another context
-    (``ContextVar.reset`` refuses that; e.g. a generator-based wrapper)."""
-    _set_active(None if token.old_value is token.MISSING else token.old_value)
-
-
-class _ScopeCM(ScopeState):
-    """A CONNECTION/REQUEST scope: its own context manager and its own state (internal).
-
-    Returned by :meth:`UserSessions.request` and :meth:`~UserSessions.connection`;
-    usable once, with ``with`` or ``async with``. A request outside any connection of
-    its user (plain HTTP) opens CONNECTION and REQUEST together: this one state serves
-    both levels.
-    """
-
-    __slots__ = ("_ctx", "_kind", "_owner", "_token")
-
-    def __init__(self, owner: UserSessions, ctx: UserExecutionContext, kind: Scope) -> None:
-        if type(ctx) is not UserExecutionContext:
-            _check_context(ctx)
-        self._owner = owner
-        self._ctx = ctx
-        self._kind = kind
-        self._token: contextvars.Token[Any] | None = None
-        # the state half; `_open` sets `level`, `session` and `async_`
-        self.cache = {}
-        self.pending = None
-        self.finalizers = []
-        self.closed = False
-        self.observed = None
-
-    # -- entering -----------------------------------------------------------------
-    def _open(self, async_: bool) -> list[_UserSession] | None:
-        if self._token is not None or self.closed:
-            raise UserscopeError(
-                "this scope object is open or was already used: each `with` needs a new one; "
-                f"call sessions.{self._kind.name.lower()}(ctx) again"
-            )
-        owner = self._owner
-        ctx = self._ctx
-        request = self._kind is _REQUEST
-        evicted: list[_UserSession] | None = None
-        conn: ScopeState | None = None  # the connection a request nests in, if any
-        frame = _get_active()
-        if frame is not None and frame[4] is owner:
-            user_state = frame[3]
-            if user_state.session.user_id != ctx.user_id:
-                raise IsolationError(user_state.session.user_id, ctx.user_id)
-            if request:
-                conn = frame[2]
-        if conn is not None:  # a request inside its user's connection
-            if conn.closed:
-                raise ScopeClosedError(_CONNECTION, ctx.user_id)
-            session = conn.session
-            owner._hold(session)
-            self.level = _REQUEST
-        else:  # a connection, or a request that is its own connection (plain HTTP)
-            found = owner._users.get(ctx.user_id)
-            if found is None or owner._max_users is not None or not owner._join(found, self):
-                found, evicted = owner._acquire(ctx.user_id, self, async_, ctx.tenant_id)
-            session = found
-            conn = self
-            self.level = _CONNECTION
-        self.session = session
-        self.async_ = async_
-        owner._open_states.add(self)
-        self._token = _set_active(
-            (ctx, self if request else None, conn, session.state, owner, async_)
-        )
-        return evicted
-
-    def _open_observed(self, async_: bool, observer: ScopeObserver) -> list[_UserSession] | None:
-        """:meth:`_open`, then tell the observer (no lock held)."""
-        try:
-            evicted = self._open(async_)
-        except ScopeLimitError as refusal:
-            notify(observer, "limit_refused", refusal.limit, self._ctx.user_key)
-            raise
-        self._owner._announce(self.session, self._ctx, observer)
-        self.observed = notify(observer, "scope_opened", self._kind, self._ctx)
-        return evicted
-
-    def __enter__(self) -> UserExecutionContext:
-        observer = self._owner._observer
-        evicted = self._open(False) if observer is None else self._open_observed(False, observer)
-        if evicted:
-            for session in evicted:
-                self._owner._finish_user_sync(session, log_only=True)
-        return self._ctx
-
-    async def __aenter__(self) -> UserExecutionContext:
-        observer = self._owner._observer
-        evicted = self._open(True) if observer is None else self._open_observed(True, observer)
-        if evicted:
-            for session in evicted:
-                await self._owner._finish_user_async(session, log_only=True)
-        return self._ctx
-
-    # -- leaving --------------------------------------------------------------------
-    def _leave(self) -> tuple[list[tuple[int, Any, object]] | None, int]:
-        """Restore the outer frame and detach this scope's state.
-
-        Returns ``(finalizers, action)``. With finalizers to run, the session is still
-        held (``action`` is ``_KEEP``): the caller runs them, then calls
-        :meth:`UserSessions._release`. Without, the hold was dropped in the same locked
-        section and ``action`` says what is left to do (see ``UserSessions._unhold``).
-        """
-        token, self._token = self._token, None
-        if token is None:
-            raise UserscopeError("this scope is not open; exit it only once")
-        try:
-            _reset_active(token)
-        except ValueError:
-            _set_outer(token)
-        owner = self._owner
-        session = self.session
-        owner._open_states.discard(self)
-        session.lock.acquire()
-        try:
-            if owner.leak_check and self.cache:
-                owner._watch(self)
-            finalizers = self.detach()
-            if finalizers:
-                return finalizers, _KEEP
-            return None, owner._unhold(session, self)
-        finally:
-            session.lock.release()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        finalizers, action = self._leave()
-        owner = self._owner
-        observer = owner._observer
-        if finalizers is None and action is _KEEP:
-            if observer is not None:
-                notify(observer, "scope_closed", self.observed, self._kind, None)
-            return
-        session = self.session
-        failures: list[BaseException] = []
-        if finalizers:
-            ran = len(finalizers)
-            try:
-                if observer is None:
-                    failures = run_finalizers_sync(finalizers, exc)
-                else:
-                    failures = run_observed_sync(finalizers, exc, observer, self)
-            finally:
-                action = owner._release(session, self, ran, len(failures))
-        elif action is _SCHEDULE:
-            owner._schedule(session)
-        if observer is not None:
-            error = failures[0] if failures else None
-            notify(observer, "scope_closed", self.observed, self._kind, error)
-        if action is _FINISH:
-            failures += owner._finish_user_sync(session, log_only=False, exc=exc)
-        if failures:
-            settle(exc, failures, self.level, session.user_id)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        finalizers, action = self._leave()
-        owner = self._owner
-        observer = owner._observer
-        if finalizers is None and action is _KEEP:
-            if observer is not None:
-                notify(observer, "scope_closed", self.observed, self._kind, None)
-            return
-        session = self.session
-        failures: list[BaseException] = []
-        if finalizers:
-            ran = len(finalizers)
-            try:
-                if observer is None:
-                    failures = await run_finalizers_async(finalizers, exc)
-                else:
-                    failures = await run_observed_async(finalizers, exc, observer, self)
-            finally:
-                action = owner._release(session, self, ran, len(failures))
-        elif action is _SCHEDULE:
-            owner._schedule(session)
-        if observer is not None:
-            error = failures[0] if failures else None
-            notify(observer, "scope_closed", self.observed, self._kind, error)
-        if action is _FINISH:
-            failures += await owner._finish_user_async(session, log_only=False, exc=exc)
-        if failures:
-            settle(exc, failures, self.level, session.user_id)
-
-
-class _UserScopeCM:
-    """Enters only a user's USER scope (internal; see :meth:`UserSessions.user`)."""
-
-    __slots__ = ("_ctx", "_owner", "_session", "_token")
-
-    def __init__(self, owner: UserSessions, ctx: UserExecutionContext) -> None:
-        _check_context(ctx)
-        self._owner = owner
-        self._ctx = ctx
-        self._session: _UserSession | None = None
-        self._token: contextvars.Token[Any] | None = None
-
-    def _open(self, async_: bool) -> list[_UserSession] | None:
-        if self._token is not None:
-            raise UserscopeError("this scope object is already open; call sessions.user(ctx) again")
-        owner = self._owner
-        ctx = self._ctx
-        frame = _get_active()
-        if frame is not None and frame[4] is owner and frame[3].session.user_id != ctx.user_id:
-            raise IsolationError(frame[3].session.user_id, ctx.user_id)
-        evicted: list[_UserSession] | None = None
-        session = owner._users.get(ctx.user_id)
-        if session is None or owner._max_users is not None or not owner._join(session, None):
-            session, evicted = owner._acquire(ctx.user_id, None, async_, ctx.tenant_id)
-        self._session = session
-        self._token = _set_active((ctx, None, None, session.state, owner, async_))
-        return evicted
-
-    def _open_observed(self, async_: bool, observer: ScopeObserver) -> list[_UserSession] | None:
-        try:
-            evicted = self._open(async_)
-        except ScopeLimitError as refusal:
-            notify(observer, "limit_refused", refusal.limit, self._ctx.user_key)
-            raise
-        assert self._session is not None
-        self._owner._announce(self._session, self._ctx, observer)
-        return evicted
-
-    def __enter__(self) -> UserExecutionContext:
-        observer = self._owner._observer
-        evicted = self._open(False) if observer is None else self._open_observed(False, observer)
-        for session in evicted or ():
-            self._owner._finish_user_sync(session, log_only=True)
-        return self._ctx
-
-    async def __aenter__(self) -> UserExecutionContext:
-        observer = self._owner._observer
-        evicted = self._open(True) if observer is None else self._open_observed(True, observer)
-        for session in evicted or ():
-            await self._owner._finish_user_async(session, log_only=True)
-        return self._ctx
-
-    def _leave(self) -> _UserSession:
-        token, self._token = self._token, None
-        if token is None or self._session is None:
-            raise UserscopeError("this scope is not open; exit it only once")
-        try:
-            _reset_active(token)
-        except ValueError:
-            _set_outer(token)
-        return self._session
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        session = self._leave()
-        if self._owner._release(session, None, 0, 0) is _FINISH:
-            failures = self._owner._finish_user_sync(session, log_only=False, exc=exc)
-            settle(exc, failures, _USER, session.user_id)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        session = self._leave()
-        if self._owner._release(session, None, 0, 0) is _FINISH:
-            failures = await self._owner._finish_user_async(session, log_only=False, exc=exc)
-            settle(exc, failures, _USER, session.user_id)
+_KEEP: Final = Release.KEEP
+_SCHEDULE: Final = Release.SCHEDULE
+_FINISH: Final = Release.FINISH
+_POLL: Final = 0.005  # seconds between checks while shutdown waits for open scopes
+_RECENT_FAILURES: Final = 20
 
 
 class UserSessions:
     """The runtime that owns every USER scope and opens CONNECTION and REQUEST scopes.
 
     One per application (no module-level global): each instance is independent. A
-    user's USER scope is created on first use, shared by that user's concurrent
-    connections, kept between requests, and ended by :meth:`close_user`, by the limits
-    below (through :meth:`sweep` / the reaper), or by :meth:`close` at shutdown.
+    user is ``(tenant_id, user_id)`` (:attr:`UserExecutionContext.user_key`); the same
+    user id in two tenants is two users. A user's USER scope is created on first use,
+    shared by that user's concurrent connections, kept between requests, and ended by
+    :meth:`close_user`, by the limits below (through :meth:`sweep` / the reaper), or by
+    :meth:`close` at shutdown.
+
+    Durations take seconds (``int``/``float``) or a :class:`datetime.timedelta`.
 
     Args:
         max_users: most user sessions kept at once; at the limit the least recently
             used idle session is evicted, or the new user is refused. ``None``: no limit.
-        max_age: seconds a user session may live (default 24 h); expired sessions are
+        max_age: how long a user session may live (default 24 h); expired sessions are
             closed once idle.
-        idle_timeout: seconds a session may sit unused before it is closed. ``None``: never.
-        max_connections_per_user: concurrent connections per user. ``None``: no limit.
-        max_requests_per_user: concurrent requests per user. ``None``: no limit.
-        max_instances_per_user: live scoped instances per user (default 50).
+        idle_timeout: how long a session may sit unused before it is closed.
+            ``None``: never.
+        max_connections_per_user: concurrent long-lived connections per user (scopes
+            opened with :meth:`connection`, e.g. WebSockets). ``None``: no limit.
+        max_requests_per_user: concurrent requests per user (plain HTTP requests and
+            requests inside a connection). ``None``: no limit.
+        max_instances_per_user: live scoped instances per user, creations in flight
+            included. ``None`` (the default): no limit.
+        cleanup_timeout: how long one async cleanup may take before it is cancelled and
+            recorded as a :class:`~userscope.CleanupTimeoutError`. ``None``: no bound.
         leak_check: record scoped instances still alive after their scope closed.
         clock: monotonic clock in seconds (injectable for tests).
-        observer: a :class:`~userscope.ScopeObserver` told about scopes, instances,
-            cleanups, refusals, ended users, sweeps and leaks (e.g. the OpenTelemetry
-            one from ``userscope.otel.instrument``). ``None``: nothing is reported.
+        observer: a :class:`~userscope.ScopeObserver` told what the runtime does
+            (settable later as ``sessions.observer``).
 
     Example:
         >>> import userscope as us
@@ -505,54 +132,79 @@ class UserSessions:
         self,
         *,
         max_users: int | None = None,
-        max_age: float | None = 24 * _HOUR,
-        idle_timeout: float | None = None,
+        max_age: Duration | None = 24 * _HOUR,
+        idle_timeout: Duration | None = None,
         max_connections_per_user: int | None = None,
         max_requests_per_user: int | None = None,
-        max_instances_per_user: int | None = 50,
+        max_instances_per_user: int | None = None,
+        cleanup_timeout: Duration | None = None,
         leak_check: bool = False,
         clock: Callable[[], float] = time.monotonic,
         observer: ScopeObserver | None = None,
     ) -> None:
         for name, value in (
             ("max_users", max_users),
-            ("max_age", max_age),
-            ("idle_timeout", idle_timeout),
             ("max_connections_per_user", max_connections_per_user),
             ("max_requests_per_user", max_requests_per_user),
             ("max_instances_per_user", max_instances_per_user),
         ):
-            if value is not None and (isinstance(value, bool) or value <= 0):
-                raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+            if value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
+            if value <= 0:
+                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
         self._max_users = max_users
-        self._max_age = max_age
-        self._idle_timeout = idle_timeout
+        self._max_age = to_seconds_or_none("max_age", max_age)
+        self._idle_timeout = to_seconds_or_none("idle_timeout", idle_timeout)
         self._max_connections_per_user = max_connections_per_user
         self._max_requests_per_user = max_requests_per_user
         self._max_instances_per_user = max_instances_per_user
+        self._cleanup_timeout = to_seconds_or_none("cleanup_timeout", cleanup_timeout)
         self.leak_check = leak_check
-        self._clock = clock
         self._observer: ScopeObserver | None = None
         self.observer = observer
-        self._lock = threading.Lock()
-        self._users: OrderedDict[str, _UserSession] = OrderedDict()  # LRU order if max_users
-        self._retired: set[_UserSession] = set()  # out of the table, scopes still open
-        self._open_states: set[_ScopeCM] = set()  # open CONNECTION/REQUEST states
-        self._deadlines: list[tuple[float, int, _UserSession]] = []  # one entry per session
-        self._seq = itertools.count()
+        self._clock = clock
+        self._lock: Any = _locks.new_lock(_locks.TABLE)
+        # keyed by `table_slot(tenant_id, user_id)`; in LRU order
+        self._users: OrderedDict[str | UserKey, UserSession] = OrderedDict()
+        self._retired: set[UserSession] = set()  # out of the table, scopes still open
+        self._open_states: set[ScopeCM] = set()  # open CONNECTION/REQUEST states
+        self._expiry = DeadlineHeap()
         self._closed = False
-        self._timed = max_age is not None or idle_timeout is not None
+        self._timed = self._max_age is not None or self._idle_timeout is not None
         # per-user concurrency counters are only kept when a limit needs them
         self._limited = max_connections_per_user is not None or max_requests_per_user is not None
         self._cleanups_run = 0
         self._cleanups_failed = 0
+        self._recent_failures: deque[str] = deque(maxlen=_RECENT_FAILURES)
         self._evictions = 0
         self._expired = 0
         self._refusals: Counter[str] = Counter()
-        self._suspects: list[tuple[weakref.ref[Any], str, str, str, str]] = []
+        self._leak_watch = LeakWatch()
         self.leaks: list[LeakReport] = []
         self._reaper: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[Any]] = set()
+        self._background: set[Any] = set()  # tasks/futures finishing retired users
+        self._observer_failed: set[str] = set()
+
+    @property
+    def observer(self) -> ScopeObserver | None:
+        """The :class:`~userscope.ScopeObserver` told what happens (``None``: none).
+
+        Settable at any time; scopes already open report to the new one from then on.
+        """
+        return self._observer
+
+    @observer.setter
+    def observer(self, observer: ScopeObserver | None) -> None:
+        if observer is not None and not isinstance(observer, ScopeObserver):
+            raise TypeError(
+                f"observer must be a userscope.ScopeObserver (subclass it and override the "
+                f"methods you need), got {type(observer).__qualname__}"
+            )
+        if observer is not None:
+            _creation_flags.observing = True  # the creation path starts checking
+        self._observer = observer
 
     # -- limits (fixed at construction) ----------------------------------------------
     @property
@@ -572,7 +224,7 @@ class UserSessions:
 
     @property
     def max_connections_per_user(self) -> int | None:
-        """Concurrent connections per user (``None``: no limit; the default)."""
+        """Concurrent long-lived connections per user (``None``: no limit; the default)."""
         return self._max_connections_per_user
 
     @property
@@ -582,44 +234,21 @@ class UserSessions:
 
     @property
     def max_instances_per_user(self) -> int | None:
-        """Live scoped instances per user (default 50; ``None``: no limit)."""
+        """Live scoped instances per user (``None``: no limit; the default)."""
         return self._max_instances_per_user
 
     @property
-    def observer(self) -> ScopeObserver | None:
-        """The :class:`~userscope.ScopeObserver` told what the runtime does, or ``None``.
-
-        Settable at any time; scopes opened before an observer was set are reported
-        from their next event on (a user already in session is announced when it next
-        opens a scope).
-        """
-        return self._observer
-
-    @observer.setter
-    def observer(self, observer: ScopeObserver | None) -> None:
-        if observer is not None and not isinstance(observer, ScopeObserver):
-            raise TypeError(
-                f"observer must be a userscope.ScopeObserver (subclass it and override what "
-                f"you need) or None, got {type(observer).__name__}"
-            )
-        self._observer = observer
-
-    def _announce(
-        self, session: _UserSession, ctx: UserExecutionContext, observer: ScopeObserver
-    ) -> None:
-        """Tell the observer a user's USER scope opened, once per session (no lock held)."""
-        with session.lock:
-            if session.announced:
-                return
-            session.announced = True
-        session.state.observed = notify(observer, "scope_opened", _USER, ctx)
+    def cleanup_timeout(self) -> float | None:
+        """Seconds one async cleanup may take (``None``: no bound; the default)."""
+        return self._cleanup_timeout
 
     # -- opening scopes ---------------------------------------------------------------
-    def request(self, ctx: UserExecutionContext) -> _ScopeCM:
+    def request(self, ctx: UserExecutionContext) -> ScopeCM:
         """Open a REQUEST scope (``with`` or ``async with``).
 
         Nests in the active connection of the same user; otherwise joins the user's
-        USER scope and opens CONNECTION and REQUEST together (the plain HTTP case).
+        USER scope and opens CONNECTION and REQUEST together (the plain HTTP case, which
+        counts toward ``max_requests_per_user`` only).
 
         Raises:
             IsolationError: a scope of another user is active; nothing is opened.
@@ -633,10 +262,12 @@ class UserSessions:
             ...     us.current_scope()
             <Scope.REQUEST: 1>
         """
-        return _ScopeCM(self, ctx, _REQUEST)
+        return ScopeCM(self, ctx, _REQUEST)
 
-    def connection(self, ctx: UserExecutionContext) -> _ScopeCM:
-        """Open a CONNECTION scope (one WebSocket or HTTP connection) in the user's scope.
+    def connection(self, ctx: UserExecutionContext) -> ScopeCM:
+        """Open a CONNECTION scope (one long-lived connection, e.g. a WebSocket).
+
+        Counts toward ``max_connections_per_user``.
 
         Example:
             >>> import userscope as us
@@ -645,9 +276,9 @@ class UserSessions:
             ...     us.current_scope()
             <Scope.CONNECTION: 2>
         """
-        return _ScopeCM(self, ctx, _CONNECTION)
+        return ScopeCM(self, ctx, _CONNECTION)
 
-    def user(self, ctx: UserExecutionContext) -> _UserScopeCM:
+    def user(self, ctx: UserExecutionContext) -> UserScopeCM:
         """Enter only the user's USER scope (background jobs that serve one user).
 
         Example:
@@ -657,66 +288,99 @@ class UserSessions:
             ...     us.current_scope()
             <Scope.USER: 3>
         """
-        return _UserScopeCM(self, ctx)
+        return UserScopeCM(self, ctx)
 
-    # -- table management (internal) -----------------------------------------------
-    def _refuse(self, limit: str) -> None:
-        with self._lock:
-            self._refusals[limit] += 1
+    # -- holds: the scope classes' protocol (internal) --------------------------------
+    def _limit_error(self, session: UserSession, kind: Scope) -> ScopeLimitError | None:
+        """The refusal a new scope of ``kind`` would meet (session lock held), or None."""
+        if kind is _CONNECTION:
+            maximum = self._max_connections_per_user
+            if maximum is not None and session.connections >= maximum:
+                return ScopeLimitError(
+                    "max_connections_per_user",
+                    session.user_id,
+                    session.connections,
+                    maximum,
+                    session.tenant_id,
+                )
+        elif kind is _REQUEST:
+            maximum = self._max_requests_per_user
+            if maximum is not None and session.requests >= maximum:
+                return ScopeLimitError(
+                    "max_requests_per_user",
+                    session.user_id,
+                    session.requests,
+                    maximum,
+                    session.tenant_id,
+                )
+        return None
 
-    def _check_limits(self, session: _UserSession, connection: bool, request: bool) -> None:
-        """Raise ScopeLimitError when a per-user concurrency limit is reached (lock held)."""
-        maximum = self._max_connections_per_user
-        if connection and maximum is not None and session.connections >= maximum:
-            self._refuse("max_connections_per_user")
-            raise ScopeLimitError(
-                "max_connections_per_user", session.user_id, session.connections, maximum
-            )
-        maximum = self._max_requests_per_user
-        if request and maximum is not None and session.requests >= maximum:
-            self._refuse("max_requests_per_user")
-            raise ScopeLimitError(
-                "max_requests_per_user", session.user_id, session.requests, maximum
-            )
-
-    def _take_hold(self, session: _UserSession, connection: bool, request: bool) -> None:
-        """Count one more open scope on ``session`` (lock held); refuse over a limit."""
+    def _take_hold(self, session: UserSession, kind: Scope) -> ScopeLimitError | None:
+        """Count one more open scope of ``kind`` (session lock held); or the refusal."""
         if self._limited:
-            self._check_limits(session, connection, request)
-            session.connections += connection
-            session.requests += request
+            error = self._limit_error(session, kind)
+            if error is not None:
+                return error
+            session.connections += kind is _CONNECTION
+            session.requests += kind is _REQUEST
         session.active += 1
+        return None
 
-    def _join(self, session: _UserSession, scope: _ScopeCM | None) -> bool:
-        """Fast path: hold a live session; False sends the caller to `_acquire`.
+    def _refused(self, error: ScopeLimitError, counted: bool = False) -> ScopeLimitError:
+        """Count a refusal (no lock held on entry) and tell the observer; return it."""
+        if not counted:
+            with self._lock:
+                self._refusals[error.limit] += 1
+        if self._observer is not None:
+            user = None if error.user_id is None else (error.tenant_id, error.user_id)
+            self._notify("limit_refused", error.limit, user)
+        return error
 
-        ``scope`` is the CONNECTION scope being opened (``None`` for a USER-only scope).
-        """
-        lock = session.lock
-        lock.acquire()
-        try:
-            if session.retired or (not session.active and self._clock() >= session.expires_at):
-                return False
-            if scope is not None and self._limited:
-                self._take_hold(session, True, scope._kind is _REQUEST)
-            else:
-                session.active += 1
-            return True
-        finally:
-            lock.release()
+    def _hold_user(
+        self, ctx: UserExecutionContext, kind: Scope, async_: bool
+    ) -> tuple[UserSession, list[UserSession] | None]:
+        """Hold the user's session for a new top-level scope; returns the session and
+        the sessions evicted to make room (their cleanups are the caller's to run)."""
+        tenant_id = ctx.tenant_id
+        session = self._users.get(ctx.user_id if tenant_id is None else (tenant_id, ctx.user_id))
+        if session is not None and self._max_users is None:
+            lock = session.lock
+            lock.acquire()  # fast path: a live session, no LRU order to keep
+            try:
+                if session.retired or (not session.active and self._clock() >= session.expires_at):
+                    error: ScopeLimitError | None = None
+                    joined = False
+                elif self._limited:
+                    error = self._take_hold(session, kind)
+                    joined = error is None
+                else:
+                    session.active += 1  # `_take_hold` without a limit to check, inlined
+                    error = None
+                    joined = True
+            finally:
+                lock.release()
+            if error is not None:
+                raise self._refused(error)
+            if joined:
+                return session, None
+        return self._acquire(ctx, kind, async_)
 
     def _acquire(
-        self, user_id: str, scope: _ScopeCM | None, async_: bool, tenant_id: str | None = None
-    ) -> tuple[_UserSession, list[_UserSession]]:
+        self, ctx: UserExecutionContext, kind: Scope, async_: bool
+    ) -> tuple[UserSession, list[UserSession] | None]:
         """Slow path: create, replace or evict sessions under the table lock."""
+        key = (ctx.tenant_id, ctx.user_id)
+        slot = table_slot(*key)
         now = self._clock()
-        evicted: list[_UserSession] = []
+        evicted: list[UserSession] = []
+        created = False
+        error: ScopeLimitError | None = None
         with self._lock:
             if self._closed:
-                raise ScopeClosedError(None, user_id)
-            session = self._users.get(user_id)
-            if session is not None and session.active == 0 and self._is_expired(session, now):
-                self._retire(session, "expired")
+                raise ScopeClosedError(None, ctx.user_id, None, ctx.tenant_id)
+            session = self._users.get(slot)
+            if session is not None and session.active == 0 and now >= session.expires_at:
+                self._retire(session)
                 self._retired.discard(session)
                 self._expired += 1
                 evicted.append(session)
@@ -725,40 +389,51 @@ class UserSessions:
                 if self._max_users is not None and len(self._users) >= self._max_users:
                     victim = self._pick_victim(async_)
                     if victim is None:
-                        self._refusals["max_users"] += 1
-                        raise ScopeLimitError(
-                            "max_users", user_id, len(self._users), self._max_users
+                        error = ScopeLimitError(
+                            "max_users",
+                            ctx.user_id,
+                            len(self._users),
+                            self._max_users,
+                            ctx.tenant_id,
                         )
-                    self._retire(victim, "evicted")
-                    self._retired.discard(victim)
-                    self._evictions += 1
-                    evicted.append(victim)
-                session = _UserSession(self, user_id, now, tenant_id)
-                self._users[user_id] = session
-            with session.lock:
-                self._take_hold(
-                    session, scope is not None, scope is not None and scope._kind is _REQUEST
-                )
-            if self._max_users is not None:
-                self._users.move_to_end(user_id)
-        return session, evicted
+                    else:
+                        self._retire(victim)
+                        self._retired.discard(victim)
+                        self._evictions += 1
+                        evicted.append(victim)
+                if error is None:
+                    session = UserSession(key, now, self._max_age, self._max_instances_per_user)
+                    self._users[slot] = session
+                    created = True
+            if session is not None:
+                with session.lock:
+                    error = self._take_hold(session, kind)
+                if error is None and self._max_users is not None:
+                    self._users.move_to_end(slot)
+            if error is not None:
+                self._refusals[error.limit] += 1
+        if error is not None:
+            raise self._refused(error, counted=True)
+        assert session is not None
+        if self._observer is not None:
+            if created:
+                session.state.token = self._notify_opened(_USER, ctx)
+        return session, evicted or None
 
-    def _hold(self, session: _UserSession) -> None:
+    def _hold_nested(self, session: UserSession) -> None:
         """Hold ``session`` for a request nested in one of its connections."""
         with session.lock:
             if self._closed:
-                raise ScopeClosedError(None, session.user_id)
-            self._take_hold(session, False, True)
+                raise ScopeClosedError(None, session.user_id, None, session.tenant_id)
+            error = self._take_hold(session, _REQUEST)
+        if error is not None:
+            raise self._refused(error)
 
-    def _unhold(self, session: _UserSession, scope: _ScopeCM | None) -> int:
-        """Drop one hold (lock held); return what the caller must do next.
-
-        ``_FINISH``: the session was retired and this was its last scope, finish it;
-        ``_SCHEDULE``: it went idle and needs a deadline-heap entry; ``_KEEP``: nothing.
-        """
+    def _unhold(self, session: UserSession, scope: ScopeCM | None) -> Release:
+        """Drop one hold (session lock held); say what the caller must do next."""
         if self._limited and scope is not None:
-            session.connections -= scope.level is _CONNECTION
-            session.requests -= scope._kind is _REQUEST
+            session.connections -= scope.kind is _CONNECTION
+            session.requests -= scope.kind is _REQUEST
         session.active -= 1
         if session.active:
             return _KEEP
@@ -772,193 +447,262 @@ class UserSessions:
         session.scheduled = True
         return _SCHEDULE
 
-    def _schedule(self, session: _UserSession) -> None:
-        with self._lock:
-            self._push_deadline(session)
+    def _leave(self, scope: ScopeCM) -> tuple[list[Finalizer] | None, Release]:
+        """Detach a closing scope's state; drop its hold unless finalizers must run first."""
+        self._open_states.discard(scope)
+        session = scope.session
+        watched: list[_leaks.Suspect] | None = None
+        session.lock.acquire()
+        try:
+            if self.leak_check and scope.cache:
+                watched = _suspects(scope)
+            pending = scope.pending
+            finalizers = scope.detach()
+            action = _KEEP if finalizers else self._unhold(session, scope)
+            woken = _fail_pending(pending, scope.level, session) if pending else None
+        finally:
+            session.lock.release()
+        if woken:
+            for creation in woken:
+                creation.wake()
+        if watched:
+            self._watch(watched)
+        if finalizers:
+            return finalizers, _KEEP
+        return None, action
 
-    def _release(self, session: _UserSession, scope: _ScopeCM | None, ran: int, failed: int) -> int:
-        """Drop one hold after cleanups ran; returns ``_FINISH`` or ``_KEEP``."""
+    def _schedule(self, session: UserSession) -> None:
+        with self._lock:
+            if not session.retired:
+                self._expiry.push(session)
+
+    def _release(
+        self, session: UserSession, scope: ScopeCM | None, ran: int, failures: list[BaseException]
+    ) -> Release:
+        """Drop one hold after cleanups ran; returns FINISH or KEEP."""
         session.lock.acquire()
         try:
             if ran:
                 session.cleanups_run += ran
-                session.cleanups_failed += failed
+                session.cleanups_failed += len(failures)
             action = self._unhold(session, scope)
         finally:
             session.lock.release()
+        if failures:
+            self._remember(failures)
         if action is _SCHEDULE:
             self._schedule(session)
             return _KEEP
         return action
 
-    def _is_expired(self, session: _UserSession, now: float) -> bool:
-        """Whether an idle session is past its deadline."""
-        return now >= session.expires_at
-
-    def _push_deadline(self, session: _UserSession) -> None:
-        """Queue the session's next possible expiry (table lock held)."""
-        heapq.heappush(self._deadlines, (session.expires_at, next(self._seq), session))
-
-    def _pick_victim(self, async_: bool) -> _UserSession | None:
+    def _pick_victim(self, async_: bool) -> UserSession | None:
         for session in self._users.values():  # least recently used first
             if session.active == 0 and (async_ or not session.state.has_async_finalizers()):
                 return session
         return None
 
-    def _retire(self, session: _UserSession, reason: str) -> None:
-        """Take a session out of the table (table lock held); ``reason`` is for the observer."""
-        if self._users.get(session.user_id) is session:
-            del self._users[session.user_id]
+    def _retire(self, session: UserSession) -> None:
+        """Take a session out of the table (table lock held)."""
+        if self._users.get(session.slot) is session:
+            del self._users[session.slot]
         with session.lock:
-            if not session.retired:
-                session.reason = reason
             session.retired = True
+            self._expiry.ended(session)
         self._retired.add(session)
 
-    # -- cleanup plumbing (internal) ------------------------------------------------
-    def _watch(self, state: ScopeState) -> None:
-        for key, value in state.cache.items():
-            try:
-                ref = weakref.ref(value)
-            except TypeError:
-                continue
-            level = getattr(type(key), "scope", state.level)  # the provider's own level
-            self._suspects.append(
-                (
-                    ref,
-                    type(value).__qualname__,
-                    _name_of(key),
-                    state.session.user_id,
-                    level.name,
+    # -- observer (never called under a lock) ---------------------------------------
+    def _notify(self, method: str, *args: Any) -> Any:
+        observer = self._observer
+        if observer is None:
+            return None
+        try:
+            return getattr(observer, method)(*args)
+        except Exception:
+            if method not in self._observer_failed:
+                self._observer_failed.add(method)
+                logger.exception(
+                    "userscope observer %s.%s failed; ignored from now on",
+                    type(observer).__qualname__,
+                    method,
+                    extra=fields("observer_failed"),
                 )
-            )
+            return None
+
+    def _notify_opened(self, level: Scope, ctx: UserExecutionContext) -> object:
+        return self._notify("scope_opened", level, ctx)
+
+    def _notify_closed(self, state: ScopeCM, failures: list[BaseException]) -> None:
+        error = failures[0] if failures else None
+        self._notify("scope_closed", getattr(state, "token", None), state.kind, error)
+
+    def _observe_cleanup(self, state: ScopeState) -> Observe | None:
+        if self._observer is None:
+            return None
+        token, level = getattr(state, "token", None), state.level
+
+        def observe(provider: object, seconds: float, error: BaseException | None) -> None:
+            own = getattr(type(provider), "scope", level)  # a plain request holds two levels
+            self._notify("cleanup_finished", token, provider_name(provider), own, seconds, error)
+
+        return observe
+
+    def _notify_created(self, state: ScopeState, provider: object) -> None:
+        """Called by the creation protocol after publishing (only with an observer)."""
+        level = getattr(type(provider), "scope", state.level)  # the provider's own level
+        self._notify(
+            "instance_created", getattr(state, "token", None), provider_name(provider), level
+        )
+
+    # -- USER cleanups (internal) -----------------------------------------------------
+    def _watch(self, suspects: list[_leaks.Suspect]) -> None:
+        with self._lock:
+            self._leak_watch.add(suspects)
+
+    def _remember(self, failures: list[BaseException]) -> None:
+        with self._lock:
+            for failure in failures:
+                self._recent_failures.append(_describe(failure))
+
+    def _detach_user(self, session: UserSession) -> list[Finalizer]:
+        """Close a finished session's USER state; fold its counters into the totals."""
+        watched: list[_leaks.Suspect] | None = None
+        with session.lock:
+            state = session.state
+            if self.leak_check and state.cache:
+                watched = _suspects(state)
+            pending = state.pending
+            finalizers = state.detach()
+            ran, failed = session.cleanups_run, session.cleanups_failed
+            session.cleanups_run = session.cleanups_failed = 0
+            woken = _fail_pending(pending, _USER, session) if pending else []
+        for creation in woken:
+            creation.wake()
+        with self._lock:
+            self._retired.discard(session)
+            self._cleanups_run += ran
+            self._cleanups_failed += failed
+            if watched:
+                self._leak_watch.add(watched)
+        return finalizers
 
     def _count(self, ran: int, failures: list[BaseException]) -> None:
         with self._lock:
             self._cleanups_run += ran
             self._cleanups_failed += len(failures)
+            for failure in failures:
+                self._recent_failures.append(_describe(failure))
 
-    def _run_sync(
-        self, finalizers: list[tuple[int, Any, object]], exc: BaseException | None
-    ) -> list[BaseException]:
-        ran = len(finalizers)
-        failures = run_finalizers_sync(finalizers, exc)
-        self._count(ran, failures)
-        return failures
-
-    async def _run_async(
-        self, finalizers: list[tuple[int, Any, object]], exc: BaseException | None
-    ) -> list[BaseException]:
-        ran = len(finalizers)
-        failures = await run_finalizers_async(finalizers, exc)
-        self._count(ran, failures)
-        return failures
-
-    def _detach_user(self, session: _UserSession) -> list[tuple[int, Any, object]]:
-        """Close a finished session's USER state; fold its counters into the totals."""
-        with session.lock:
-            if self.leak_check and session.state.cache:
-                self._watch(session.state)
-            finalizers = session.state.detach()
-            ran, failed = session.cleanups_run, session.cleanups_failed
-            session.cleanups_run = session.cleanups_failed = 0
-        with self._lock:
-            self._cleanups_run += ran
-            self._cleanups_failed += failed
-        return finalizers
-
-    def _run_state_sync(self, state: ScopeState, exc: BaseException | None) -> list[BaseException]:
-        finalizers = self._detach_user(state.session)
-        observer = self._observer
-        if observer is None:
-            return self._run_sync(finalizers, exc)
-        ran = len(finalizers)
-        failures = run_observed_sync(finalizers, exc, observer, state)
-        self._count(ran, failures)
-        self._ended(state, observer, failures)
-        return failures
-
-    async def _run_state_async(
-        self, state: ScopeState, exc: BaseException | None
-    ) -> list[BaseException]:
-        finalizers = self._detach_user(state.session)
-        observer = self._observer
-        if observer is None:
-            return await self._run_async(finalizers, exc)
-        ran = len(finalizers)
-        failures = await run_observed_async(finalizers, exc, observer, state)
-        self._count(ran, failures)
-        self._ended(state, observer, failures)
-        return failures
-
-    def _ended(
-        self, state: ScopeState, observer: ScopeObserver, failures: list[BaseException]
-    ) -> None:
-        """Tell the observer a USER scope closed and why (no lock held)."""
-        session = state.session
-        notify(observer, "scope_closed", state.observed, _USER, failures[0] if failures else None)
-        user: UserKey = (session.tenant_id, session.user_id)
-        notify(observer, "user_ended", user, session.reason)
+    def _user_ended(self, session: UserSession, reason: str, failures: list[BaseException]) -> None:
+        if self._observer is not None:
+            error = failures[0] if failures else None
+            self._notify("scope_closed", session.state.token, _USER, error)
+            self._notify("user_ended", session.key, reason)
 
     def _finish_user_sync(
-        self, session: _UserSession, *, log_only: bool, exc: BaseException | None = None
+        self, session: UserSession, *, exc: BaseException | None = None, reason: str = "closed"
     ) -> list[BaseException]:
-        with self._lock:
-            self._retired.discard(session)
+        """Run a retired session's USER cleanups in this thread (async ones: elsewhere)."""
         if session.state.has_async_finalizers():
-            return self._defer_async(session, log_only)
-        failures = self._run_state_sync(session.state, exc)
-        if log_only:
-            return []
+            return self._defer_async(session, reason)
+        finalizers = self._detach_user(session)
+        ran = len(finalizers)
+        failures = run_cleanups_sync(finalizers, exc, self._observe_cleanup(session.state))
+        self._count(ran, failures)
+        self._user_ended(session, reason, failures)
         return failures
 
     async def _finish_user_async(
-        self, session: _UserSession, *, log_only: bool, exc: BaseException | None = None
-    ) -> list[BaseException]:
-        with self._lock:
-            self._retired.discard(session)
-        failures = await self._run_state_async(session.state, exc)
-        return [] if log_only else failures
+        self,
+        session: UserSession,
+        *,
+        exc: BaseException | None = None,
+        reason: str = "closed",
+        within: float | None = None,
+    ) -> tuple[list[BaseException], asyncio.CancelledError | None]:
+        """Async twin of :meth:`_finish_user_sync`: ``(failures, cancellation)``."""
+        finalizers = self._detach_user(session)
+        ran = len(finalizers)
+        bound = self._cleanup_timeout
+        if within is not None:
+            bound = within if bound is None else min(bound, within)
+        failures, cancelled = await run_cleanups_async(
+            finalizers, exc, bound, self._observe_cleanup(session.state)
+        )
+        self._count(ran, failures)
+        self._user_ended(session, reason, failures)
+        return failures, cancelled
 
-    def _defer_async(self, session: _UserSession, log_only: bool) -> list[BaseException]:
-        """A sync exit retired a session whose cleanups are async: run them on the loop."""
+    async def _finish_quietly(self, session: UserSession, reason: str) -> None:
+        failures, _ = await self._finish_user_async(session, reason=reason)
+        _log_failures(session, reason, failures)
+
+    def _defer_async(self, session: UserSession, reason: str) -> list[BaseException]:
+        """A sync exit finished a session whose cleanups are async: run them on a loop.
+
+        On this thread's running loop when there is one; else on the loop that created
+        the async cleanups when it still runs; else on a new loop in this thread.
+        """
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            error = UserscopeError(
-                f"the USER scope of {session.user_id!r} holds async cleanups but was closed "
-                "from synchronous code with no running event loop; close it with "
-                "`await sessions.aclose_user(...)` or `await sessions.aclose()`"
-            )
-            with self._lock:
-                self._retired.add(session)  # keep it so aclose() can still finish it
-            if log_only:
-                logger.error("%s", error)
-                return []
-            return [error]
-        task = loop.create_task(self._finish_user_async(session, log_only=True))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return []
+            loop = None
+        if loop is not None:
+            task = loop.create_task(self._finish_quietly(session, reason))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return []
+        home = session.state.loop
+        if home is not None and home.is_running() and not home.is_closed():
+            future = asyncio.run_coroutine_threadsafe(self._finish_quietly(session, reason), home)
+            self._background.add(future)
+            future.add_done_callback(self._background.discard)
+            return []
+        failures, _ = asyncio.run(self._finish_user_async(session, reason=reason))
+        return failures
+
+    def _ended_reason(self, session: UserSession) -> str:
+        """Why ``_acquire`` took an idle session out: past its deadline, or least recently used."""
+        return "expired" if self._clock() >= session.expires_at else "evicted"
+
+    def _finish_evicted_sync(self, evicted: list[UserSession]) -> None:
+        for session in evicted:
+            reason = self._ended_reason(session)
+            failures = self._finish_user_sync(session, reason=reason)
+            _log_failures(session, reason, failures)
+
+    async def _finish_evicted_async(
+        self, evicted: list[UserSession]
+    ) -> asyncio.CancelledError | None:
+        """Run evicted users' cleanups to completion; the cancellation that arrived, if any."""
+        cancelled: asyncio.CancelledError | None = None
+        for session in evicted:
+            reason = self._ended_reason(session)
+            failures, stopped = await self._finish_user_async(session, reason=reason)
+            cancelled = cancelled or stopped
+            _log_failures(session, reason, failures)
+        return cancelled
 
     # -- closing --------------------------------------------------------------------
-    def _take_user(self, user_id: str) -> _UserSession | None:
+    def _take_user(self, key: UserKey) -> UserSession | None:
         with self._lock:
-            session = self._users.get(user_id)
+            session = self._users.get(table_slot(*key))
             if session is None:
                 return None
-            self._retire(session, "closed")
+            self._retire(session)
             if session.active:
                 return None  # finished by the last scope that leaves
-            self._retired.discard(session)
             return session
 
-    def close_user(self, user_id: str) -> None:
+    def close_user(self, user_id: str, tenant_id: str | None = None) -> None:
         """End a user's USER scope: at once when idle, else when its last scope exits.
 
+        Args:
+            user_id: the user.
+            tenant_id: the user's tenant (``None``: no tenant).
+
         Raises:
-            UserscopeError: the user's scope holds async cleanups; use :meth:`aclose_user`.
-                Nothing is closed in that case.
+            AsyncCleanupRequiredError: the user's scope holds async cleanups; use
+                :meth:`aclose_user`. Nothing is closed in that case.
             CleanupError: some cleanups failed (all of them ran).
 
         Example:
@@ -969,51 +713,78 @@ class UserSessions:
             >>> sessions.close_user("a"); sessions.stats().users
             0
         """
+        key = (tenant_id, user_id)
         with self._lock:
-            session = self._users.get(user_id)
-            if session is not None and session.active == 0 and session.state.has_async_finalizers():
-                raise UserscopeError(
-                    f"the USER scope of {user_id!r} holds async cleanups; nothing was closed. "
-                    "Use `await sessions.aclose_user(user_id)`."
-                )
-        session = self._take_user(user_id)
+            session = self._users.get(table_slot(*key))
+            if session is not None and session.active == 0:
+                with session.lock:
+                    blocked = session.state.has_async_finalizers()
+                if blocked:
+                    raise AsyncCleanupRequiredError([key], "aclose_user")
+        session = self._take_user(key)
         if session is not None:
-            failures = self._run_state_sync(session.state, None)
-            settle(None, failures, _USER, user_id)
+            failures = self._finish_user_sync(session, reason="closed")
+            settle(None, failures, _USER, key)
 
-    async def aclose_user(self, user_id: str) -> None:
+    async def aclose_user(self, user_id: str, tenant_id: str | None = None) -> None:
         """Async twin of :meth:`close_user`; runs async cleanups too.
 
         Example:
             >>> import asyncio, userscope as us
             >>> asyncio.run(us.UserSessions().aclose_user("nobody"))
         """
-        session = self._take_user(user_id)
+        key = (tenant_id, user_id)
+        session = self._take_user(key)
         if session is not None:
-            failures = await self._run_state_async(session.state, None)
-            settle(None, failures, _USER, user_id)
+            failures, cancelled = await self._finish_user_async(session, reason="closed")
+            if cancelled is not None:
+                raise cancelled
+            settle(None, failures, _USER, key)
 
-    def _begin_close(self) -> list[_UserSession]:
+    def _open_users(self) -> tuple[int, list[UserKey]]:
+        """Open scopes and their users (table lock held)."""
+        held = [s for s in (*self._users.values(), *self._retired) if s.active]
+        return sum(s.active for s in held), [s.key for s in held]
+
+    def _waits_for_itself(self) -> bool:
+        frame = ACTIVE.get()
+        return frame is not None and frame[SESSIONS] is self
+
+    def _begin_close(self) -> list[UserSession]:
+        """Refuse new scopes, retire every session; return the idle ones (to finish now)."""
         with self._lock:
             self._closed = True
-            idle: list[_UserSession] = []
             for session in list(self._users.values()):
-                self._retire(session, "shutdown")
-            for session in list(self._retired):
-                if session.active == 0:
-                    self._retired.discard(session)
-                    idle.append(session)
-            self._deadlines.clear()
+                self._retire(session)
+            idle = [s for s in self._retired if s.active == 0]
+            for session in idle:
+                self._retired.discard(session)
+            self._expiry.clear()
             return idle
 
-    def close(self) -> None:
-        """Shut down: refuse new scopes and run every user's cleanups.
+    def _shutdown_report(self, timeout: float, failures: list[BaseException]) -> None:
+        with self._lock:
+            open_scopes, users = self._open_users()
+        self.check_leaks()
+        if open_scopes:
+            error = ShutdownTimeoutError(timeout, open_scopes, users)
+            for failure in failures:
+                error.add_note(f"userscope: a cleanup also failed during shutdown: {failure!r}")
+            raise error
+        _settle_many(failures)
 
-        Users with open scopes are finished when their last scope exits.
+    def close(self, timeout: Duration = 30.0) -> None:
+        """Shut down: refuse new scopes, wait for open ones, run every user's cleanups.
+
+        Args:
+            timeout: how long to wait for scopes still open (seconds or a timedelta).
+                Users whose scopes are still open then are finished when their last
+                scope exits, in whatever thread that happens.
 
         Raises:
-            UserscopeError: some user scope holds async cleanups; use :meth:`aclose`.
-                Nothing is closed in that case.
+            AsyncCleanupRequiredError: some idle user scope holds async cleanups; use
+                :meth:`aclose`. Nothing is closed in that case.
+            ShutdownTimeoutError: scopes were still open at the timeout.
             CleanupError: some cleanups failed (all of them ran).
 
         Example:
@@ -1021,30 +792,44 @@ class UserSessions:
             >>> sessions = us.UserSessions(); sessions.close(); sessions.stats().closed
             True
         """
+        seconds = to_seconds("timeout", timeout)
         with self._lock:
             holders = [
-                s.user_id
+                s.key
                 for s in (*self._users.values(), *self._retired)
                 if s.active == 0 and s.state.has_async_finalizers()
             ]
+            self._closed = self._closed or not holders
         if holders:
-            raise UserscopeError(
-                f"user scopes {sorted(holders)} hold async cleanups; nothing was closed. "
-                "Use `await sessions.aclose()`."
-            )
+            raise AsyncCleanupRequiredError(sorted(holders, key=str), "aclose")
+        deadline = time.monotonic() + seconds
+        if not self._waits_for_itself():
+            while time.monotonic() < deadline:
+                with self._lock:
+                    if not self._open_users()[0]:
+                        break
+                time.sleep(_POLL)
         failures: list[BaseException] = []
         for session in self._begin_close():
-            failures += self._run_state_sync(session.state, None)
-        self.check_leaks()
-        _settle_many(failures)
+            if session.state.has_async_finalizers():  # went idle while we waited
+                failures += self._defer_async(session, "shutdown")
+                continue
+            failures += self._finish_user_sync(session, reason="shutdown")
+        self._shutdown_report(seconds, failures)
 
-    async def aclose(self) -> None:
+    async def aclose(self, timeout: Duration = 30.0) -> None:  # noqa: ASYNC109 - the issue's API
         """Async twin of :meth:`close`; also stops the reaper task.
+
+        Every cleanup is bounded by what is left of ``timeout`` (and by
+        ``cleanup_timeout``): a stuck cleanup cannot hang shutdown.
 
         Example:
             >>> import asyncio, userscope as us
             >>> asyncio.run(us.UserSessions().aclose())
         """
+        seconds = to_seconds("timeout", timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
         reaper, self._reaper = self._reaper, None
         if reaper is not None:
             reaper.cancel()
@@ -1054,42 +839,53 @@ class UserSessions:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise
+        with self._lock:
+            self._closed = True
+        if not self._waits_for_itself():
+            while loop.time() < deadline:
+                with self._lock:
+                    if not self._open_users()[0]:
+                        break
+                await asyncio.sleep(_POLL)
         failures: list[BaseException] = []
+        cancelled: asyncio.CancelledError | None = None
         for session in self._begin_close():
-            failures += await self._run_state_async(session.state, None)
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
-        self.check_leaks()
-        _settle_many(failures)
+            remaining = max(deadline - loop.time(), 0.001)
+            more, stopped = await self._finish_user_async(
+                session, reason="shutdown", within=remaining
+            )
+            failures += more
+            cancelled = cancelled or stopped
+        pending = [b for b in self._background if isinstance(b, asyncio.Task)]
+        if pending:
+            await asyncio.wait(pending, timeout=max(deadline - loop.time(), 0.001))
+        if cancelled is not None:
+            raise cancelled
+        self._shutdown_report(seconds, failures)
 
     # -- expiry -----------------------------------------------------------------------
-    def _pop_expired(self, async_: bool) -> list[_UserSession]:
+    def _pop_expired(self, async_: bool) -> list[UserSession]:
         now = self._clock()
-        due: list[_UserSession] = []
-        requeued: list[_UserSession] = []
+        due: list[UserSession] = []
+        requeued: list[UserSession] = []
         with self._lock:
-            heap = self._deadlines
-            while heap and heap[0][0] <= now:
-                _, _, session = heapq.heappop(heap)
+            while (session := self._expiry.pop_due(now)) is not None:
                 with session.lock:
                     session.scheduled = False
-                    if session.retired or session.active:
-                        continue  # gone, or in use: rescheduled when it next goes idle
-                    expired = self._is_expired(session, now)
-                    if not expired or (not async_ and session.state.has_async_finalizers()):
+                    if session.active:
+                        continue  # in use: rescheduled when it next goes idle
+                    if now < session.expires_at or (
+                        not async_ and session.state.has_async_finalizers()
+                    ):
                         session.scheduled = True  # used since, or needs the async sweep
-                        requeue = True
-                    else:
-                        requeue = False
-                if requeue:
-                    requeued.append(session)
-                    continue
-                self._retire(session, "expired")
+                        requeued.append(session)
+                        continue
+                self._retire(session)
                 self._retired.discard(session)
                 self._expired += 1
                 due.append(session)
             for session in requeued:  # after the loop: an entry due now must not be popped again
-                self._push_deadline(session)
+                self._expiry.push(session)
         return due
 
     def sweep(self) -> int:
@@ -1103,12 +899,13 @@ class UserSessions:
             >>> us.UserSessions(idle_timeout=60).sweep()
             0
         """
-        start = time.perf_counter()
+        started = time.perf_counter()
         due = self._pop_expired(async_=False)
         for session in due:
-            self._finish_expired_sync(session)
-        self._swept(len(due), start)
+            _log_failures(session, "expired", self._finish_user_sync(session, reason="expired"))
         self.check_leaks()
+        if self._observer is not None:
+            self._notify("swept", len(due), time.perf_counter() - started)
         return len(due)
 
     async def asweep(self) -> int:
@@ -1119,32 +916,26 @@ class UserSessions:
             >>> asyncio.run(us.UserSessions(idle_timeout=60).asweep())
             0
         """
-        start = time.perf_counter()
+        started = time.perf_counter()
         due = self._pop_expired(async_=True)
+        cancelled: asyncio.CancelledError | None = None
         for session in due:
-            failures = await self._run_state_async(session.state, None)
-            for failure in failures:
-                logger.error("expiry cleanup of %r failed: %r", session.user_id, failure)
-        self._swept(len(due), start)
+            failures, stopped = await self._finish_user_async(session, reason="expired")
+            cancelled = cancelled or stopped
+            _log_failures(session, "expired", failures)
         self.check_leaks()
+        if self._observer is not None:
+            self._notify("swept", len(due), time.perf_counter() - started)
+        if cancelled is not None:
+            raise cancelled
         return len(due)
 
-    def _swept(self, closed: int, start: float) -> None:
-        observer = self._observer
-        if observer is not None:
-            notify(observer, "swept", closed, time.perf_counter() - start)
-
-    def _finish_expired_sync(self, session: _UserSession) -> None:
-        failures = self._run_state_sync(session.state, None)
-        for failure in failures:
-            logger.error("expiry cleanup of %r failed: %r", session.user_id, failure)
-
-    def start_reaper(self, interval: float | None = None) -> asyncio.Task[None] | None:
+    def start_reaper(self, interval: Duration | None = None) -> asyncio.Task[None] | None:
         """Start a background task on the running loop that calls :meth:`asweep` periodically.
 
         Args:
-            interval: seconds between sweeps; by default a quarter of the shortest of
-                ``idle_timeout`` and ``max_age``, between 1 s and 60 s.
+            interval: time between sweeps (seconds or a timedelta); by default a quarter
+                of the shortest of ``idle_timeout`` and ``max_age``, between 1 s and 60 s.
 
         Returns:
             The task (stopped by :meth:`aclose`), or ``None`` when nothing can expire.
@@ -1159,14 +950,14 @@ class UserSessions:
             >>> asyncio.run(main())
             True
         """
-        limits = [v for v in (self.idle_timeout, self.max_age) if v is not None]
+        period = to_seconds_or_none("interval", interval)
+        limits = [v for v in (self._idle_timeout, self._max_age) if v is not None]
         if not limits:
             return None
         if self._reaper is not None and not self._reaper.done():
             return self._reaper
-        period = interval if interval is not None else min(60.0, max(1.0, min(limits) / 4))
-        if period <= 0:
-            raise ValueError(f"interval must be positive, got {interval!r}")
+        if period is None:
+            period = min(60.0, max(1.0, min(limits) / 4))
         self._reaper = asyncio.get_running_loop().create_task(self._reap(period))
         return self._reaper
 
@@ -1176,14 +967,16 @@ class UserSessions:
             try:
                 await self.asweep()
             except Exception:  # the reaper must outlive one bad sweep
-                logger.exception("userscope reaper sweep failed")
+                logger.exception("userscope reaper sweep failed", extra=fields("reaper_failed"))
 
     # -- observation ------------------------------------------------------------------
     def check_leaks(self) -> list[LeakReport]:
         """Report scoped instances still alive after their scope closed (``leak_check``).
 
-        Runs a garbage collection only when a watched instance is still alive. New
-        reports are appended to :attr:`leaks`, logged, and returned.
+        Runs a garbage collection only when a watched instance is still alive, and
+        inspects what holds at most 20 of them. An instance held only by finished
+        frames (a traceback of a cleanup failure or of a handled error) is not reported.
+        New reports are appended to :attr:`leaks`, logged, and returned.
 
         Example:
             >>> import userscope as us
@@ -1191,24 +984,9 @@ class UserSessions:
             []
         """
         with self._lock:
-            suspects, self._suspects = self._suspects, []
-        alive = [s for s in suspects if s[0]() is not None]
-        if not alive:
-            return []
-        gc.collect()
-        found: list[LeakReport] = []
-        for ref, type_name, provider, user_id, level in alive:
-            obj = ref()
-            if obj is None:
-                continue
-            report = LeakReport(
-                type=type_name,
-                provider=provider,
-                user_id=user_id,
-                scope=level,
-                referrers=_referrers(obj),
-            )
-            del obj
+            suspects = self._leak_watch.take()
+        found = _leaks.check(suspects)
+        for report in found:
             logger.warning(
                 "scoped instance %s from %s (user %r, %s scope) outlived its scope; held by %s",
                 report.type,
@@ -1216,14 +994,19 @@ class UserSessions:
                 report.user_id,
                 report.scope,
                 ", ".join(report.referrers) or "nothing visible",
+                extra=fields(
+                    "leak_detected",
+                    user_id=report.user_id,
+                    tenant_id=report.tenant_id,
+                    scope=report.scope,
+                    provider=report.provider,
+                ),
             )
-            found.append(report)
-        with self._lock:
-            self.leaks.extend(found)
-        observer = self._observer
-        if observer is not None:
-            for report in found:
-                notify(observer, "leak_detected", report.provider, Scope[report.scope], report.type)
+            if self._observer is not None:
+                self._notify("leak_detected", report.provider, Scope[report.scope], report.type)
+        if found:
+            with self._lock:
+                self.leaks.extend(found)
         return found
 
     def stats(self) -> SessionStats:
@@ -1241,15 +1024,17 @@ class UserSessions:
             live: Counter[str] = Counter()
             for state in states:
                 for provider in list(state.cache):
-                    live[_name_of(provider)] += 1
+                    live[provider_name(provider)] += 1
             return SessionStats(
                 users=len(self._users),
                 connections=sum(1 for state in open_states if state.level is _CONNECTION),
-                requests=sum(1 for state in open_states if state._kind is _REQUEST),
+                requests=sum(1 for state in open_states if state.kind is _REQUEST),
+                open_scopes=sum(session.active for session in sessions),
                 instances=sum(live.values()),
                 instances_by_provider=dict(live),
                 cleanups_run=self._cleanups_run + sum(s.cleanups_run for s in sessions),
                 cleanups_failed=self._cleanups_failed + sum(s.cleanups_failed for s in sessions),
+                cleanup_failures=list(self._recent_failures),
                 evictions=self._evictions,
                 expired=self._expired,
                 refusals=dict(self._refusals),
@@ -1261,6 +1046,73 @@ class UserSessions:
         return f"<UserSessions users={len(self._users)} closed={self._closed}>"
 
 
+def _fail_pending(
+    pending: dict[object, Any], level: Scope, session: UserSession
+) -> list[PendingCreation]:
+    """Settle the creations in flight of a closing scope (lock held); those to wake.
+
+    Only entries someone waits on are :class:`PendingCreation` objects; the others
+    (a thread ident or a task) have no waiter, and their creator sees the closed scope.
+    """
+    woken: list[PendingCreation] = []
+    for provider, creation in pending.items():
+        if type(creation) is not PendingCreation:
+            continue
+        closed = ScopeClosedError(
+            level, session.user_id, provider_name(provider), session.tenant_id
+        )
+        if creation.settle(None, closed):
+            woken.append(creation)
+    return woken
+
+
+def _suspects(state: ScopeState) -> list[_leaks.Suspect]:
+    """Weak references to a closing scope's instances (session lock held)."""
+    session = state.session
+    out: list[_leaks.Suspect] = []
+    for key, value in state.cache.items():
+        try:
+            ref = weakref.ref(value)
+        except TypeError:
+            continue
+        level = getattr(type(key), "scope", state.level)  # the provider's own level
+        out.append(
+            (
+                ref,
+                type(value).__qualname__,
+                provider_name(key),
+                session.tenant_id,
+                session.user_id,
+                level.name,
+            )
+        )
+    return out
+
+
+def _describe(failure: BaseException) -> str:
+    """``"cleanup of C.bridge failed: OSError(...)"`` for ``stats().cleanup_failures``."""
+    prefix = "userscope: raised by the cleanup of "
+    notes = getattr(failure, "__notes__", None) or []
+    name = next((n.removeprefix(prefix) for n in notes if n.startswith(prefix)), "?")
+    return f"cleanup of {name} failed: {failure!r}"
+
+
+def _log_failures(session: UserSession, reason: str, failures: list[BaseException]) -> None:
+    for failure in failures:
+        logger.error(
+            "%s cleanup of %r failed: %r",
+            reason,
+            session.user_id,
+            failure,
+            extra=fields(
+                f"{reason}_cleanup_failed",
+                user_id=session.user_id,
+                tenant_id=session.tenant_id,
+                scope=_USER,
+            ),
+        )
+
+
 def _settle_many(failures: list[BaseException]) -> None:
     plain = [f for f in failures if isinstance(f, Exception)]
     others = [f for f in failures if not isinstance(f, Exception)]
@@ -1268,23 +1120,3 @@ def _settle_many(failures: list[BaseException]) -> None:
         raise others[0]
     if plain:
         raise CleanupError(f"{len(plain)} cleanup(s) failed during shutdown", plain)
-
-
-def _referrers(obj: object) -> list[str]:
-    out: list[str] = []
-    skip = {_referrers.__code__, UserSessions.check_leaks.__code__}
-    for ref in gc.get_referrers(obj):
-        if isinstance(ref, FrameType) and ref.f_code in skip:
-            continue
-        if isinstance(ref, FrameType):
-            out.append(f"frame {ref.f_code.co_name} ({ref.f_code.co_filename}:{ref.f_lineno})")
-        elif isinstance(ref, dict):
-            owner = next(
-                (o for o in gc.get_referrers(ref) if getattr(o, "__dict__", None) is ref), None
-            )
-            out.append(f"attribute of {type(owner).__qualname__}" if owner is not None else "dict")
-        else:
-            out.append(type(ref).__qualname__)
-        if len(out) >= 5:
-            break
-    return out

@@ -19,7 +19,8 @@ from dependency_injector import containers, providers
 from pydantic import BaseModel, ConfigDict
 
 from userscope.container import UserSessions
-from userscope.container._scope import ACTIVE, AGEN, GEN
+from userscope.container._scope import ACTIVE
+from userscope.container._state import AGEN, GEN
 from userscope.context import UserExecutionContext
 from userscope.errors import CleanupError, UserscopeError
 from userscope.providers import ScopedProvider

@@ -1,0 +1,270 @@
+"""The cleanup runner: one sync/async pair, and how a scope exit's outcome is settled.
+
+Finalizers run in reverse creation order, every one of them even when some fail. The
+async runner never lets a cancellation of the awaiting task reach a cleanup in
+progress: a cleanup that suspends continues in its own task, awaited shielded and
+bounded by a timeout (a timed-out cleanup is cancelled and recorded as a
+:class:`~userscope.CleanupTimeoutError`); the runner reports the cancellation to its
+caller, which re-raises it once every cleanup ran. A cleanup that finishes without
+suspending (the common case) runs inline: no task, no extra loop iteration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from collections.abc import Callable, Generator
+from typing import Any
+
+from userscope._log import fields
+from userscope.container import _locks
+from userscope.container._scope import Scope
+from userscope.container._state import AGEN, CLOSE, GEN, Finalizer, is_async_close, provider_name
+from userscope.errors import (
+    AsyncScopeRequiredError,
+    CleanupError,
+    CleanupTimeoutError,
+    FactoryProtocolError,
+)
+
+__all__ = ["Observe", "run_cleanups_async", "run_cleanups_sync", "settle"]
+
+logger = logging.getLogger("userscope")
+
+MISSING: Any = object()
+
+Observe = Callable[[object, float, BaseException | None], None]
+"""Called after each finalizer: ``(provider, seconds, error)`` (only with an observer)."""
+
+
+def run_cleanups_sync(
+    finalizers: list[Finalizer],
+    exc: BaseException | None,
+    observe: Observe | None = None,
+) -> list[BaseException]:
+    """Run finalizers in reverse creation order; return every failure."""
+    if _locks._enabled:
+        _locks.assert_unlocked("a cleanup")
+    failures: list[BaseException] = []
+    while finalizers:
+        kind, obj, provider = finalizers.pop()
+        if observe is not None:
+            started = time.perf_counter()
+            error: BaseException | None = None
+        try:
+            if kind == GEN:
+                if exc is None:  # the common case, inlined
+                    try:
+                        next(obj)
+                    except StopIteration:
+                        pass
+                    else:
+                        obj.close()
+                        raise FactoryProtocolError(provider_name(provider), "yielded_twice")
+                else:
+                    _finish_generator(obj, exc, provider)
+            elif kind == CLOSE:
+                obj.close()
+            else:  # guarded by has_async_finalizers(): a sync exit never sees one
+                raise AsyncScopeRequiredError(provider_name(provider), Scope.USER)
+        except BaseException as failure:
+            if failure is not exc:
+                error = failure
+                record(failure, provider_name(provider))
+                failures.append(failure)
+        if observe is not None:
+            observe(provider, time.perf_counter() - started, error)
+    return failures
+
+
+async def run_cleanups_async(
+    finalizers: list[Finalizer],
+    exc: BaseException | None,
+    bound: float | None = None,
+    observe: Observe | None = None,
+) -> tuple[list[BaseException], asyncio.CancelledError | None]:
+    """Async twin of :func:`run_cleanups_sync`, shielded from cancellation.
+
+    Returns ``(failures, cancelled)``: ``cancelled`` is the cancellation of the awaiting
+    task that arrived meanwhile, if any (the original exception object, so its message
+    still identifies who cancelled, e.g. an anyio cancel scope); the caller re-raises it
+    after its own bookkeeping.
+    ``bound`` (seconds) bounds each cleanup that suspends.
+    """
+    if _locks._enabled:
+        _locks.assert_unlocked("a cleanup")
+    failures: list[BaseException] = []
+    cancelled: list[asyncio.CancelledError] = []  # appended to when a cancellation arrives
+    while finalizers:
+        kind, obj, provider = finalizers.pop()
+        started = time.perf_counter() if observe is not None else 0.0
+        error: BaseException | None = None
+        try:
+            if kind == GEN:
+                _finish_generator(obj, exc, provider)
+            elif kind == AGEN:
+                step = obj.__anext__() if exc is None else obj.athrow(exc)
+                try:
+                    try:  # inline until it first suspends (the common case never does)
+                        yielded = step.send(None)
+                    except StopIteration:
+                        pass  # it yielded again: refused below
+                    else:
+                        await _shielded(step, bound, provider, cancelled, yielded)
+                except StopAsyncIteration:
+                    pass
+                else:
+                    await obj.aclose()
+                    raise FactoryProtocolError(provider_name(provider), "yielded_twice")
+            elif is_async_close(obj):
+                await _shielded(obj.aclose(), bound, provider, cancelled)
+            else:
+                obj.close()
+        except BaseException as failure:
+            if failure is not exc:
+                error = failure
+                record(failure, provider_name(provider))
+                failures.append(failure)
+        if observe is not None:
+            observe(provider, time.perf_counter() - started, error)
+    return failures, (cancelled[0] if cancelled else None)
+
+
+async def _shielded(
+    step: Any,
+    bound: float | None,
+    provider: object,
+    cancelled: list[asyncio.CancelledError],
+    yielded: Any = MISSING,
+) -> Any:
+    """Run one cleanup awaitable to its end whatever happens to the awaiting task.
+
+    ``yielded``: what ``step`` yielded when the caller already started it.
+    Appends to ``cancelled`` when the awaiting task was cancelled meanwhile; returns
+    what the cleanup returned, raises what it raised (``StopAsyncIteration`` included),
+    or :class:`CleanupTimeoutError`.
+    """
+    if yielded is MISSING:  # not started yet: run inline until it first suspends
+        try:
+            yielded = step.send(None)
+        except StopIteration as stop:
+            return stop.value
+    task = asyncio.get_running_loop().create_task(_drive(_Resume(step, yielded)))
+    loop = asyncio.get_running_loop()
+    deadline = None if bound is None else loop.time() + bound
+    while not task.done():
+        remaining = None if deadline is None else deadline - loop.time()
+        if remaining is not None and remaining <= 0:
+            task.cancel()
+            task.add_done_callback(_consume)
+            assert bound is not None
+            raise CleanupTimeoutError(provider_name(provider), bound)
+        try:
+            await asyncio.wait((task,), timeout=remaining)
+        except asyncio.CancelledError as cancellation:
+            cancelled.append(cancellation)
+    return task.result()  # or the cleanup's own failure
+
+
+class _Resume:
+    """Continue a coroutine that already yielded ``first``, as an awaitable for a task."""
+
+    __slots__ = ("first", "step")
+
+    def __init__(self, step: Any, first: Any) -> None:
+        self.step = step
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        step, yielded = self.step, self.first
+        while True:
+            try:
+                sent = yield yielded
+            except BaseException as exc:  # a cancellation of the cleanup's own task
+                try:
+                    yielded = step.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    yielded = step.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _drive(resume: _Resume) -> Any:
+    return await resume
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a timed-out cleanup's late failure is not re-logged
+
+
+def record(failure: BaseException, name: str) -> None:
+    """Log a cleanup failure, note where it came from, and release the frames it holds.
+
+    The traceback keeps its lines but drops the locals of finished frames, so the
+    instance the cleanup was closing is not kept alive by the error (no false leak).
+    """
+    failure.add_note(f"userscope: raised by the cleanup of {name}")
+    logger.error(
+        "cleanup of %s failed",
+        name,
+        exc_info=failure,
+        extra=fields("cleanup_failed", provider=name),
+    )
+    traceback.clear_frames(failure.__traceback__)
+
+
+def _finish_generator(gen: Any, exc: BaseException | None, provider: object) -> None:
+    try:
+        if exc is None:
+            next(gen)
+        else:
+            gen.throw(exc)
+    except StopIteration:
+        return
+    gen.close()
+    raise FactoryProtocolError(provider_name(provider), "yielded_twice")
+
+
+def _note(exc: BaseException, name: str, failure: BaseException) -> None:
+    exc.add_note(f"userscope: cleanup of {name} also failed: {failure!r}")
+
+
+def settle(
+    exc: BaseException | None,
+    failures: list[BaseException],
+    level: Scope,
+    user: tuple[str | None, str],
+) -> None:
+    """Apply contract 3 to the outcome of a scope exit.
+
+    If the body raised, its exception propagates unchanged with the failures attached as
+    notes; otherwise the failures are raised together as one :class:`CleanupError`
+    (a non-``Exception`` failure such as a cancellation is re-raised as it is).
+    """
+    if not failures:
+        return
+    tenant_id, user_id = user
+    whose = f"the {level.name} scope of {user_id!r}"
+    if exc is not None:
+        for failure in failures:
+            _note(exc, whose, failure)
+        return
+    plain = [f for f in failures if isinstance(f, Exception)]
+    special = [f for f in failures if not isinstance(f, Exception)]
+    if special:
+        for failure in plain:
+            _note(special[0], whose, failure)
+        raise special[0]
+    raise CleanupError(
+        f"{len(plain)} cleanup(s) of {whose} failed",
+        plain,
+        scope=level,
+        user_id=user_id,
+        tenant_id=tenant_id,
+    )

@@ -1,0 +1,324 @@
+"""The scope context managers: a CONNECTION/REQUEST scope, and a USER-only scope.
+
+They talk to their :class:`~userscope.UserSessions` through a small internal protocol
+(``_hold_*`` to enter, ``_leave``/``_release`` to exit, ``_finish_user_*``); the
+session table, limits and counters stay private to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final
+
+from userscope.container._cleanup import run_cleanups_async, run_cleanups_sync, settle
+from userscope.container._scope import (
+    ACTIVE,
+    CONNECTION_STATE,
+    SESSIONS,
+    USER_STATE,
+    Scope,
+)
+from userscope.container._session import Release, UserSession
+from userscope.container._state import ScopeState
+from userscope.context import UserExecutionContext
+from userscope.errors import IsolationError, ScopeClosedError, ScopeReuseError
+
+if TYPE_CHECKING:
+    from userscope.container._sessions import UserSessions
+
+__all__ = ["ScopeCM", "UserScopeCM", "check_context"]
+
+_USER: Final = Scope.USER  # enum member lookups cost ~0.1 us each: bind them once
+_CONNECTION: Final = Scope.CONNECTION
+_REQUEST: Final = Scope.REQUEST
+_KEEP: Final = Release.KEEP
+_SCHEDULE: Final = Release.SCHEDULE
+_FINISH: Final = Release.FINISH
+_get_active = ACTIVE.get
+_set_active = ACTIVE.set
+_reset_active = ACTIVE.reset
+
+
+def check_context(ctx: object) -> None:
+    """Refuse anything but a :class:`UserExecutionContext`."""
+    if type(ctx) is not UserExecutionContext and not isinstance(ctx, UserExecutionContext):
+        raise TypeError(
+            f"expected a UserExecutionContext, got {type(ctx).__name__}; build one from a "
+            "verified identity: UserExecutionContext(user_id=..., thread_id=...)"
+        )
+
+
+def _restore(token: contextvars.Token[Any]) -> None:
+    """Restore the frame ``token`` replaced; also when the scope is left in another
+    context (``ContextVar.reset`` refuses that; e.g. a generator-based wrapper)."""
+    try:
+        _reset_active(token)
+    except ValueError:
+        _set_active(None if token.old_value is token.MISSING else token.old_value)
+
+
+def _refuse_other_user(frame: Any, ctx: UserExecutionContext) -> None:
+    outer = frame[USER_STATE].session
+    raise IsolationError(outer.user_id, ctx.user_id, outer.tenant_id, ctx.tenant_id)
+
+
+class ScopeCM(ScopeState):
+    """A CONNECTION/REQUEST scope: its own context manager and its own state (internal).
+
+    Returned by :meth:`UserSessions.request` and :meth:`~UserSessions.connection`;
+    usable once, with ``with`` or ``async with``. A request outside any connection of
+    its user (plain HTTP) opens CONNECTION and REQUEST together: this one state serves
+    both levels (``level`` is CONNECTION, ``kind`` REQUEST).
+    """
+
+    __slots__ = ("_ctx", "_owner", "_token", "kind")
+
+    def __init__(self, owner: UserSessions, ctx: UserExecutionContext, kind: Scope) -> None:
+        if type(ctx) is not UserExecutionContext:
+            check_context(ctx)
+        self._owner = owner
+        self._ctx = ctx
+        self.kind = kind
+        self._token: contextvars.Token[Any] | None = None
+        # the state half; `_open` sets `level`, `session`, `async_`
+        self.cache = {}
+        self.pending = None
+        self.finalizers = []
+        self.closed = False
+        # `token` is set only when an observer is (read with getattr); `loop` only matters
+        # for USER states: both left unset here, this is the hot path
+
+    # -- entering -----------------------------------------------------------------
+    def _open(self, async_: bool) -> list[UserSession] | None:
+        if self._token is not None or self.closed:
+            raise ScopeReuseError(
+                self.kind.name.lower(), "open" if self._token is not None else "used"
+            )
+        owner = self._owner
+        ctx = self._ctx
+        request = self.kind is _REQUEST
+        evicted: list[UserSession] | None = None
+        conn: ScopeState | None = None  # the connection a request nests in, if any
+        frame = _get_active()
+        if frame is not None and frame[SESSIONS] is owner:
+            session = frame[USER_STATE].session
+            if session.user_id != ctx.user_id or session.tenant_id != ctx.tenant_id:
+                _refuse_other_user(frame, ctx)
+            if request:
+                conn = frame[CONNECTION_STATE]
+        if conn is not None:  # a request inside its user's connection
+            if conn.closed:
+                raise ScopeClosedError(_CONNECTION, ctx.user_id, None, ctx.tenant_id)
+            session = conn.session
+            owner._hold_nested(session)
+            self.level = _REQUEST
+        else:  # a connection, or a request that is its own connection (plain HTTP)
+            session, evicted = owner._hold_user(ctx, self.kind, async_)
+            conn = self
+            self.level = _CONNECTION
+        self.session = session
+        self.async_ = async_
+        owner._open_states.add(self)
+        self._token = _set_active(
+            (ctx, self if request else None, conn, session.state, owner, async_)
+        )
+        if owner._observer is not None:
+            self.token = owner._notify_opened(self.kind, ctx)
+        return evicted
+
+    def __enter__(self) -> UserExecutionContext:
+        evicted = self._open(False)
+        if evicted:
+            self._owner._finish_evicted_sync(evicted)
+        return self._ctx
+
+    async def __aenter__(self) -> UserExecutionContext:
+        evicted = self._open(True)
+        if evicted:
+            try:
+                cancelled = await self._owner._finish_evicted_async(evicted)
+            except BaseException as exc:
+                await self.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
+            if cancelled is not None:  # every evicted cleanup finished; now it propagates
+                await self.__aexit__(None, None, None)
+                raise cancelled
+        return self._ctx
+
+    # -- leaving --------------------------------------------------------------------
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # restore the outer frame (inlined: the hot path), then detach this scope's state:
+        # with finalizers to run the session is still held and `_release` drops it after
+        token, self._token = self._token, None
+        if token is None:
+            raise ScopeReuseError(self.kind.name.lower(), "not_open")
+        try:
+            _reset_active(token)
+        except ValueError:
+            _restore(token)
+        owner = self._owner
+        finalizers, action = owner._leave(self)
+        if finalizers is None and action is _KEEP and owner._observer is None:
+            return
+        session = self.session
+        failures: list[BaseException] = []
+        if finalizers:
+            ran = len(finalizers)
+            try:
+                observe = None if owner._observer is None else owner._observe_cleanup(self)
+                failures = run_cleanups_sync(finalizers, exc, observe)
+            finally:
+                action = owner._release(session, self, ran, failures)
+        elif action is _SCHEDULE:
+            owner._schedule(session)
+        if action is _FINISH:
+            failures += owner._finish_user_sync(session, exc=exc)
+        if owner._observer is not None:
+            owner._notify_closed(self, failures)
+        if failures:
+            settle(exc, failures, self.level, session.key)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # restore the outer frame (inlined: the hot path), then detach this scope's state:
+        # with finalizers to run the session is still held and `_release` drops it after
+        token, self._token = self._token, None
+        if token is None:
+            raise ScopeReuseError(self.kind.name.lower(), "not_open")
+        try:
+            _reset_active(token)
+        except ValueError:
+            _restore(token)
+        owner = self._owner
+        finalizers, action = owner._leave(self)
+        if finalizers is None and action is _KEEP and owner._observer is None:
+            return
+        session = self.session
+        failures: list[BaseException] = []
+        cancelled: asyncio.CancelledError | None = None
+        if finalizers:
+            ran = len(finalizers)
+            try:
+                observe = None if owner._observer is None else owner._observe_cleanup(self)
+                failures, cancelled = await run_cleanups_async(
+                    finalizers, exc, owner._cleanup_timeout, observe
+                )
+            finally:
+                action = owner._release(session, self, ran, failures)
+        elif action is _SCHEDULE:
+            owner._schedule(session)
+        if action is _FINISH:
+            more, user_cancelled = await owner._finish_user_async(session, exc=exc)
+            failures += more
+            cancelled = cancelled or user_cancelled
+        if owner._observer is not None:
+            owner._notify_closed(self, failures)
+        if cancelled is not None and not isinstance(exc, asyncio.CancelledError):
+            raise _cancelled(cancelled, failures, self.level, session)
+        if failures:
+            settle(exc, failures, self.level, session.key)
+
+
+def _cancelled(
+    error: asyncio.CancelledError,
+    failures: list[BaseException],
+    level: Scope,
+    session: UserSession,
+) -> asyncio.CancelledError:
+    """The cancellation that arrived during cleanups, to re-raise once they all ran (the
+    original object: e.g. anyio recognises its cancel scope's own by its message)."""
+    for failure in failures:
+        error.add_note(
+            f"userscope: cleanup in the {level.name} scope of {session.user_id!r} "
+            f"also failed: {failure!r}"
+        )
+    return error
+
+
+class UserScopeCM:
+    """Enters only a user's USER scope (internal; see :meth:`UserSessions.user`)."""
+
+    __slots__ = ("_ctx", "_owner", "_session", "_token")
+
+    def __init__(self, owner: UserSessions, ctx: UserExecutionContext) -> None:
+        check_context(ctx)
+        self._owner = owner
+        self._ctx = ctx
+        self._session: UserSession | None = None
+        self._token: contextvars.Token[Any] | None = None
+
+    def _open(self, async_: bool) -> list[UserSession] | None:
+        if self._token is not None:
+            raise ScopeReuseError("user", "open")
+        owner = self._owner
+        ctx = self._ctx
+        frame = _get_active()
+        if frame is not None and frame[SESSIONS] is owner:
+            outer = frame[USER_STATE].session
+            if outer.user_id != ctx.user_id or outer.tenant_id != ctx.tenant_id:
+                _refuse_other_user(frame, ctx)
+        session, evicted = owner._hold_user(ctx, _USER, async_)
+        self._session = session
+        self._token = _set_active((ctx, None, None, session.state, owner, async_))
+        return evicted
+
+    def __enter__(self) -> UserExecutionContext:
+        evicted = self._open(False)
+        if evicted:
+            self._owner._finish_evicted_sync(evicted)
+        return self._ctx
+
+    async def __aenter__(self) -> UserExecutionContext:
+        evicted = self._open(True)
+        if evicted:
+            try:
+                cancelled = await self._owner._finish_evicted_async(evicted)
+            except BaseException as exc:
+                await self.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
+            if cancelled is not None:
+                await self.__aexit__(None, None, None)
+                raise cancelled
+        return self._ctx
+
+    def _leave(self) -> UserSession:
+        token, self._token = self._token, None
+        if token is None or self._session is None:
+            raise ScopeReuseError("user", "not_open")
+        _restore(token)
+        return self._session
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        session = self._leave()
+        if self._owner._release(session, None, 0, []) is _FINISH:
+            failures = self._owner._finish_user_sync(session, exc=exc)
+            settle(exc, failures, _USER, session.key)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        session = self._leave()
+        if self._owner._release(session, None, 0, []) is _FINISH:
+            failures, cancelled = await self._owner._finish_user_async(session, exc=exc)
+            if cancelled is not None and not isinstance(exc, asyncio.CancelledError):
+                raise _cancelled(cancelled, failures, _USER, session)
+            settle(exc, failures, _USER, session.key)

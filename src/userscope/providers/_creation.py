@@ -1,0 +1,385 @@
+"""The creation protocol: how a scoped instance is built after a cache miss.
+
+1. **Reserve**, under the session lock: the scope is open, the instance is neither
+   cached nor being created, the user's instance budget has room (creations in flight
+   and nested dependencies count), so the budget is taken and the creation is
+   registered in ``state.pending``: as the creating thread's ident (sync) or task
+   (async); the first waiter replaces that with a
+   :class:`~userscope.container._pending.PendingCreation` it can wait on, so an
+   uncontended creation allocates nothing.
+2. **Build**, with no lock held: :func:`will_create` runs, then the factory.
+3. **Publish**, under the lock again: cache the instance and its finalizer, or give
+   the budget back on failure; then hand the one outcome to every waiter. An instance
+   finished after its scope closed is cleaned up at once and the creator gets
+   :class:`~userscope.ScopeClosedError`, like its waiters.
+
+A resolver that finds the instance being created waits for that creation (a thread
+blocks on an event, a task awaits a future of its own loop). Waiting for oneself is a
+:class:`~userscope.DependencyCycleError`; a synchronous wait that would block an event
+loop on a creation owned by a task of that same loop is a
+:class:`~userscope.BlockingWaitError`. Neither ever deadlocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from types import AsyncGeneratorType, GeneratorType
+from typing import TYPE_CHECKING, Any, Final
+
+from userscope.container import _flags, _locks
+from userscope.container._cleanup import run_cleanups_async, run_cleanups_sync
+from userscope.container._guard import GENERATION
+from userscope.container._guard import check as guard_check
+from userscope.container._pending import RETRY, PendingCreation
+from userscope.container._scope import ASYNC, SESSIONS, ActiveFrame
+from userscope.container._state import AGEN, CLOSE, GEN, Finalizer, ScopeState, is_async_close
+from userscope.errors import (
+    AsyncScopeRequiredError,
+    BlockingWaitError,
+    DependencyCycleError,
+    FactoryProtocolError,
+    ScopeClosedError,
+    ScopeLimitError,
+)
+from userscope.providers._plan import (
+    MISSING,
+    PLAIN_TYPES,
+    compile_builder,
+    is_awaitable,
+    needs_await,
+)
+
+if TYPE_CHECKING:
+    from userscope.providers._scoped import ScopedProvider
+
+__all__ = ["acreate", "create", "will_create"]
+
+_get_ident = threading.get_ident
+_running_loop = asyncio._get_running_loop
+_current_task = asyncio.current_task
+_NO_ARGS: Final[tuple[Any, ...]] = ()
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
+def will_create(provider: ScopedProvider[Any], state: ScopeState, frame: ActiveFrame) -> None:
+    """Called right before a new instance of ``provider`` is built, sync or async.
+
+    No lock is held. The one place to check anything about a creation before any
+    object exists (e.g. validating the provider's container on its first resolve).
+    The creation paths call it only while :data:`before_create` is true (it is
+    when the lock-order checker is on), so the hot path pays one global test.
+    """
+    if _locks._enabled:
+        _locks.assert_unlocked("a factory")
+
+
+before_create: bool = _locks._enabled
+"""Call :func:`will_create` before each build; set it (``_creation.before_create = True``)
+to add a check there. On when the lock-order checker is on."""
+
+
+def _refuse(frame: ActiveFrame, state: ScopeState, provider: ScopedProvider[Any]) -> Exception:
+    """The instance-budget refusal (no lock held)."""
+    session = state.session
+    limit = session.max_instances
+    assert limit is not None
+    error = ScopeLimitError(
+        "max_instances_per_user", session.user_id, session.instances, limit, session.tenant_id
+    )
+    return frame[SESSIONS]._refused(error)
+
+
+def _closed(state: ScopeState, provider: ScopedProvider[Any]) -> ScopeClosedError:
+    session = state.session
+    return ScopeClosedError(state.level, session.user_id, provider.name, session.tenant_id)
+
+
+def _waitable(state: ScopeState, provider: object, entry: Any) -> PendingCreation:
+    """The pending creation to wait on (lock held): made on the first waiter's demand."""
+    if type(entry) is PendingCreation:
+        return entry
+    creation = PendingCreation(entry, None) if type(entry) is int else PendingCreation(None, entry)
+    state.pending[provider] = creation  # type: ignore[index]
+    return creation
+
+
+def _wait_error(
+    provider: ScopedProvider[Any], state: ScopeState, pending: PendingCreation
+) -> Exception | None:
+    """Why this thread must not block on ``pending`` (None: it may)."""
+    if pending.task is None:
+        if pending.thread == _get_ident():
+            return DependencyCycleError(provider.name, state.level)
+        return None
+    if pending.task.get_loop() is not _running_loop():
+        return None  # owned by a task of another loop (another thread): it can finish
+    if pending.task is _current_task():
+        return DependencyCycleError(provider.name, state.level)
+    return BlockingWaitError(provider.name, state.level)
+
+
+def _settle_entry(entry: Any, value: Any, error: BaseException | None) -> None:
+    """Hand the outcome to the waiters of a popped entry, if anyone waited (no lock)."""
+    if type(entry) is PendingCreation and entry.settle(value, error):
+        entry.wake()
+
+
+def create(
+    provider: ScopedProvider[Any],
+    state: ScopeState,
+    frame: ActiveFrame,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] | None,
+    in_loop: bool = False,
+) -> Any:
+    """Create the instance of ``state`` after a cache miss (synchronous resolve).
+
+    Returns the instance, or an awaitable of it when the provider is async (or
+    ``in_loop`` and the instance is being created by another task).
+    """
+    if provider._is_async and not args and not kwargs:
+        if not frame[ASYNC]:
+            raise AsyncScopeRequiredError(provider.name, state.level)
+        return acreate(provider, state, frame)
+    session = state.session
+    lock = session.lock
+    while True:
+        lock.acquire()
+        if state.closed:  # checked under the lock: a closing scope takes no new instance
+            lock.release()
+            raise _closed(state, provider)
+        value = state.cache.get(provider, MISSING)
+        if value is not MISSING:
+            lock.release()
+            return _ready(value) if provider._is_async else value
+        pending = state.pending
+        entry = pending.get(provider) if pending else None
+        if entry is None:
+            limit = session.max_instances
+            if limit is not None and session.instances >= limit:
+                lock.release()
+                raise _refuse(frame, state, provider)
+            session.instances += 1
+            if pending is None:
+                state.pending = {provider: _get_ident()}
+            else:
+                pending[provider] = _get_ident()
+            lock.release()
+            break
+        creation = _waitable(state, provider, entry)
+        if in_loop:  # the async builder: wait without blocking the loop
+            future = creation.async_waiter(asyncio.get_running_loop())
+            lock.release()
+            return _await_retry(provider, state, frame, future)
+        error = _wait_error(provider, state, creation)
+        if error is not None:
+            lock.release()
+            raise error
+        event = creation.sync_waiter()
+        lock.release()
+        event.wait()
+        value = creation.outcome()
+        if value is not RETRY:
+            return _ready(value) if provider._is_async else value
+    # build, with no lock held
+    finalizer: Finalizer | None = None
+    try:
+        if provider._us_guard is not GENERATION.token:  # first creation in this generation
+            guard_check(provider)  # validates its container(s): CaptiveDependencyError
+        if before_create:
+            will_create(provider, state, frame)
+        if not args and not kwargs:
+            builder = provider._builder
+            if builder is None:
+                builder = provider._builder = compile_builder(provider, asynchronous=False)
+            result = builder(frame)
+        else:
+            result = provider._factory(*args, **(kwargs or {}))
+        kind = type(result)
+        if kind is GeneratorType:
+            try:
+                value = next(result)
+            except StopIteration:
+                raise FactoryProtocolError(provider.name, "no_yield") from None
+            finalizer = (GEN, result, provider)
+        elif kind not in PLAIN_TYPES and needs_await(result):
+            if not frame[ASYNC]:
+                _discard(result)
+                raise AsyncScopeRequiredError(provider.name, state.level)
+            provider._is_async = True  # from now on `acreate` builds it in one coroutine
+            provider.enable_async_mode()
+            return acreate(provider, state, frame, True, result)
+        else:
+            value = result
+            if provider._closing:
+                finalizer = provider._closer(result)
+    except BaseException as error:
+        _abandon(state, provider, error)
+        raise
+    # publish
+    lock.acquire()
+    if state.closed:  # closed while it was built: its waiters already got ScopeClosedError
+        session.instances -= 1
+        lock.release()
+        if finalizer is not None:
+            run_cleanups_sync([finalizer], None)
+        raise _closed(state, provider)
+    state.cache[provider] = value
+    if finalizer is not None:
+        state.finalizers.append(finalizer)
+    entry = state.pending.pop(provider)  # type: ignore[union-attr]
+    lock.release()
+    if entry.__class__ is PendingCreation:
+        _settle_entry(entry, value, None)
+    if _flags.observing and frame[SESSIONS]._observer is not None:
+        frame[SESSIONS]._notify_created(state, provider)
+    return _ready(value) if provider._is_async else value
+
+
+async def _await_retry(
+    provider: ScopedProvider[Any], state: ScopeState, frame: ActiveFrame, future: Any
+) -> Any:
+    value = await future
+    if value is RETRY:
+        value = create(provider, state, frame, _NO_ARGS, None, True)
+        if is_awaitable(value):
+            value = await value
+    return value
+
+
+def _abandon(state: ScopeState, provider: ScopedProvider[Any], error: BaseException) -> None:
+    """A creation failed: give its budget back and hand the failure to its waiters."""
+    lock = state.session.lock
+    lock.acquire()
+    state.session.instances -= 1
+    entry = None
+    if not state.closed:  # else the scope closed first and told the waiters
+        entry = state.pending.pop(provider, None)  # type: ignore[union-attr]
+    lock.release()
+    if isinstance(error, asyncio.CancelledError):
+        _settle_entry(entry, RETRY, None)  # the creator's cancellation: a waiter retries
+    else:
+        _settle_entry(entry, None, error)
+
+
+async def acreate(
+    provider: ScopedProvider[Any],
+    state: ScopeState,
+    frame: ActiveFrame,
+    reserved: bool = False,
+    started: Any = MISSING,
+) -> Any:
+    """Create the instance of ``state`` asynchronously, in this one coroutine.
+
+    ``reserved`` and ``started`` come from :func:`create` when the factory turned out
+    to be async (the budget is reserved and the factory called); without them this
+    reserves (or waits for the task already creating the instance) and builds.
+    """
+    session = state.session
+    lock = session.lock
+    task = _current_task()
+    owner: Any = _get_ident() if task is None else task
+    while not reserved:
+        lock.acquire()
+        if state.closed:
+            lock.release()
+            raise _closed(state, provider)
+        value = state.cache.get(provider, MISSING)
+        if value is not MISSING:
+            lock.release()
+            return value
+        pending = state.pending
+        entry = pending.get(provider) if pending else None
+        if entry is not None:
+            if entry is owner or (type(entry) is PendingCreation and entry.task is owner):
+                lock.release()
+                raise DependencyCycleError(provider.name, state.level)
+            future = _waitable(state, provider, entry).async_waiter(asyncio.get_running_loop())
+            lock.release()
+            value = await future
+            if value is not RETRY:
+                return value
+            continue
+        limit = session.max_instances
+        if limit is not None and session.instances >= limit:
+            lock.release()
+            raise _refuse(frame, state, provider)
+        session.instances += 1
+        if pending is None:
+            state.pending = {provider: owner}
+        else:
+            pending[provider] = owner
+        lock.release()
+        break
+    else:  # handed over by `create`: the entry names this task from now on (cycles)
+        with lock:
+            entry = state.pending.get(provider) if state.pending else None
+            if type(entry) is PendingCreation:
+                entry.task = task
+            elif entry is not None:
+                state.pending[provider] = owner  # type: ignore[index]
+    finalizer: Finalizer | None = None
+    try:
+        value = started
+        if value is MISSING:
+            if provider._us_guard is not GENERATION.token:  # first creation in this generation
+                guard_check(provider)  # validates its container(s): CaptiveDependencyError
+            if before_create:
+                will_create(provider, state, frame)
+            builder = provider._abuilder
+            if builder is None:
+                builder = provider._abuilder = compile_builder(provider, asynchronous=True)
+            value = builder(frame)
+        if type(value) is not AsyncGeneratorType and is_awaitable(value):
+            value = await value
+        kind = type(value)
+        if kind is AsyncGeneratorType:
+            agen = value
+            try:
+                value = await agen.__anext__()
+            except StopAsyncIteration:
+                raise FactoryProtocolError(provider.name, "no_yield") from None
+            finalizer = (AGEN, agen, provider)
+        elif kind is GeneratorType:
+            gen = value
+            try:
+                value = next(gen)
+            except StopIteration:
+                raise FactoryProtocolError(provider.name, "no_yield") from None
+            finalizer = (GEN, gen, provider)
+        elif provider._closing:
+            finalizer = provider._closer(value)
+    except BaseException as error:
+        _abandon(state, provider, error)
+        raise
+    lock.acquire()
+    if state.closed:
+        session.instances -= 1
+        lock.release()
+        if finalizer is not None:
+            await run_cleanups_async([finalizer], None, frame[SESSIONS].cleanup_timeout)
+        raise _closed(state, provider)
+    state.cache[provider] = value
+    if finalizer is not None:
+        state.finalizers.append(finalizer)
+        if finalizer[0] == AGEN or (finalizer[0] == CLOSE and is_async_close(finalizer[1])):
+            state.loop = asyncio.get_running_loop()
+    entry = state.pending.pop(provider)  # type: ignore[union-attr]
+    lock.release()
+    if entry.__class__ is PendingCreation:
+        _settle_entry(entry, value, None)
+    if _flags.observing and frame[SESSIONS]._observer is not None:
+        frame[SESSIONS]._notify_created(state, provider)
+    return value
+
+
+def _discard(result: Any) -> None:
+    close = getattr(result, "close", None)
+    if callable(close) and not isinstance(result, type):
+        close()  # a coroutine that will never be awaited
+    elif isinstance(result, asyncio.Future):
+        result.cancel()
