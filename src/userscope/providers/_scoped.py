@@ -232,8 +232,19 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
         """Resolve for ``await``: the instance, created asynchronously when needed.
 
         Example:
-            >>> # inside `async with sessions.request(ctx):`
-            >>> # agent = await container.agent.async_()
+            >>> import asyncio, userscope as us
+            >>> from dependency_injector import containers
+            >>> async def open_client(ctx):
+            ...     return f"client of {ctx.user_id}"
+            >>> class C(containers.DeclarativeContainer):
+            ...     context = us.CurrentContext()
+            ...     client = us.RequestScoped(open_client, context)
+            >>> async def main():
+            ...     sessions = us.UserSessions()
+            ...     async with sessions.request(us.UserExecutionContext(user_id="a", thread_id="t")):
+            ...         return await C.client.async_()
+            >>> asyncio.run(main())
+            'client of a'
         """
         state: ScopeState | None = None
         frame = _get_active() if self.last_overriding is None and not args and not kwargs else None
