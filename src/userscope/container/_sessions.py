@@ -415,9 +415,8 @@ class UserSessions:
         if error is not None:
             raise self._refused(error, counted=True)
         assert session is not None
-        if self._observer is not None:
-            if created:
-                session.state.token = self._notify_opened(_USER, ctx)
+        if created and self._observer is not None:
+            session.state.token = self._notify_opened(_USER, ctx)
         return session, evicted or None
 
     def _hold_nested(self, session: UserSession) -> None:
