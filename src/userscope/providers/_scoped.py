@@ -241,7 +241,8 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
             ...     client = us.RequestScoped(open_client, context)
             >>> async def main():
             ...     sessions = us.UserSessions()
-            ...     async with sessions.request(us.UserExecutionContext(user_id="a", thread_id="t")):
+            ...     ctx = us.UserExecutionContext(user_id="a", thread_id="t")
+            ...     async with sessions.request(ctx):
             ...         return await C.client.async_()
             >>> asyncio.run(main())
             'client of a'
