@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 from userscope.container import _flags, _locks
 from userscope.container._cleanup import run_cleanups_async, run_cleanups_sync
 from userscope.container._pending import RETRY, PendingCreation
-from userscope.container._scope import ASYNC, SESSIONS, ActiveFrame
+from userscope.container._scope import ASYNC, SESSIONS, ActiveFrame, Scope
 from userscope.container._state import AGEN, CLOSE, GEN, Finalizer, ScopeState, is_async_close
 from userscope.errors import (
     AsyncScopeRequiredError,
@@ -56,7 +56,11 @@ __all__ = ["acreate", "create", "will_create"]
 _get_ident = threading.get_ident
 _running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
+# asyncio.current_task is a Python function before 3.12; its loop -> task dict is C
+_tasks_by_loop = getattr(asyncio.tasks, "_current_tasks", None)
+_task_of: Any = _tasks_by_loop.get if isinstance(_tasks_by_loop, dict) else asyncio.current_task
 _NO_ARGS: Final[tuple[Any, ...]] = ()
+_USER: Final = Scope.USER
 
 
 async def _ready(value: Any) -> Any:
@@ -277,7 +281,7 @@ async def acreate(
     """
     session = state.session
     lock = session.lock
-    task = _current_task()
+    task = _task_of(_running_loop())
     owner: Any = _get_ident() if task is None else task
     while not reserved:
         lock.acquire()
@@ -328,9 +332,10 @@ async def acreate(
             if builder is None:
                 builder = provider._abuilder = compile_builder(provider, asynchronous=True)
             value = builder(frame)
-        if type(value) is not AsyncGeneratorType and is_awaitable(value):
-            value = await value
         kind = type(value)
+        if kind is not AsyncGeneratorType and kind not in PLAIN_TYPES and is_awaitable(value):
+            value = await value
+            kind = type(value)
         if kind is AsyncGeneratorType:
             agen = value
             try:
@@ -360,8 +365,10 @@ async def acreate(
     state.cache[provider] = value
     if finalizer is not None:
         state.finalizers.append(finalizer)
-        if finalizer[0] == AGEN or (finalizer[0] == CLOSE and is_async_close(finalizer[1])):
-            state.loop = asyncio.get_running_loop()
+        if state.level is _USER and (
+            finalizer[0] == AGEN or (finalizer[0] == CLOSE and is_async_close(finalizer[1]))
+        ):  # where this user's async cleanups can run if the last scope exits off-loop
+            state.loop = _running_loop()
     entry = state.pending.pop(provider)  # type: ignore[union-attr]
     lock.release()
     if entry.__class__ is PendingCreation:
