@@ -115,13 +115,13 @@ def _wait_error(
     """Why this thread must not block on ``pending`` (None: it may)."""
     if pending.task is None:
         if pending.thread == _get_ident():
-            return DependencyCycleError(provider.name, state.level)
+            return DependencyCycleError(provider.name, provider.scope)
         return None
     if pending.task.get_loop() is not _running_loop():
         return None  # owned by a task of another loop (another thread): it can finish
     if pending.task is _current_task():
-        return DependencyCycleError(provider.name, state.level)
-    return BlockingWaitError(provider.name, state.level)
+        return DependencyCycleError(provider.name, provider.scope)
+    return BlockingWaitError(provider.name, provider.scope)
 
 
 def _settle_entry(entry: Any, value: Any, error: BaseException | None) -> None:
@@ -297,7 +297,7 @@ async def acreate(
         if entry is not None:
             if entry is owner or (type(entry) is PendingCreation and entry.task is owner):
                 lock.release()
-                raise DependencyCycleError(provider.name, state.level)
+                raise DependencyCycleError(provider.name, provider.scope)
             future = _waitable(state, provider, entry).async_waiter(asyncio.get_running_loop())
             lock.release()
             value = await future
