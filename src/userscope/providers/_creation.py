@@ -79,9 +79,18 @@ def will_create(provider: ScopedProvider[Any], state: ScopeState, frame: ActiveF
         _locks.assert_unlocked("a factory")
 
 
-before_create: bool = _locks._enabled
+before_create: bool = False
 """Call :func:`will_create` before each build; set it (``_creation.before_create = True``)
-to add a check there. On when the lock-order checker is on."""
+to add a check there. Switched on with the lock-order checker."""
+
+
+def _follow_lock_check(on: bool) -> None:
+    global before_create
+    if on:
+        before_create = True
+
+
+_locks.on_switch(_follow_lock_check)
 
 
 def _refuse(frame: ActiveFrame, state: ScopeState, provider: ScopedProvider[Any]) -> Exception:
