@@ -640,3 +640,43 @@ async def test_v7_a_cancel_scope_recognises_its_cancellation_after_shielded_clea
     assert scope.cancelled_caught  # the original cancellation came back to its scope
     assert order == ["closed"]
     await sessions.aclose()
+
+
+# -- a creation that needs itself fails at once instead of waiting for itself ----------
+def test_a_factory_resolving_its_own_provider_is_a_dependency_cycle() -> None:
+    sessions = us.UserSessions()
+
+    class C(containers.DeclarativeContainer):
+        pass
+
+    def make() -> str:
+        return f"needs {C.item()}"  # the instance being created, from its own factory
+
+    C.item = us.RequestScoped(make)  # type: ignore[attr-defined]
+
+    def resolve() -> us.DependencyCycleError:
+        with sessions.request(ctx_for("alice")):
+            with pytest.raises(us.DependencyCycleError) as info:
+                C.item()  # type: ignore[attr-defined]
+            assert sessions.stats().instances == 0  # the budget was given back
+        return info.value
+
+    error = bounded(resolve)
+    assert error.scope is us.Scope.REQUEST
+    bounded(sessions.close)
+
+
+async def test_an_async_factory_awaiting_its_own_provider_is_a_dependency_cycle() -> None:
+    sessions = us.UserSessions()
+
+    class C(containers.DeclarativeContainer):
+        pass
+
+    async def make() -> str:
+        return f"needs {await C.item.async_()}"  # type: ignore[attr-defined]
+
+    C.item = us.UserScoped(make)  # type: ignore[attr-defined]
+    async with sessions.request(ctx_for("alice")):
+        with pytest.raises(us.DependencyCycleError):
+            await asyncio.wait_for(C.item.async_(), BOUND)  # type: ignore[attr-defined]
+    await sessions.aclose()

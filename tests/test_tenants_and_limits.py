@@ -272,3 +272,9 @@ def test_observer_hooks_are_called_and_their_failures_ignored(caplog: Any) -> No
         ("ended", ("acme", "alice"), "closed"),
     ]
     assert sum("observer" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_the_creation_hook_runs_under_the_checker() -> None:
+    from userscope.providers import _creation
+
+    assert _creation.before_create  # the plugin switched the checker on, and the hook with it

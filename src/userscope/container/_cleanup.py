@@ -96,11 +96,12 @@ async def run_cleanups_async(
     if _locks._enabled:
         _locks.assert_unlocked("a cleanup")
     failures: list[BaseException] = []
-    cancelled: list[asyncio.CancelledError] = []  # appended to when a cancellation arrives
+    cancelled: list[asyncio.CancelledError] | None = None  # made when a cleanup suspends
     while finalizers:
         kind, obj, provider = finalizers.pop()
-        started = time.perf_counter() if observe is not None else 0.0
-        error: BaseException | None = None
+        if observe is not None:
+            started = time.perf_counter()
+            error: BaseException | None = None
         try:
             if kind == GEN:
                 _finish_generator(obj, exc, provider)
@@ -112,6 +113,8 @@ async def run_cleanups_async(
                     except StopIteration:
                         pass  # it yielded again: refused below
                     else:
+                        if cancelled is None:
+                            cancelled = []
                         await _shielded(step, bound, provider, cancelled, yielded)
                 except StopAsyncIteration:
                     pass
@@ -119,6 +122,8 @@ async def run_cleanups_async(
                     await obj.aclose()
                     raise FactoryProtocolError(provider_name(provider), "yielded_twice")
             elif is_async_close(obj):
+                if cancelled is None:
+                    cancelled = []
                 await _shielded(obj.aclose(), bound, provider, cancelled)
             else:
                 obj.close()

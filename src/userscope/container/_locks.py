@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any, Final
 
 from userscope.errors import LockOrderError
@@ -40,6 +41,18 @@ _NAMES: Final = {TABLE: "table lock", SESSION: "session lock"}
 
 _enabled = os.environ.get("USERSCOPE_LOCK_CHECK", "") not in ("", "0")
 _held = threading.local()  # .ranks: list[int], the ranks this thread holds, in order
+_listeners: list[Callable[[bool], None]] = []  # told when the checker is switched
+
+
+def on_switch(listener: Callable[[bool], None]) -> None:
+    """Call ``listener(enabled)`` now and whenever the checker is switched.
+
+    Example:
+        >>> from userscope.container._locks import on_switch
+        >>> on_switch(lambda on: None)
+    """
+    _listeners.append(listener)
+    listener(_enabled)
 
 
 def enable_lock_check(on: bool = True) -> None:
@@ -54,6 +67,8 @@ def enable_lock_check(on: bool = True) -> None:
     """
     global _enabled
     _enabled = on
+    for listener in _listeners:
+        listener(on)
 
 
 def lock_check_enabled() -> bool:

@@ -32,7 +32,7 @@ from userscope.container._cleanup import run_cleanups_async, run_cleanups_sync
 from userscope.container._guard import GENERATION
 from userscope.container._guard import check as guard_check
 from userscope.container._pending import RETRY, PendingCreation
-from userscope.container._scope import ASYNC, SESSIONS, ActiveFrame
+from userscope.container._scope import ASYNC, SESSIONS, ActiveFrame, Scope
 from userscope.container._state import AGEN, CLOSE, GEN, Finalizer, ScopeState, is_async_close
 from userscope.errors import (
     AsyncScopeRequiredError,
@@ -58,7 +58,11 @@ __all__ = ["acreate", "create", "will_create"]
 _get_ident = threading.get_ident
 _running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
+# asyncio.current_task is a Python function before 3.12; its loop -> task dict is C
+_tasks_by_loop = getattr(asyncio.tasks, "_current_tasks", None)
+_task_of: Any = _tasks_by_loop.get if isinstance(_tasks_by_loop, dict) else asyncio.current_task
 _NO_ARGS: Final[tuple[Any, ...]] = ()
+_USER: Final = Scope.USER
 
 
 async def _ready(value: Any) -> Any:
@@ -77,9 +81,18 @@ def will_create(provider: ScopedProvider[Any], state: ScopeState, frame: ActiveF
         _locks.assert_unlocked("a factory")
 
 
-before_create: bool = _locks._enabled
+before_create: bool = False
 """Call :func:`will_create` before each build; set it (``_creation.before_create = True``)
-to add a check there. On when the lock-order checker is on."""
+to add a check there. Switched on with the lock-order checker."""
+
+
+def _follow_lock_check(on: bool) -> None:
+    global before_create
+    if on:
+        before_create = True
+
+
+_locks.on_switch(_follow_lock_check)
 
 
 def _refuse(frame: ActiveFrame, state: ScopeState, provider: ScopedProvider[Any]) -> Exception:
@@ -113,13 +126,13 @@ def _wait_error(
     """Why this thread must not block on ``pending`` (None: it may)."""
     if pending.task is None:
         if pending.thread == _get_ident():
-            return DependencyCycleError(provider.name, state.level)
+            return DependencyCycleError(provider.name, provider.scope)
         return None
     if pending.task.get_loop() is not _running_loop():
         return None  # owned by a task of another loop (another thread): it can finish
     if pending.task is _current_task():
-        return DependencyCycleError(provider.name, state.level)
-    return BlockingWaitError(provider.name, state.level)
+        return DependencyCycleError(provider.name, provider.scope)
+    return BlockingWaitError(provider.name, provider.scope)
 
 
 def _settle_entry(entry: Any, value: Any, error: BaseException | None) -> None:
@@ -281,7 +294,7 @@ async def acreate(
     """
     session = state.session
     lock = session.lock
-    task = _current_task()
+    task = _task_of(_running_loop())
     owner: Any = _get_ident() if task is None else task
     while not reserved:
         lock.acquire()
@@ -297,7 +310,7 @@ async def acreate(
         if entry is not None:
             if entry is owner or (type(entry) is PendingCreation and entry.task is owner):
                 lock.release()
-                raise DependencyCycleError(provider.name, state.level)
+                raise DependencyCycleError(provider.name, provider.scope)
             future = _waitable(state, provider, entry).async_waiter(asyncio.get_running_loop())
             lock.release()
             value = await future
@@ -334,9 +347,10 @@ async def acreate(
             if builder is None:
                 builder = provider._abuilder = compile_builder(provider, asynchronous=True)
             value = builder(frame)
-        if type(value) is not AsyncGeneratorType and is_awaitable(value):
-            value = await value
         kind = type(value)
+        if kind is not AsyncGeneratorType and kind not in PLAIN_TYPES and is_awaitable(value):
+            value = await value
+            kind = type(value)
         if kind is AsyncGeneratorType:
             agen = value
             try:
@@ -366,8 +380,10 @@ async def acreate(
     state.cache[provider] = value
     if finalizer is not None:
         state.finalizers.append(finalizer)
-        if finalizer[0] == AGEN or (finalizer[0] == CLOSE and is_async_close(finalizer[1])):
-            state.loop = asyncio.get_running_loop()
+        if state.level is _USER and (
+            finalizer[0] == AGEN or (finalizer[0] == CLOSE and is_async_close(finalizer[1]))
+        ):  # where this user's async cleanups can run if the last scope exits off-loop
+            state.loop = _running_loop()
     entry = state.pending.pop(provider)  # type: ignore[union-attr]
     lock.release()
     if entry.__class__ is PendingCreation:
