@@ -158,3 +158,57 @@ def test_leaked_scope_does_not_reach_the_next_test():
 def test_marker_is_registered(run: pytest.Pytester) -> None:
     result = run.runpytest_inprocess("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.userscope_no_leak_check:*"])
+
+
+def test_a_handled_500_is_not_a_leak_but_a_kept_instance_is(run: pytest.Pytester) -> None:
+    # The plugin's leak check used to fail every test whose endpoint answered 500: the
+    # traceback captured for the 500 kept the request's instances alive (issue 14).
+    run.makepyfile(
+        test_app="""
+import time
+import jwt
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from dependency_injector import containers
+import userscope as us
+from userscope.adapters.fastapi import Inject, JWTAuthenticator, install
+
+SECRET = "plugin-test-secret-5d1f9a3c7e2b8046f1a9"
+
+class Agent:
+    pass
+
+class C(containers.DeclarativeContainer):
+    agent = us.RequestScoped(Agent)
+
+kept = []
+
+def client(sessions, keep):
+    app = FastAPI()
+    install(app, C(), sessions, JWTAuthenticator(key=SECRET, algorithms=["HS256"]))
+
+    @app.get("/boom")
+    async def boom(agent: Agent = Inject(C.agent)):
+        if keep:
+            kept.append(agent)
+        raise RuntimeError("the agent crashed")
+
+    token = jwt.encode({"sub": "alice", "exp": time.time() + 60}, SECRET, algorithm="HS256")
+    test_client = TestClient(app, raise_server_exceptions=False)
+    test_client.headers["Authorization"] = f"Bearer {token}"
+    return test_client
+
+def test_handled_500(userscope_sessions):
+    with client(userscope_sessions, keep=False) as http:
+        assert http.get("/boom").status_code == 500
+
+def test_kept_after_500(userscope_sessions):
+    with client(userscope_sessions, keep=True) as http:
+        assert http.get("/boom").status_code == 500
+"""
+    )
+    seen = outcomes(run.inline_run("-p", "no:cacheprovider"))
+    assert seen["test_handled_500"] == ("passed", "")
+    when, text = seen["test_kept_after_500"]
+    assert when == "teardown failed"
+    assert "Agent from C.agent" in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -416,5 +417,9 @@ def _log_refusal(refusal: Refusal, exc: BaseException) -> None:
     # an identity provider outage is logged once by the key set, not once per request
     if refusal.status >= 500 and not isinstance(exc, IdentityProviderUnavailableError):
         logger.error("request failed: %s", type(exc).__name__, exc_info=exc)
+        # The error is handled (the client got its 500), but the traceback a log handler
+        # keeps (pytest's capture, an error tracker's queue) would hold the finished
+        # frames' locals, and with them the request's scoped instances, past the scope.
+        traceback.clear_frames(exc.__traceback__)
     else:
         logger.info("refused with %s (%s): %s", refusal.status, refusal.error, exc)
