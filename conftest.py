@@ -101,11 +101,33 @@ _SLOW_FIXTURES = frozenset({"live_server", "redis_server", "fresh_redis"})
 _SLOW_MODULES = (
     "tests/benchmarks/",
     "docs/identity.md",  # runs a real OpenID Connect provider process
+    # real uvicorn servers, identity providers, browsers, worker processes
     "tests/adapters/test_demo_browser.py",
     "tests/adapters/test_fastapi_concurrency.py",
+    "tests/adapters/test_fastapi_hardening.py",
+    "tests/adapters/test_fastapi_live.py",
+    "tests/adapters/test_fastapi_sharp_edges.py",
+    "tests/adapters/test_identity_hardening.py",
+    "tests/adapters/test_identity_keys.py",  # JWKS servers and their time-outs
+    "tests/adapters/test_identity_oidc.py",
     "tests/events/test_events_processes.py",
     "tests/events/test_events_workers.py",
+    "tests/test_getting_started.py",
+    # mypy, pytest or an example script in a subprocess
+    "tests/typing/test_mypy_plugin.py",
+    "tests/testing/test_mypy.py",
+    "tests/testing/test_docs_async_snippet.py",
+    "tests/test_readme.py",
+    "examples/events/test_events_example.py",
+    "examples/identity/test_identity_example.py",
+    "examples/quickstart/test_quickstart.py",
+    # the bounded stress run (seconds by design)
+    "tests/test_stress.py",
 )
+
+
+# single tests that run a script or `python -m` in a subprocess, or wait out a time-out
+_SLOW_NAMES = ("runs_as_a_script", "python_dash_m", "broker_is_down", "mode_comes_from_the_env")
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
@@ -117,5 +139,6 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
         path = Path(str(item.path)).resolve().relative_to(_ROOT).as_posix()
         fixtures = set(getattr(item, "fixturenames", ()))
         redis_param = "redis" in getattr(getattr(item, "callspec", None), "params", {}).values()
-        if path.startswith(_SLOW_MODULES) or fixtures & _SLOW_FIXTURES or redis_param:
+        named = any(part in item.name for part in _SLOW_NAMES)
+        if path.startswith(_SLOW_MODULES) or fixtures & _SLOW_FIXTURES or redis_param or named:
             item.add_marker(slow)
