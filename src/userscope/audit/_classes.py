@@ -15,7 +15,17 @@ from dataclasses import dataclass, field
 
 from ._config import AuditConfig
 
-__all__ = ["ClassIndex", "ClassInfo", "Evidence", "Verdict", "analyze_class", "judge", "scope_for"]
+__all__ = [
+    "CONTAINER_FACTORIES",
+    "CONTAINER_LITERALS",
+    "ClassIndex",
+    "ClassInfo",
+    "Evidence",
+    "Verdict",
+    "analyze_class",
+    "judge",
+    "scope_for",
+]
 
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _INIT_METHODS = frozenset(
@@ -41,7 +51,7 @@ _MUTATORS = frozenset(
     }
 )
 _REMOVERS = frozenset({"pop", "popitem", "remove", "discard", "clear", "__delitem__"})
-_CONTAINER_FACTORIES = frozenset(
+CONTAINER_FACTORIES = frozenset(
     {
         "dict",
         "list",
@@ -53,11 +63,12 @@ _CONTAINER_FACTORIES = frozenset(
         "WeakValueDictionary",
         "WeakKeyDictionary",
         "WeakSet",
-        "TTLCache",
-        "LRUCache",
     }
 )
-_CONTAINER_LITERALS = (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)
+"""Calls that make a mutable container (the module-level rules use these)."""
+# a class body's state also counts third-party caches
+_CONTAINER_FACTORIES = CONTAINER_FACTORIES | {"TTLCache", "LRUCache"}
+CONTAINER_LITERALS = (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)
 _CLIENTISH = ("session", "client", "engine", "connect", "pool")
 _STATE_TEXT = re.compile(
     r"\b(?:self|cls)\.\w+\s*(?:\[|:|[-+*/|&%^@]?=(?!=)|\.\s*(?:"
@@ -168,7 +179,7 @@ def _dotted(node: ast.expr) -> str | None:
 def _is_container(value: ast.expr | None) -> bool:
     if value is None:
         return False
-    if isinstance(value, _CONTAINER_LITERALS):
+    if isinstance(value, CONTAINER_LITERALS):
         return True
     if type(value) is ast.Call:
         dotted = _dotted(value.func)

@@ -16,7 +16,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
-from ._classes import ClassIndex, ClassInfo, absolute_module, analyze_class, judge, scope_for
+from ._classes import (
+    CONTAINER_FACTORIES,
+    CONTAINER_LITERALS,
+    ClassIndex,
+    ClassInfo,
+    absolute_module,
+    analyze_class,
+    judge,
+    scope_for,
+)
 from ._config import AuditConfig
 from ._finding import Finding, ScanResult
 
@@ -54,21 +63,6 @@ _MUTATORS = frozenset(
         "__delitem__",
     }
 )
-_CONTAINER_FACTORIES = frozenset(
-    {
-        "dict",
-        "list",
-        "set",
-        "defaultdict",
-        "OrderedDict",
-        "Counter",
-        "deque",
-        "WeakValueDictionary",
-        "WeakKeyDictionary",
-        "WeakSet",
-    }
-)
-_CONTAINER_LITERALS = (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)
 _INSTANCE_ACCESSORS = ("get_instance", "instance", "getInstance", "shared_instance", "shared")
 _INSTANCE_ATTR = re.compile(r"_\w*(?:instances?|singleton)$", re.IGNORECASE)
 _IMMUTABLE_RESULTS = frozenset(
@@ -439,11 +433,11 @@ class _FileScanner:
         return tuple(fields)
 
     def _is_container(self, value: ast.expr) -> bool:
-        if isinstance(value, _CONTAINER_LITERALS):
+        if isinstance(value, CONTAINER_LITERALS):
             return True
         if type(value) is ast.Call:
             dotted = _dotted(value.func)
-            return dotted is not None and _last(dotted) in _CONTAINER_FACTORIES
+            return dotted is not None and _last(dotted) in CONTAINER_FACTORIES
         return False
 
     def _import(self, stmt: ast.Import | ast.ImportFrom) -> None:
