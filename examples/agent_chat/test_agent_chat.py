@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import doctest
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -163,12 +165,23 @@ def test_agents_are_capped_per_user(client: TestClient) -> None:
         assert chat(ws, "hi", agent="researcher")[-1]["type"] == "run_finished"
 
 
+def settled(done: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait (bounded) until ``done()``: Starlette's TestClient before 0.37 leaves a
+    ``websocket_connect`` block once the close frame is sent, before the app's handler
+    and its scope's cleanups have finished; newer ones wait for the handler."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "the app did not finish the closed sockets"
+        time.sleep(0.01)
+
+
 def test_every_bridge_closes_at_disconnect(client: TestClient) -> None:
     tracker: Tracker = client.app.state.container.tracker()  # type: ignore[attr-defined]
     for user in ("alice", "bob", "alice"):
         with client.websocket_connect("/ws", headers=auth(user)) as ws:
             ws.receive_json()
             chat(ws, "ping")
+    settled(lambda: tracker.bridges_closed == 3)
     assert tracker.bridges_opened == tracker.bridges_closed == 3
     assert tracker.runs_finished == 3
     sessions = client.app.state.sessions  # type: ignore[attr-defined]
@@ -472,7 +485,8 @@ def test_scope_panel_shows_only_the_users_own_scopes(client: TestClient) -> None
     }
     assert bobs["connection_scopes"] == 1
     assert bobs["user_scope"]["agents"] == []
-    assert panel("alice")["connection_scopes"] == 0  # both tabs closed, the session stays
+    settled(lambda: panel("alice")["connection_scopes"] == 0)  # both tabs closed ...
+    assert panel("alice")["user_scope"]["memory"] == 2  # ... the session stays
     assert client.get("/api/scopes").status_code == 401
 
 
