@@ -126,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         error; ``audit`` also returns 3 when its worst finding is a warning, 4 a note.
 
     Example:
+        >>> from userscope._cli import main
         >>> main(["--version"])
         userscope 0.1.0
         0

@@ -29,6 +29,7 @@ def to_seconds(name: str, value: object) -> float:
         ValueError: ``value`` is zero, negative, NaN or infinite.
 
     Example:
+        >>> from userscope._durations import to_seconds
         >>> from datetime import timedelta
         >>> to_seconds("max_age", timedelta(minutes=2)), to_seconds("idle_timeout", 1.5)
         (120.0, 1.5)
@@ -54,6 +55,7 @@ def to_seconds_or_none(name: str, value: object) -> float | None:
     """Like :func:`to_seconds`, with ``None`` passed through (a limit that is off).
 
     Example:
+        >>> from userscope._durations import to_seconds_or_none
         >>> to_seconds_or_none("idle_timeout", None) is None
         True
     """

@@ -56,6 +56,7 @@ def fields(
         provider: the provider's name.
 
     Example:
+        >>> from userscope._log import fields
         >>> import logging, userscope as us
         >>> ctx = us.UserExecutionContext(user_id="alice", thread_id="t", request_id="r-1")
         >>> extra = fields("cleanup_failed", ctx, provider="Container.agent")

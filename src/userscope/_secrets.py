@@ -29,6 +29,7 @@ def weakness(raw: bytes) -> str | None:
     contains the secret.
 
     Example:
+        >>> from userscope._secrets import weakness
         >>> import secrets
         >>> weakness(secrets.token_urlsafe(32).encode()) is None
         True

@@ -92,6 +92,7 @@ class UserscopePlugin(Plugin):
     """Types ``Provide[...]`` and checks ``Annotated[T, Inject(...)]`` parameters.
 
     Example:
+        >>> from userscope.mypy import UserscopePlugin
         >>> UserscopePlugin.__mro__[1].__name__
         'Plugin'
     """
@@ -132,6 +133,7 @@ def plugin(version: str) -> type[UserscopePlugin]:
     """mypy's entry point (``plugins = ["userscope.mypy"]``).
 
     Example:
+        >>> from userscope.mypy import plugin, UserscopePlugin
         >>> plugin("1.10") is UserscopePlugin
         True
     """
@@ -323,6 +325,7 @@ def add_annotated_checks(file: MypyFile, options: Options) -> int:
     """Add the type-only checks of ``Annotated`` markers to ``file``; return how many.
 
     Example:
+        >>> from userscope.mypy import add_annotated_checks
         >>> from mypy.errors import Errors
         >>> from mypy.fastparse import parse
         >>> from mypy.options import Options

@@ -24,6 +24,7 @@ class BaselineError(AuditError):
     """A baseline file is missing, unreadable or not a userscope baseline.
 
     Example:
+        >>> from userscope.audit import BaselineError
         >>> from pathlib import Path
         >>> from userscope.audit import Baseline
         >>> try:
@@ -57,6 +58,7 @@ def fingerprint(finding: Finding, base: Path) -> str:
         A hex digest.
 
     Example:
+        >>> from userscope.audit import fingerprint
         >>> from pathlib import Path
         >>> from userscope.audit import Finding
         >>> a = Finding("app.py", 3, 1, "US001", "m", "registry")
@@ -90,6 +92,7 @@ class BaselineEntry:
         context: Digest of the neighbouring lines when recorded.
 
     Example:
+        >>> from userscope.audit import BaselineEntry
         >>> BaselineEntry("ab12", "app.py", "US001", "registry", 3).code
         'US001'
     """
@@ -137,6 +140,8 @@ class Baseline:
         """Fingerprints of the accepted findings.
 
         Example:
+            >>> from pathlib import Path
+            >>> from userscope.audit import Baseline
             >>> Baseline(Path("b.json"), ()).fingerprints
             frozenset()
         """
@@ -148,6 +153,7 @@ class Baseline:
 
         Example:
             >>> from pathlib import Path
+            >>> from userscope.audit import Baseline
             >>> Baseline(Path("/repo/audit.json"), ()).base.as_posix()
             '/repo'
         """
@@ -171,6 +177,7 @@ class Baseline:
             BaselineError: If the file cannot be written.
 
         Example:
+            >>> from userscope.audit import Baseline
             >>> import tempfile
             >>> from pathlib import Path
             >>> Baseline.write(Path(tempfile.mkdtemp()) / "b.json", []).entries
@@ -227,6 +234,7 @@ class Baseline:
             BaselineError: If the file is missing, not JSON or not a baseline.
 
         Example:
+            >>> from userscope.audit import Baseline
             >>> import tempfile
             >>> from pathlib import Path
             >>> file = Path(tempfile.mkdtemp()) / "b.json"
@@ -338,6 +346,7 @@ class Baseline:
             ``(new, known)``: findings to report and findings the baseline accepts.
 
         Example:
+            >>> from userscope.audit import Baseline
             >>> from pathlib import Path
             >>> Baseline(Path("b.json"), ()).split([])
             ([], [])
@@ -359,6 +368,7 @@ class Baseline:
             The stale entries, in file order.
 
         Example:
+            >>> from userscope.audit import Baseline, BaselineEntry, fingerprint
             >>> from pathlib import Path
             >>> from userscope.audit import Finding
             >>> old = Finding("gone.py", 1, 1, "US001", "m", "registry")
@@ -389,6 +399,7 @@ class Baseline:
             BaselineError: If the file cannot be written.
 
         Example:
+            >>> from userscope.audit import Baseline
             >>> import tempfile
             >>> from pathlib import Path
             >>> file = Path(tempfile.mkdtemp()) / "b.json"

@@ -154,6 +154,7 @@ def scope_for(key: str) -> str:
     """The userscope provider that fits state keyed by ``key``.
 
     Example:
+        >>> from userscope.audit._classes import scope_for
         >>> scope_for("connection_id"), scope_for("run_id"), scope_for("user_id")
         ('ConnectionScoped', 'RequestScoped', 'UserScoped')
     """
@@ -529,6 +530,7 @@ def absolute_module(ref: str, module: str) -> str:
     """``ref`` as written in an import of ``module`` (``..state``) made absolute.
 
     Example:
+        >>> from userscope.audit._classes import absolute_module
         >>> absolute_module("..utils.state", "app.routers.chat"), absolute_module("x.y", "a")
         ('app.utils.state', 'x.y')
     """

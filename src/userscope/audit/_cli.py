@@ -139,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Example:
         >>> import pathlib, tempfile
+        >>> from userscope.audit import main
         >>> folder = pathlib.Path(tempfile.mkdtemp())
         >>> _ = (folder / "app.py").write_text("app = object()\\n")
         >>> main(["audit", str(folder)])

@@ -156,6 +156,7 @@ class AuditError(UserscopeError, ValueError):
         hint: What to do next.
 
     Example:
+        >>> from userscope.audit import AuditError
         >>> err = AuditError(None, "no paths given", "pass at least one PATH")
         >>> err.problem
         'no paths given'
@@ -176,6 +177,7 @@ class AuditConfigError(AuditError):
         key: The offending key, or ``None`` when the whole file is unreadable.
 
     Example:
+        >>> from userscope.audit import AuditConfigError
         >>> from userscope.audit import AuditConfig
         >>> try:
         ...     AuditConfig.from_mapping({"colour": "red"})
@@ -274,6 +276,7 @@ class AuditConfig:
             (the directory of the pyproject.toml that was read).
 
     Example:
+        >>> from userscope.audit import AuditConfig
         >>> config = AuditConfig.from_mapping({"extend-patterns": ["Hub"]})
         >>> config.is_stateful("EventHub"), config.is_stateful("Settings")
         (True, False)
@@ -360,6 +363,7 @@ class AuditConfig:
             AuditConfigError: On an unknown key or a value of the wrong type.
 
         Example:
+            >>> from userscope.audit import AuditConfig
             >>> AuditConfig.from_mapping({"disable": ["US004"]}).disable
             frozenset({'US004'})
         """
@@ -418,6 +422,7 @@ class AuditConfig:
             AuditConfigError: If a code is not a known rule.
 
         Example:
+            >>> from userscope.audit import AuditConfig
             >>> AuditConfig().with_disabled(["US007"]).disable
             frozenset({'US007'})
         """
@@ -427,6 +432,7 @@ class AuditConfig:
         """Whether ``class_name`` matches ``patterns`` and not ``safe_patterns``.
 
         Example:
+            >>> from userscope.audit import AuditConfig
             >>> AuditConfig().is_stateful("ThreadRunRegistry")
             True
         """
@@ -436,6 +442,7 @@ class AuditConfig:
         """Whether ``class_name`` matches ``safe_patterns`` (settings-like objects).
 
         Example:
+            >>> from userscope.audit import AuditConfig
             >>> AuditConfig().is_safe("AppSettings")
             True
         """
@@ -445,6 +452,7 @@ class AuditConfig:
         """Whether a parameter or key name identifies a user, session or context.
 
         Example:
+            >>> from userscope.audit import AuditConfig
             >>> AuditConfig().is_user_name("user_id"), AuditConfig().is_user_name("limit")
             (True, False)
         """
@@ -454,6 +462,7 @@ class AuditConfig:
         """Whether an instance attribute holds the calling user (leading ``_`` ignored).
 
         Example:
+            >>> from userscope.audit import AuditConfig
             >>> AuditConfig().is_identity_attribute("_permissions")
             True
         """
@@ -463,6 +472,7 @@ class AuditConfig:
         """Whether a class or factory name is infrastructure shared by design.
 
         Example:
+            >>> from userscope.audit import AuditConfig
             >>> AuditConfig().is_infrastructure("CircuitBreaker")
             True
         """
@@ -472,6 +482,7 @@ class AuditConfig:
         """Whether ``path`` matches ``exclude``.
 
         Example:
+            >>> from userscope.audit import AuditConfig
             >>> from pathlib import Path
             >>> AuditConfig().is_excluded(Path("app/.venv/lib/x.py"))
             True
@@ -509,6 +520,7 @@ def find_config_file(start: Path) -> Path | None:
         The pyproject.toml path, or ``None`` when no ancestor configures the audit.
 
     Example:
+        >>> from userscope.audit import find_config_file
         >>> import tempfile
         >>> from pathlib import Path
         >>> find_config_file(Path(tempfile.gettempdir())) is None
@@ -548,6 +560,7 @@ def load_config(path: Path | None = None, *, start: Path | None = None) -> Audit
         AuditConfigError: If the file is missing, not valid TOML or has bad keys.
 
     Example:
+        >>> from userscope.audit import load_config
         >>> import tempfile
         >>> from pathlib import Path
         >>> load_config(start=Path(tempfile.gettempdir())).patterns[:2]

@@ -68,6 +68,7 @@ class Finding:
         """0 for ``error``, 1 for ``warning``, 2 for ``note`` (report order).
 
         Example:
+            >>> from userscope.audit import Finding
             >>> Finding("a.py", 1, 1, "US006", "m").rank
             0
         """

@@ -29,6 +29,7 @@ def ordered(findings: Sequence[Finding]) -> list[Finding]:
     """Findings in report order: by severity (errors first), then path, line and column.
 
     Example:
+        >>> from userscope.audit._report import ordered
         >>> from userscope.audit import Finding
         >>> [f.code for f in ordered([Finding("a.py", 1, 1, "US001", "m"),
         ...                           Finding("b.py", 9, 1, "US006", "m")])]
@@ -41,6 +42,7 @@ def by_rule(findings: Sequence[Finding]) -> list[tuple[str, str, int]]:
     """``(severity, code, count)`` for every pair present, most severe first.
 
     Example:
+        >>> from userscope.audit._report import by_rule
         >>> from userscope.audit import Finding
         >>> by_rule([Finding("a.py", 1, 1, "US001", "m"), Finding("a.py", 2, 1, "US001", "m")])
         [('warning', 'US001', 2)]
@@ -75,6 +77,7 @@ def to_text(findings: Sequence[Finding], *, files: int, suppressed: int = 0) -> 
         The report, ending with a newline.
 
     Example:
+        >>> from userscope.audit._report import to_text
         >>> from userscope.audit import scan_source
         >>> text = to_text(scan_source("registry = AgentRegistry()\\n", path="app.py"), files=1)
         >>> print(text.splitlines()[0])
@@ -118,6 +121,7 @@ def to_json(findings: Sequence[Finding], *, files: int, lines: int, suppressed: 
         findings come in the text report's order (most severe first).
 
     Example:
+        >>> from userscope.audit._report import to_json
         >>> import json
         >>> json.loads(to_json([], files=0, lines=0))["summary"]["by_severity"]
         {'error': 0, 'warning': 0, 'note': 0}
@@ -187,6 +191,7 @@ def to_sarif(
         The SARIF document as JSON text.
 
     Example:
+        >>> from userscope.audit._report import to_sarif
         >>> import json
         >>> json.loads(to_sarif([]))["version"]
         '2.1.0'
@@ -289,6 +294,7 @@ def render(
         ValueError: If ``fmt`` is not a known format.
 
     Example:
+        >>> from userscope.audit import render
         >>> render("text", [], files=2, lines=10)
         'userscope audit: no findings in 2 files\\n'
     """

@@ -29,6 +29,7 @@ def security_severity(level: str) -> str:
     """The SARIF ``security-severity`` score (GitHub code scanning) of a severity.
 
     Example:
+        >>> from userscope.audit._rules import security_severity
         >>> security_severity("error"), security_severity("note")
         ('8.0', '2.0')
     """

@@ -1363,6 +1363,7 @@ def iter_python_files(
         FileNotFoundError: If a path does not exist.
 
     Example:
+        >>> from userscope.audit import iter_python_files
         >>> import tempfile
         >>> from userscope.audit import AuditConfig
         >>> list(iter_python_files([tempfile.mkdtemp()], AuditConfig()))

@@ -19,6 +19,7 @@ def claim_value(claims: Mapping[str, Any], name: str) -> Any:
     (Keycloak) walks into nested objects.
 
     Example:
+        >>> from userscope.adapters.identity._claims import claim_value, MISSING
         >>> claim_value({"realm_access": {"roles": ["admin"]}}, "realm_access.roles")
         ['admin']
         >>> claim_value({"https://example.com/roles": ["a"]}, "https://example.com/roles")
@@ -45,6 +46,7 @@ def string_list(value: Any, *, space_separated: bool) -> tuple[str, ...] | None:
     ``scope`` claims (``space_separated``), a space-separated list.
 
     Example:
+        >>> from userscope.adapters.identity._claims import string_list
         >>> string_list("openid profile", space_separated=True)
         ('openid', 'profile')
         >>> string_list(["admin", "reader"], space_separated=False)

@@ -25,6 +25,7 @@ class WeakKeyError(UserscopeError, ValueError):
         problem: what is wrong with it (never the secret itself).
 
     Example:
+        >>> from userscope.adapters.identity import WeakKeyError
         >>> err = WeakKeyError(length=1, problem="it is 1 bytes long; at least 32 are needed")
         >>> err.length
         1
@@ -61,6 +62,7 @@ class AlgorithmKeyMismatchError(UserscopeError, ValueError):
         problem: what does not fit.
 
     Example:
+        >>> from userscope.adapters.identity import AlgorithmKeyMismatchError
         >>> err = AlgorithmKeyMismatchError(["RS256", "HS256"], "RSA public key",
         ...                                 "HS256 is symmetric")
         >>> err.algorithms
@@ -92,6 +94,7 @@ class OIDCDiscoveryError(UserscopeError, ValueError):
         problem: what is wrong with the document.
 
     Example:
+        >>> from userscope.adapters.identity import OIDCDiscoveryError
         >>> err = OIDCDiscoveryError("https://id.example", "https://id.example/.well-known/"
         ...                          "openid-configuration", "it has no jwks_uri")
         >>> err.problem
@@ -122,6 +125,7 @@ class IdentityProviderUnavailableError(UserscopeError, ConnectionError):
         reason: why (timeout, connection refused, HTTP status, bad JSON...).
 
     Example:
+        >>> from userscope.adapters.fastapi import IdentityProviderUnavailableError
         >>> err = IdentityProviderUnavailableError("https://id.example/jwks", "timed out")
         >>> err.reason
         'timed out'

@@ -76,6 +76,7 @@ def discovery_url(issuer: str) -> str:
     """The OpenID Connect discovery URL of ``issuer``.
 
     Example:
+        >>> from userscope.adapters.identity._jwks import discovery_url
         >>> discovery_url("https://login.example.com/realms/acme/")
         'https://login.example.com/realms/acme/.well-known/openid-configuration'
     """
@@ -86,6 +87,7 @@ def check_url(name: str, url: str) -> str:
     """Refuse a URL that is not ``https://`` (plain ``http://`` only on loopback hosts).
 
     Example:
+        >>> from userscope.adapters.identity._jwks import check_url
         >>> check_url("jwks_url", "http://127.0.0.1:9400/jwks")
         'http://127.0.0.1:9400/jwks'
         >>> check_url("issuer", "http://id.example.com")
@@ -138,6 +140,7 @@ class JWKSKeySet:
         headers: extra HTTP headers for the fetches (e.g. a ``User-Agent``).
 
     Example:
+        >>> from userscope.adapters.identity import JWKSKeySet
         >>> keys = JWKSKeySet(jwks_url="https://id.example.com/.well-known/jwks.json")
         >>> keys.issuer is None, keys.generation
         (True, 0)

@@ -49,6 +49,7 @@ def check_algorithms(algorithms: Sequence[str]) -> tuple[str, ...]:
         ValueError: no algorithm, ``"none"``, or a name PyJWT does not know.
 
     Example:
+        >>> from userscope.adapters.identity._keys import check_algorithms
         >>> check_algorithms(["RS256", "ES256"])
         ('RS256', 'ES256')
     """
@@ -94,6 +95,7 @@ def check_hmac_secret(secret: str | bytes) -> None:
             to generate a good one.
 
     Example:
+        >>> from userscope.adapters.identity import check_hmac_secret
         >>> import secrets
         >>> check_hmac_secret(secrets.token_urlsafe(32))
         >>> check_hmac_secret(" " * 32)
@@ -111,6 +113,7 @@ def key_fits_algorithm(key: Any, algorithm: str) -> bool:
     """Whether a loaded public key object can verify ``algorithm`` (RSA, curve, EdDSA).
 
     Example:
+        >>> from userscope.adapters.identity._keys import key_fits_algorithm
         >>> from cryptography.hazmat.primitives.asymmetric import ec
         >>> public = ec.generate_private_key(ec.SECP256R1()).public_key()
         >>> key_fits_algorithm(public, "ES256"), key_fits_algorithm(public, "ES384")
@@ -156,6 +159,7 @@ def check_key_for_algorithms(key: Any, algorithms: Sequence[str]) -> None:
         WeakKeyError: an HMAC secret is too weak.
 
     Example:
+        >>> from userscope.adapters.identity import check_key_for_algorithms
         >>> from cryptography.hazmat.primitives.asymmetric import ec
         >>> public = ec.generate_private_key(ec.SECP256R1()).public_key()
         >>> check_key_for_algorithms(public, ["ES256"])
@@ -208,6 +212,7 @@ def is_private_key(key: Any) -> bool:
     """Whether ``key`` is a private key object (RSA, EC or EdDSA).
 
     Example:
+        >>> from userscope.adapters.identity._keys import is_private_key
         >>> from cryptography.hazmat.primitives.asymmetric import ed25519
         >>> private = ed25519.Ed25519PrivateKey.generate()
         >>> is_private_key(private), is_private_key(private.public_key())
