@@ -1,6 +1,9 @@
 """One mechanism for every example: Sybil runs the docstring examples of the whole
 package (``src/userscope``) and every ``python`` block of ``docs/*.md`` and README.md.
 
+A docstring's examples run as a reader copies them: in a namespace of their own, without
+their module's globals, so each docstring imports what it uses.
+
 A docs page's blocks run in order in one namespace, so a page can build an example
 step by step; top-level ``await`` / ``async with`` run on one event loop per page.
 A block that cannot run as copied (a file of a user's test suite, a shell session in
@@ -12,13 +15,16 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import bisect
 import contextvars
 import inspect
 import re
 from pathlib import Path
 from typing import Any
 
-from sybil import Example, Sybil
+from sybil import Document, Example, Sybil
+from sybil.document import PythonDocStringDocument
+from sybil.example import NotEvaluated
 from sybil.parsers.markdown import CodeBlockParser, SkipParser
 from sybil.parsers.rest import DocTestParser
 
@@ -82,8 +88,35 @@ _pages = Sybil(
     teardown=_page_teardown,
     name="docs",
 )
+
+
+class _CopiedDocstrings(PythonDocStringDocument):
+    """A module whose docstring examples run as a reader copies them: each docstring in a
+    namespace of its own, without the module's globals or an earlier docstring's names."""
+
+    def __init__(self, text: str, path: str) -> None:
+        super().__init__(text, path)
+        self.pop_evaluator(self.import_document)  # the module's globals stay out
+        self._starts: list[int] | None = None  # where each docstring starts in the source
+        self._current = -1
+        self.push_evaluator(self._isolate)
+
+    def _isolate(self, example: Example) -> None:
+        """Before the first example of each docstring: a fresh namespace."""
+        if self._starts is None:
+            self._starts = sorted(start for start, _, _ in self.extract_docstrings(self.text))
+        docstring = bisect.bisect_right(self._starts, example.start) - 1
+        if docstring != self._current:
+            self._current = docstring
+            self.namespace.clear()
+            self.namespace["__name__"] = "docstring_example"
+        raise NotEvaluated()
+
+
+_DOCUMENT_TYPES: dict[str | None, type[Document]] = {".py": _CopiedDocstrings}
 _docstrings = Sybil(
     parsers=[DocTestParser(optionflags=__import__("doctest").ELLIPSIS)],
+    document_types=_DOCUMENT_TYPES,
     # PurePath.match (Python 3.11) reads "**" as one directory: one pattern per depth
     patterns=["src/userscope/*.py", "src/userscope/*/*.py", "src/userscope/*/*/*.py"],
     excludes=["**/__main__.py"],

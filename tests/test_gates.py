@@ -10,8 +10,10 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sybil.example import SybilFailure
 
 import userscope as us
 
@@ -53,17 +55,74 @@ def test_no_docstring_example_is_only_comments() -> None:
     )
 
 
+def _root_conftest() -> Any:
+    spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
+    assert spec is not None
+    assert spec.loader is not None
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    return conftest
+
+
+def _run_docstrings(tmp_path: Path, source: str) -> list[str]:
+    """Run a module's docstring examples through the real collector: the failures."""
+    module = tmp_path / "module.py"
+    module.write_text(source)
+    document = _root_conftest()._docstrings.parse(module)
+    failures = []
+    for example in document:
+        try:
+            example.evaluate()
+        except SybilFailure as failure:
+            failures.append(str(failure))
+    return failures
+
+
+def test_a_docstring_example_runs_as_copied(tmp_path: Path) -> None:
+    """No module globals and no names of an earlier docstring: each imports its own."""
+    relies_on_globals = """
+import json
+
+def f():
+    '''
+    >>> json.dumps(1)
+    '1'
+    '''
+"""
+    leans_on_an_earlier_docstring = """
+def f():
+    '''
+    >>> import json
+    '''
+
+def g():
+    '''
+    >>> json.dumps(2)
+    '2'
+    '''
+"""
+    self_contained = """
+def f():
+    '''
+    >>> import json
+    >>> json.dumps(3)
+    '3'
+    '''
+"""
+    for source in (relies_on_globals, leans_on_an_earlier_docstring):
+        failures = _run_docstrings(tmp_path, source)
+        assert len(failures) == 1
+        assert "NameError: name 'json' is not defined" in failures[0]
+    assert _run_docstrings(tmp_path, self_contained) == []
+
+
 def test_the_example_collectors_reach_every_file() -> None:
     """Every source file with a docstring example and every docs page is collected.
 
     The collectors' patterns go through ``PurePath.match``, where ``**`` is one directory
     only: a pattern that misses a depth silently runs nothing there.
     """
-    spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
-    assert spec is not None
-    assert spec.loader is not None
-    conftest = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conftest)
+    conftest = _root_conftest()
     sources = [
         path
         for path in (ROOT / "src" / "userscope").rglob("*.py")

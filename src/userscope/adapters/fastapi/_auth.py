@@ -84,6 +84,8 @@ class Authenticator(Protocol):
     `AuthenticationError` when credentials are present but invalid.
 
     Example:
+        >>> import userscope as us
+        >>> from starlette.requests import HTTPConnection
         >>> async def authenticate(conn: HTTPConnection) -> us.UserExecutionContext | None:
         ...     return None  # nobody is ever signed in
     """
@@ -115,6 +117,7 @@ def bearer_subprotocol_token(subprotocols: Iterable[str]) -> str | None:
         AuthenticationError: ``bearer`` was offered without a token after it.
 
     Example:
+        >>> from userscope.adapters.fastapi import bearer_subprotocol_token
         >>> bearer_subprotocol_token(["bearer", "eyJ.a.b"])
         'eyJ.a.b'
         >>> bearer_subprotocol_token(["chat"]) is None
@@ -219,6 +222,7 @@ class JWTAuthenticator:
         ValueError: no key source, several, or an invalid parameter.
 
     Example:
+        >>> from userscope.adapters.fastapi import JWTAuthenticator
         >>> import jwt, secrets, time
         >>> secret = secrets.token_urlsafe(32)
         >>> auth = JWTAuthenticator(key=secret, algorithms=["HS256"], tenant_claim="org")
@@ -346,6 +350,7 @@ class JWTAuthenticator:
             **options: any other `JWTAuthenticator` keyword (claims, leeway...).
 
         Example:
+            >>> from userscope.adapters.fastapi import JWTAuthenticator
             >>> auth = JWTAuthenticator.from_oidc(
             ...     "https://id.example.com/realms/acme", audience="chat-api",
             ...     algorithms=["RS256"], tenant_claim="tenant")
@@ -377,6 +382,7 @@ class JWTAuthenticator:
             OIDCDiscoveryError: the discovery document does not fit the issuer.
 
         Example:
+            >>> from userscope.adapters.fastapi import JWTAuthenticator
             >>> JWTAuthenticator(key=b"\\x8f" * 8 + bytes(range(24)),
             ...                  algorithms=["HS256"]).load_keys()
         """
@@ -387,6 +393,7 @@ class JWTAuthenticator:
         """Like :meth:`load_keys`, without blocking the event loop (e.g. in a lifespan).
 
         Example:
+            >>> from userscope.adapters.fastapi import JWTAuthenticator
             >>> import asyncio
             >>> auth = JWTAuthenticator(key=bytes(range(32)), algorithms=["HS512"])
             >>> asyncio.run(auth.aload_keys())
@@ -414,6 +421,7 @@ class JWTAuthenticator:
             AuthenticationError: a ``Bearer`` header or ``bearer`` subprotocol without a token.
 
         Example:
+            >>> from userscope.adapters.fastapi import JWTAuthenticator
             >>> from starlette.requests import HTTPConnection
             >>> headers = [(b"authorization", b"Bearer t0k")]
             >>> conn = HTTPConnection({"type": "http", "headers": headers})
@@ -477,6 +485,7 @@ class JWTAuthenticator:
             IdentityProviderUnavailableError: the keys cannot be fetched.
 
         Example:
+            >>> from userscope.adapters.fastapi import JWTAuthenticator
             >>> JWTAuthenticator(key=bytes(range(32)), algorithms=["HS256"]).verify("not-a-jwt")
             Traceback (most recent call last):
             ...
@@ -645,6 +654,7 @@ class JWTAuthenticator:
                 (or list of strings), or the ``claims_hook`` refused it.
 
         Example:
+            >>> from userscope.adapters.fastapi import JWTAuthenticator
             >>> auth = JWTAuthenticator(key=bytes(range(32)), algorithms=["HS256"])
             >>> ctx = auth.context_from_claims({"sub": "alice", "scope": "read write"})
             >>> ctx.user_id, ctx.thread_id, ctx.metadata["scopes"]

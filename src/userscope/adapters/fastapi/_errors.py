@@ -28,6 +28,7 @@ class AuthenticationError(UserscopeError, PermissionError):
             it never contains the token).
 
     Example:
+        >>> from userscope.adapters.fastapi import AuthenticationError
         >>> err = AuthenticationError("signature verification failed")
         >>> err.reason
         'signature verification failed'
@@ -57,6 +58,7 @@ class AuthenticationRequiredError(AuthenticationError):
             sent to the client).
 
     Example:
+        >>> from userscope.adapters.fastapi import AuthenticationRequiredError
         >>> err = AuthenticationRequiredError(provider="Container.agent")
         >>> err.provider
         'Container.agent'
@@ -81,6 +83,7 @@ class CredentialsExpiredError(AuthenticationError):
         expired_at: the token's ``exp`` as a Unix timestamp (seconds), when known.
 
     Example:
+        >>> from userscope.adapters.fastapi import CredentialsExpiredError
         >>> err = CredentialsExpiredError(expired_at=0.0)
         >>> err.expired_at
         0.0
@@ -111,6 +114,7 @@ class InvalidClaimError(AuthenticationError):
         claim: the claim's name.
 
     Example:
+        >>> from userscope.adapters.fastapi import InvalidClaimError
         >>> err = InvalidClaimError("tid", "is missing")
         >>> err.claim, err.code
         ('tid', 'invalid_claim')
@@ -134,6 +138,7 @@ class UnknownSigningKeyError(AuthenticationError):
         kid: the token header's ``kid`` (``None`` when it named none).
 
     Example:
+        >>> from userscope.adapters.fastapi import UnknownSigningKeyError
         >>> UnknownSigningKeyError("k-2024").kid
         'k-2024'
     """
@@ -157,6 +162,7 @@ class CredentialsTooLargeError(AuthenticationError):
         limit: the most that is read (``JWTAuthenticator(max_token_bytes=...)``).
 
     Example:
+        >>> from userscope.adapters.fastapi import CredentialsTooLargeError
         >>> err = CredentialsTooLargeError(size=8_000_000, limit=16_384)
         >>> err.limit
         16384
@@ -183,6 +189,7 @@ class NotInstalledError(UserscopeError, RuntimeError):
         path: the request path.
 
     Example:
+        >>> from userscope.adapters.fastapi import NotInstalledError
         >>> err = NotInstalledError(provider="Container.agent", path="/chat")
         >>> err.path
         '/chat'

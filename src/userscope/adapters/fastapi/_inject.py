@@ -102,6 +102,7 @@ def Inject(provider: providers.Provider[T]) -> T:
         annotation does not).
 
     Example:
+        >>> from userscope.adapters.fastapi import Inject
         >>> from typing import Annotated
         >>> from dependency_injector import containers, providers
         >>> class Container(containers.DeclarativeContainer):

@@ -36,8 +36,9 @@ class QueryTokenRedactor(logging.Filter):
 
     Example:
         >>> import logging
+        >>> from userscope.adapters.fastapi._redact import QueryTokenRedactor
         >>> record = logging.LogRecord(
-        ...     "uvicorn.access", logging.INFO, __file__, 1,
+        ...     "uvicorn.access", logging.INFO, "app.py", 1,
         ...     '%s - "%s %s HTTP/%s" %d', ("1.2.3.4", "GET", "/ws?token=eyJ.x.y&a=1", "1.1", 101),
         ...     None)
         >>> QueryTokenRedactor(["token"]).filter(record)

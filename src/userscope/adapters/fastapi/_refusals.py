@@ -246,6 +246,7 @@ def refusal_response(
         headers: extra response headers (e.g. ``{"Retry-After": "5"}``).
 
     Example:
+        >>> from userscope.adapters.fastapi import refusal_response
         >>> response = refusal_response(429, "runs_at_capacity", "wait for a run to finish")
         >>> response.status_code, response.body
         (429, b'{"error": "runs_at_capacity", "detail": "wait for a run to finish"}')
@@ -266,6 +267,7 @@ def refusal_close_reason(error: str, detail: str) -> str:
     Cut to the 123 bytes a close frame can carry (on a character boundary).
 
     Example:
+        >>> from userscope.adapters.fastapi import refusal_close_reason
         >>> refusal_close_reason("bad_request", "send JSON objects")
         'bad_request: send JSON objects'
         >>> len(refusal_close_reason("x", "é" * 200).encode()) <= 123

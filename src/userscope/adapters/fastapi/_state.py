@@ -42,6 +42,8 @@ def set_credentials_expiry(connection: HTTPConnection, expires_at: float | None)
         expires_at: Unix timestamp in seconds, or ``None`` for "never".
 
     Example:
+        >>> from userscope.adapters.fastapi import set_credentials_expiry
+        >>> from userscope.adapters.fastapi._state import credentials_expiry
         >>> from starlette.requests import HTTPConnection
         >>> conn = HTTPConnection({"type": "websocket", "headers": []})
         >>> set_credentials_expiry(conn, 1_700_000_000.0)
@@ -64,6 +66,7 @@ def credentials_expiry(scope: MutableMapping[str, Any]) -> float | None:
         The Unix timestamp in seconds, or ``None``.
 
     Example:
+        >>> from userscope.adapters.fastapi._state import credentials_expiry
         >>> credentials_expiry({"type": "http"}) is None
         True
     """

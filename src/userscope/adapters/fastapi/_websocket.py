@@ -53,6 +53,8 @@ async def message_scope(websocket: WebSocket) -> AsyncIterator[us.UserExecutionC
         RuntimeError: the WebSocket did not come through the userscope middleware.
 
     Example:
+        >>> from fastapi import WebSocket
+        >>> from userscope.adapters.fastapi import message_scope
         >>> async def chat(websocket: WebSocket) -> None:
         ...     await websocket.accept()
         ...     async for text in websocket.iter_text():
