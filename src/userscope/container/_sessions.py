@@ -43,9 +43,8 @@ from typing import TYPE_CHECKING, Any, Final
 from userscope._durations import Duration, to_seconds, to_seconds_or_none
 from userscope._log import fields
 from userscope.container import _flags as _creation_flags
-from userscope.container import _leaks, _locks
+from userscope.container import _leaks, _locks, _observe
 from userscope.container._cleanup import (
-    Observe,
     run_cleanups_async,
     run_cleanups_sync,
     settle,
@@ -509,48 +508,12 @@ class UserSessions:
             self._expiry.ended(session)
         self._retired.add(session)
 
-    # -- observer (never called under a lock) ---------------------------------------
-    def _notify(self, method: str, *args: Any) -> Any:
-        observer = self._observer
-        if observer is None:
-            return None
-        try:
-            return getattr(observer, method)(*args)
-        except Exception:
-            if method not in self._observer_failed:
-                self._observer_failed.add(method)
-                logger.exception(
-                    "userscope observer %s.%s failed; ignored from now on",
-                    type(observer).__qualname__,
-                    method,
-                    extra=fields("observer_failed"),
-                )
-            return None
-
-    def _notify_opened(self, level: Scope, ctx: UserExecutionContext) -> object:
-        return self._notify("scope_opened", level, ctx)
-
-    def _notify_closed(self, state: ScopeCM, failures: list[BaseException]) -> None:
-        error = failures[0] if failures else None
-        self._notify("scope_closed", getattr(state, "token", None), state.kind, error)
-
-    def _observe_cleanup(self, state: ScopeState) -> Observe | None:
-        if self._observer is None:
-            return None
-        token, level = getattr(state, "token", None), state.level
-
-        def observe(provider: object, seconds: float, error: BaseException | None) -> None:
-            own = getattr(type(provider), "scope", level)  # a plain request holds two levels
-            self._notify("cleanup_finished", token, provider_name(provider), own, seconds, error)
-
-        return observe
-
-    def _notify_created(self, state: ScopeState, provider: object) -> None:
-        """Called by the creation protocol after publishing (only with an observer)."""
-        level = getattr(type(provider), "scope", state.level)  # the provider's own level
-        self._notify(
-            "instance_created", getattr(state, "token", None), provider_name(provider), level
-        )
+    # -- observer (:mod:`userscope.container._observe`; never called under a lock) --
+    _notify = _observe.notify
+    _notify_opened = _observe.notify_opened
+    _notify_closed = _observe.notify_closed
+    _observe_cleanup = _observe.observe_cleanup
+    _notify_created = _observe.notify_created
 
     # -- USER cleanups (internal) -----------------------------------------------------
     def _watch(self, suspects: list[_leaks.Suspect]) -> None:
