@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -43,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Final
 from userscope._durations import Duration, to_seconds, to_seconds_or_none
 from userscope._log import fields
 from userscope.container import _flags as _creation_flags
-from userscope.container import _leaks, _locks, _observe
+from userscope.container import _leaks, _locks, _observe, _stats
 from userscope.container._cleanup import (
     run_cleanups_async,
     run_cleanups_sync,
@@ -51,12 +50,13 @@ from userscope.container._cleanup import (
 )
 from userscope.container._expiry import DeadlineHeap
 from userscope.container._leaks import LeakReport, LeakWatch
+from userscope.container._leaks import suspects as _suspects
 from userscope.container._observe import ScopeObserver
 from userscope.container._pending import PendingCreation
 from userscope.container._scope import ACTIVE, SESSIONS, Scope
 from userscope.container._scopes import ScopeCM, UserScopeCM
 from userscope.container._session import Release, UserKey, UserSession, table_slot
-from userscope.container._state import ScopeState, provider_name
+from userscope.container._state import provider_name
 from userscope.container._stats import SessionStats
 from userscope.context import UserExecutionContext
 from userscope.errors import (
@@ -515,15 +515,12 @@ class UserSessions:
     _observe_cleanup = _observe.observe_cleanup
     _notify_created = _observe.notify_created
 
-    # -- USER cleanups (internal) -----------------------------------------------------
-    def _watch(self, suspects: list[_leaks.Suspect]) -> None:
-        with self._lock:
-            self._leak_watch.add(suspects)
+    # -- leak watch and counters (:mod:`._leaks`, :mod:`._stats`; take the table lock) --
+    _watch = _leaks.watch
+    _remember = _stats.remember
+    _count = _stats.count
 
-    def _remember(self, failures: list[BaseException]) -> None:
-        with self._lock:
-            for failure in failures:
-                self._recent_failures.append(_describe(failure))
+    # -- USER cleanups (internal) -----------------------------------------------------
 
     def _detach_user(self, session: UserSession) -> list[Finalizer]:
         """Close a finished session's USER state; fold its counters into the totals."""
@@ -546,13 +543,6 @@ class UserSessions:
             if watched:
                 self._leak_watch.add(watched)
         return finalizers
-
-    def _count(self, ran: int, failures: list[BaseException]) -> None:
-        with self._lock:
-            self._cleanups_run += ran
-            self._cleanups_failed += len(failures)
-            for failure in failures:
-                self._recent_failures.append(_describe(failure))
 
     def _user_ended(self, session: UserSession, reason: str, failures: list[BaseException]) -> None:
         if self._observer is not None:
@@ -945,31 +935,7 @@ class UserSessions:
             >>> us.UserSessions(leak_check=True).check_leaks()
             []
         """
-        with self._lock:
-            suspects = self._leak_watch.take()
-        found = _leaks.check(suspects)
-        for report in found:
-            logger.warning(
-                "scoped instance %s from %s (user %r, %s scope) outlived its scope; held by %s",
-                report.type,
-                report.provider,
-                report.user_id,
-                report.scope,
-                ", ".join(report.referrers) or "nothing visible",
-                extra=fields(
-                    "leak_detected",
-                    user_id=report.user_id,
-                    tenant_id=report.tenant_id,
-                    scope=report.scope,
-                    provider=report.provider,
-                ),
-            )
-            if self._observer is not None:
-                self._notify("leak_detected", report.provider, Scope[report.scope], report.type)
-        if found:
-            with self._lock:
-                self.leaks.extend(found)
-        return found
+        return _leaks.check_leaks(self)
 
     def stats(self) -> SessionStats:
         """Return a snapshot of users, open scopes, live instances and counters.
@@ -979,30 +945,7 @@ class UserSessions:
             >>> us.UserSessions().stats().connections
             0
         """
-        with self._lock:
-            sessions = [*self._users.values(), *self._retired]
-            open_states = [*self._open_states.copy()]
-            states = [*open_states, *(session.state for session in sessions)]
-            live: Counter[str] = Counter()
-            for state in states:
-                for provider in list(state.cache):
-                    live[provider_name(provider)] += 1
-            return SessionStats(
-                users=len(self._users),
-                connections=sum(1 for state in open_states if state.level is _CONNECTION),
-                requests=sum(1 for state in open_states if state.kind is _REQUEST),
-                open_scopes=sum(session.active for session in sessions),
-                instances=sum(live.values()),
-                instances_by_provider=dict(live),
-                cleanups_run=self._cleanups_run + sum(s.cleanups_run for s in sessions),
-                cleanups_failed=self._cleanups_failed + sum(s.cleanups_failed for s in sessions),
-                cleanup_failures=list(self._recent_failures),
-                evictions=self._evictions,
-                expired=self._expired,
-                refusals=dict(self._refusals),
-                leaks_detected=len(self.leaks),
-                closed=self._closed,
-            )
+        return _stats.snapshot(self)
 
     def __repr__(self) -> str:
         return f"<UserSessions users={len(self._users)} closed={self._closed}>"
@@ -1026,37 +969,6 @@ def _fail_pending(
         if creation.settle(None, closed):
             woken.append(creation)
     return woken
-
-
-def _suspects(state: ScopeState) -> list[_leaks.Suspect]:
-    """Weak references to a closing scope's instances (session lock held)."""
-    session = state.session
-    out: list[_leaks.Suspect] = []
-    for key, value in state.cache.items():
-        try:
-            ref = weakref.ref(value)
-        except TypeError:
-            continue
-        level = getattr(type(key), "scope", state.level)  # the provider's own level
-        out.append(
-            (
-                ref,
-                type(value).__qualname__,
-                provider_name(key),
-                session.tenant_id,
-                session.user_id,
-                level.name,
-            )
-        )
-    return out
-
-
-def _describe(failure: BaseException) -> str:
-    """``"cleanup of C.bridge failed: OSError(...)"`` for ``stats().cleanup_failures``."""
-    prefix = "userscope: raised by the cleanup of "
-    notes = getattr(failure, "__notes__", None) or []
-    name = next((n.removeprefix(prefix) for n in notes if n.startswith(prefix)), "?")
-    return f"cleanup of {name} failed: {failure!r}"
 
 
 def _log_failures(session: UserSession, reason: str, failures: list[BaseException]) -> None:
