@@ -41,22 +41,20 @@ from typing import TYPE_CHECKING, Any, Final
 
 from userscope._durations import Duration, to_seconds, to_seconds_or_none
 from userscope._log import fields
+from userscope.container import _finish, _leaks, _locks, _observe, _stats
 from userscope.container import _flags as _creation_flags
-from userscope.container import _leaks, _locks, _observe, _stats
 from userscope.container._cleanup import (
-    run_cleanups_async,
-    run_cleanups_sync,
     settle,
 )
 from userscope.container._expiry import DeadlineHeap
+from userscope.container._finish import fail_pending as _fail_pending
+from userscope.container._finish import log_failures as _log_failures
 from userscope.container._leaks import LeakReport, LeakWatch
 from userscope.container._leaks import suspects as _suspects
 from userscope.container._observe import ScopeObserver
-from userscope.container._pending import PendingCreation
 from userscope.container._scope import ACTIVE, SESSIONS, Scope
 from userscope.container._scopes import ScopeCM, UserScopeCM
 from userscope.container._session import Release, UserKey, UserSession, table_slot
-from userscope.container._state import provider_name
 from userscope.container._stats import SessionStats
 from userscope.context import UserExecutionContext
 from userscope.errors import (
@@ -520,119 +518,12 @@ class UserSessions:
     _remember = _stats.remember
     _count = _stats.count
 
-    # -- USER cleanups (internal) -----------------------------------------------------
-
-    def _detach_user(self, session: UserSession) -> list[Finalizer]:
-        """Close a finished session's USER state; fold its counters into the totals."""
-        watched: list[_leaks.Suspect] | None = None
-        with session.lock:
-            state = session.state
-            if self.leak_check and state.cache:
-                watched = _suspects(state)
-            pending = state.pending
-            finalizers = state.detach()
-            ran, failed = session.cleanups_run, session.cleanups_failed
-            session.cleanups_run = session.cleanups_failed = 0
-            woken = _fail_pending(pending, _USER, session) if pending else []
-        for creation in woken:
-            creation.wake()
-        with self._lock:
-            self._retired.discard(session)
-            self._cleanups_run += ran
-            self._cleanups_failed += failed
-            if watched:
-                self._leak_watch.add(watched)
-        return finalizers
-
-    def _user_ended(self, session: UserSession, reason: str, failures: list[BaseException]) -> None:
-        if self._observer is not None:
-            error = failures[0] if failures else None
-            self._notify("scope_closed", session.state.token, _USER, error)
-            self._notify("user_ended", session.key, reason)
-
-    def _finish_user_sync(
-        self, session: UserSession, *, exc: BaseException | None = None, reason: str = "closed"
-    ) -> list[BaseException]:
-        """Run a retired session's USER cleanups in this thread (async ones: elsewhere)."""
-        if session.state.has_async_finalizers():
-            return self._defer_async(session, reason)
-        finalizers = self._detach_user(session)
-        ran = len(finalizers)
-        failures = run_cleanups_sync(finalizers, exc, self._observe_cleanup(session.state))
-        self._count(ran, failures)
-        self._user_ended(session, reason, failures)
-        return failures
-
-    async def _finish_user_async(
-        self,
-        session: UserSession,
-        *,
-        exc: BaseException | None = None,
-        reason: str = "closed",
-        within: float | None = None,
-    ) -> tuple[list[BaseException], asyncio.CancelledError | None]:
-        """Async twin of :meth:`_finish_user_sync`: ``(failures, cancellation)``."""
-        finalizers = self._detach_user(session)
-        ran = len(finalizers)
-        bound = self._cleanup_timeout
-        if within is not None:
-            bound = within if bound is None else min(bound, within)
-        failures, cancelled = await run_cleanups_async(
-            finalizers, exc, bound, self._observe_cleanup(session.state)
-        )
-        self._count(ran, failures)
-        self._user_ended(session, reason, failures)
-        return failures, cancelled
-
-    async def _finish_quietly(self, session: UserSession, reason: str) -> None:
-        failures, _ = await self._finish_user_async(session, reason=reason)
-        _log_failures(session, reason, failures)
-
-    def _defer_async(self, session: UserSession, reason: str) -> list[BaseException]:
-        """A sync exit finished a session whose cleanups are async: run them on a loop.
-
-        On this thread's running loop when there is one; else on the loop that created
-        the async cleanups when it still runs; else on a new loop in this thread.
-        """
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if loop is not None:
-            task = loop.create_task(self._finish_quietly(session, reason))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-            return []
-        home = session.state.loop
-        if home is not None and home.is_running() and not home.is_closed():
-            future = asyncio.run_coroutine_threadsafe(self._finish_quietly(session, reason), home)
-            self._background.add(future)
-            future.add_done_callback(self._background.discard)
-            return []
-        failures, _ = asyncio.run(self._finish_user_async(session, reason=reason))
-        return failures
-
-    def _ended_reason(self, session: UserSession) -> str:
-        """Why ``_acquire`` took an idle session out: past its deadline, or least recently used."""
-        return "expired" if self._clock() >= session.expires_at else "evicted"
-
-    def _finish_evicted_sync(self, evicted: list[UserSession]) -> None:
-        for session in evicted:
-            reason = self._ended_reason(session)
-            failures = self._finish_user_sync(session, reason=reason)
-            _log_failures(session, reason, failures)
-
-    async def _finish_evicted_async(
-        self, evicted: list[UserSession]
-    ) -> asyncio.CancelledError | None:
-        """Run evicted users' cleanups to completion; the cancellation that arrived, if any."""
-        cancelled: asyncio.CancelledError | None = None
-        for session in evicted:
-            reason = self._ended_reason(session)
-            failures, stopped = await self._finish_user_async(session, reason=reason)
-            cancelled = cancelled or stopped
-            _log_failures(session, reason, failures)
-        return cancelled
+    # -- finishing users (:mod:`userscope.container._finish`) ------------------------
+    _finish_user_sync = _finish.finish_user_sync
+    _finish_user_async = _finish.finish_user_async
+    _finish_evicted_sync = _finish.finish_evicted_sync
+    _finish_evicted_async = _finish.finish_evicted_async
+    _defer_async = _finish.defer_async
 
     # -- closing --------------------------------------------------------------------
     def _take_user(self, key: UserKey) -> UserSession | None:
@@ -949,42 +840,6 @@ class UserSessions:
 
     def __repr__(self) -> str:
         return f"<UserSessions users={len(self._users)} closed={self._closed}>"
-
-
-def _fail_pending(
-    pending: dict[object, Any], level: Scope, session: UserSession
-) -> list[PendingCreation]:
-    """Settle the creations in flight of a closing scope (lock held); those to wake.
-
-    Only entries someone waits on are :class:`PendingCreation` objects; the others
-    (a thread ident or a task) have no waiter, and their creator sees the closed scope.
-    """
-    woken: list[PendingCreation] = []
-    for provider, creation in pending.items():
-        if type(creation) is not PendingCreation:
-            continue
-        closed = ScopeClosedError(
-            level, session.user_id, provider_name(provider), session.tenant_id
-        )
-        if creation.settle(None, closed):
-            woken.append(creation)
-    return woken
-
-
-def _log_failures(session: UserSession, reason: str, failures: list[BaseException]) -> None:
-    for failure in failures:
-        logger.error(
-            "%s cleanup of %r failed: %r",
-            reason,
-            session.user_id,
-            failure,
-            extra=fields(
-                f"{reason}_cleanup_failed",
-                user_id=session.user_id,
-                tenant_id=session.tenant_id,
-                scope=_USER,
-            ),
-        )
 
 
 def _settle_many(failures: list[BaseException]) -> None:
