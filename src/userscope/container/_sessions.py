@@ -39,30 +39,24 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from userscope._durations import Duration, to_seconds, to_seconds_or_none
+from userscope._durations import Duration, to_seconds_or_none
 from userscope._log import fields
-from userscope.container import _finish, _leaks, _locks, _observe, _stats
+from userscope.container import _closing, _finish, _leaks, _locks, _observe, _stats
 from userscope.container import _flags as _creation_flags
-from userscope.container._cleanup import (
-    settle,
-)
 from userscope.container._expiry import DeadlineHeap
 from userscope.container._finish import fail_pending as _fail_pending
 from userscope.container._finish import log_failures as _log_failures
 from userscope.container._leaks import LeakReport, LeakWatch
 from userscope.container._leaks import suspects as _suspects
 from userscope.container._observe import ScopeObserver
-from userscope.container._scope import ACTIVE, SESSIONS, Scope
+from userscope.container._scope import Scope
 from userscope.container._scopes import ScopeCM, UserScopeCM
 from userscope.container._session import Release, UserKey, UserSession, table_slot
 from userscope.container._stats import SessionStats
 from userscope.context import UserExecutionContext
 from userscope.errors import (
-    AsyncCleanupRequiredError,
-    CleanupError,
     ScopeClosedError,
     ScopeLimitError,
-    ShutdownTimeoutError,
 )
 
 if TYPE_CHECKING:
@@ -526,16 +520,6 @@ class UserSessions:
     _defer_async = _finish.defer_async
 
     # -- closing --------------------------------------------------------------------
-    def _take_user(self, key: UserKey) -> UserSession | None:
-        with self._lock:
-            session = self._users.get(table_slot(*key))
-            if session is None:
-                return None
-            self._retire(session)
-            if session.active:
-                return None  # finished by the last scope that leaves
-            return session
-
     def close_user(self, user_id: str, tenant_id: str | None = None) -> None:
         """End a user's USER scope: at once when idle, else when its last scope exits.
 
@@ -556,18 +540,7 @@ class UserSessions:
             >>> sessions.close_user("a"); sessions.stats().users
             0
         """
-        key = (tenant_id, user_id)
-        with self._lock:
-            session = self._users.get(table_slot(*key))
-            if session is not None and session.active == 0:
-                with session.lock:
-                    blocked = session.state.has_async_finalizers()
-                if blocked:
-                    raise AsyncCleanupRequiredError([key], "aclose_user")
-        session = self._take_user(key)
-        if session is not None:
-            failures = self._finish_user_sync(session, reason="closed")
-            settle(None, failures, _USER, key)
+        _closing.close_user(self, user_id, tenant_id)
 
     async def aclose_user(self, user_id: str, tenant_id: str | None = None) -> None:
         """Async twin of :meth:`close_user`; runs async cleanups too.
@@ -576,45 +549,7 @@ class UserSessions:
             >>> import asyncio, userscope as us
             >>> asyncio.run(us.UserSessions().aclose_user("nobody"))
         """
-        key = (tenant_id, user_id)
-        session = self._take_user(key)
-        if session is not None:
-            failures, cancelled = await self._finish_user_async(session, reason="closed")
-            if cancelled is not None:
-                raise cancelled
-            settle(None, failures, _USER, key)
-
-    def _open_users(self) -> tuple[int, list[UserKey]]:
-        """Open scopes and their users (table lock held)."""
-        held = [s for s in (*self._users.values(), *self._retired) if s.active]
-        return sum(s.active for s in held), [s.key for s in held]
-
-    def _waits_for_itself(self) -> bool:
-        frame = ACTIVE.get()
-        return frame is not None and frame[SESSIONS] is self
-
-    def _begin_close(self) -> list[UserSession]:
-        """Refuse new scopes, retire every session; return the idle ones (to finish now)."""
-        with self._lock:
-            self._closed = True
-            for session in list(self._users.values()):
-                self._retire(session)
-            idle = [s for s in self._retired if s.active == 0]
-            for session in idle:
-                self._retired.discard(session)
-            self._expiry.clear()
-            return idle
-
-    def _shutdown_report(self, timeout: float, failures: list[BaseException]) -> None:
-        with self._lock:
-            open_scopes, users = self._open_users()
-        self.check_leaks()
-        if open_scopes:
-            error = ShutdownTimeoutError(timeout, open_scopes, users)
-            for failure in failures:
-                error.add_note(f"userscope: a cleanup also failed during shutdown: {failure!r}")
-            raise error
-        _settle_many(failures)
+        await _closing.aclose_user(self, user_id, tenant_id)
 
     def close(self, timeout: Duration = 30.0) -> None:
         """Shut down: refuse new scopes, wait for open ones, run every user's cleanups.
@@ -635,30 +570,7 @@ class UserSessions:
             >>> sessions = us.UserSessions(); sessions.close(); sessions.stats().closed
             True
         """
-        seconds = to_seconds("timeout", timeout)
-        with self._lock:
-            holders = [
-                s.key
-                for s in (*self._users.values(), *self._retired)
-                if s.active == 0 and s.state.has_async_finalizers()
-            ]
-            self._closed = self._closed or not holders
-        if holders:
-            raise AsyncCleanupRequiredError(sorted(holders, key=str), "aclose")
-        deadline = time.monotonic() + seconds
-        if not self._waits_for_itself():
-            while time.monotonic() < deadline:
-                with self._lock:
-                    if not self._open_users()[0]:
-                        break
-                time.sleep(_POLL)
-        failures: list[BaseException] = []
-        for session in self._begin_close():
-            if session.state.has_async_finalizers():  # went idle while we waited
-                failures += self._defer_async(session, "shutdown")
-                continue
-            failures += self._finish_user_sync(session, reason="shutdown")
-        self._shutdown_report(seconds, failures)
+        _closing.close(self, timeout)
 
     async def aclose(self, timeout: Duration = 30.0) -> None:  # noqa: ASYNC109 - the issue's API
         """Async twin of :meth:`close`; also stops the reaper task.
@@ -670,41 +582,7 @@ class UserSessions:
             >>> import asyncio, userscope as us
             >>> asyncio.run(us.UserSessions().aclose())
         """
-        seconds = to_seconds("timeout", timeout)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        reaper, self._reaper = self._reaper, None
-        if reaper is not None:
-            reaper.cancel()
-            try:
-                await reaper
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
-        with self._lock:
-            self._closed = True
-        if not self._waits_for_itself():
-            while loop.time() < deadline:
-                with self._lock:
-                    if not self._open_users()[0]:
-                        break
-                await asyncio.sleep(_POLL)
-        failures: list[BaseException] = []
-        cancelled: asyncio.CancelledError | None = None
-        for session in self._begin_close():
-            remaining = max(deadline - loop.time(), 0.001)
-            more, stopped = await self._finish_user_async(
-                session, reason="shutdown", within=remaining
-            )
-            failures += more
-            cancelled = cancelled or stopped
-        pending = [b for b in self._background if isinstance(b, asyncio.Task)]
-        if pending:
-            await asyncio.wait(pending, timeout=max(deadline - loop.time(), 0.001))
-        if cancelled is not None:
-            raise cancelled
-        self._shutdown_report(seconds, failures)
+        await _closing.aclose(self, timeout)
 
     # -- expiry -----------------------------------------------------------------------
     def _pop_expired(self, async_: bool) -> list[UserSession]:
@@ -840,12 +718,3 @@ class UserSessions:
 
     def __repr__(self) -> str:
         return f"<UserSessions users={len(self._users)} closed={self._closed}>"
-
-
-def _settle_many(failures: list[BaseException]) -> None:
-    plain = [f for f in failures if isinstance(f, Exception)]
-    others = [f for f in failures if not isinstance(f, Exception)]
-    if others:
-        raise others[0]
-    if plain:
-        raise CleanupError(f"{len(plain)} cleanup(s) failed during shutdown", plain)
