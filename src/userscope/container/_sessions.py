@@ -40,12 +40,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from userscope._durations import Duration, to_seconds_or_none
-from userscope._log import fields
-from userscope.container import _closing, _finish, _leaks, _locks, _observe, _stats
+from userscope.container import _closing, _expiry, _finish, _leaks, _locks, _observe, _stats
 from userscope.container import _flags as _creation_flags
 from userscope.container._expiry import DeadlineHeap
 from userscope.container._finish import fail_pending as _fail_pending
-from userscope.container._finish import log_failures as _log_failures
 from userscope.container._leaks import LeakReport, LeakWatch
 from userscope.container._leaks import suspects as _suspects
 from userscope.container._observe import ScopeObserver
@@ -585,30 +583,6 @@ class UserSessions:
         await _closing.aclose(self, timeout)
 
     # -- expiry -----------------------------------------------------------------------
-    def _pop_expired(self, async_: bool) -> list[UserSession]:
-        now = self._clock()
-        due: list[UserSession] = []
-        requeued: list[UserSession] = []
-        with self._lock:
-            while (session := self._expiry.pop_due(now)) is not None:
-                with session.lock:
-                    session.scheduled = False
-                    if session.active:
-                        continue  # in use: rescheduled when it next goes idle
-                    if now < session.expires_at or (
-                        not async_ and session.state.has_async_finalizers()
-                    ):
-                        session.scheduled = True  # used since, or needs the async sweep
-                        requeued.append(session)
-                        continue
-                self._retire(session)
-                self._retired.discard(session)
-                self._expired += 1
-                due.append(session)
-            for session in requeued:  # after the loop: an entry due now must not be popped again
-                self._expiry.push(session)
-        return due
-
     def sweep(self) -> int:
         """Close every idle session past its ``idle_timeout`` or ``max_age``.
 
@@ -620,14 +594,7 @@ class UserSessions:
             >>> us.UserSessions(idle_timeout=60).sweep()
             0
         """
-        started = time.perf_counter()
-        due = self._pop_expired(async_=False)
-        for session in due:
-            _log_failures(session, "expired", self._finish_user_sync(session, reason="expired"))
-        self.check_leaks()
-        if self._observer is not None:
-            self._notify("swept", len(due), time.perf_counter() - started)
-        return len(due)
+        return _expiry.sweep(self)
 
     async def asweep(self) -> int:
         """Async twin of :meth:`sweep`; also closes sessions with async cleanups.
@@ -637,19 +604,7 @@ class UserSessions:
             >>> asyncio.run(us.UserSessions(idle_timeout=60).asweep())
             0
         """
-        started = time.perf_counter()
-        due = self._pop_expired(async_=True)
-        cancelled: asyncio.CancelledError | None = None
-        for session in due:
-            failures, stopped = await self._finish_user_async(session, reason="expired")
-            cancelled = cancelled or stopped
-            _log_failures(session, "expired", failures)
-        self.check_leaks()
-        if self._observer is not None:
-            self._notify("swept", len(due), time.perf_counter() - started)
-        if cancelled is not None:
-            raise cancelled
-        return len(due)
+        return await _expiry.asweep(self)
 
     def start_reaper(self, interval: Duration | None = None) -> asyncio.Task[None] | None:
         """Start a background task on the running loop that calls :meth:`asweep` periodically.
@@ -671,24 +626,7 @@ class UserSessions:
             >>> asyncio.run(main())
             True
         """
-        period = to_seconds_or_none("interval", interval)
-        limits = [v for v in (self._idle_timeout, self._max_age) if v is not None]
-        if not limits:
-            return None
-        if self._reaper is not None and not self._reaper.done():
-            return self._reaper
-        if period is None:
-            period = min(60.0, max(1.0, min(limits) / 4))
-        self._reaper = asyncio.get_running_loop().create_task(self._reap(period))
-        return self._reaper
-
-    async def _reap(self, period: float) -> None:
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await self.asweep()
-            except Exception:  # the reaper must outlive one bad sweep
-                logger.exception("userscope reaper sweep failed", extra=fields("reaper_failed"))
+        return _expiry.start_reaper(self, interval)
 
     # -- observation ------------------------------------------------------------------
     def check_leaks(self) -> list[LeakReport]:
