@@ -33,14 +33,22 @@ arrived meanwhile propagates once they all ran.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from userscope._durations import Duration, to_seconds_or_none
-from userscope.container import _closing, _expiry, _finish, _leaks, _locks, _observe, _stats
+from userscope.container import (
+    _closing,
+    _expiry,
+    _finish,
+    _leaks,
+    _limits,
+    _locks,
+    _observe,
+    _stats,
+)
 from userscope.container import _flags as _creation_flags
 from userscope.container._expiry import DeadlineHeap
 from userscope.container._finish import fail_pending as _fail_pending
@@ -52,17 +60,12 @@ from userscope.container._scopes import ScopeCM, UserScopeCM
 from userscope.container._session import Release, UserKey, UserSession, table_slot
 from userscope.container._stats import SessionStats
 from userscope.context import UserExecutionContext
-from userscope.errors import (
-    ScopeClosedError,
-    ScopeLimitError,
-)
+from userscope.errors import ScopeClosedError, ScopeLimitError
 
 if TYPE_CHECKING:
     from userscope.container._state import Finalizer
 
 __all__ = ["LeakReport", "SessionStats", "UserSessions"]
-
-logger = logging.getLogger("userscope")
 
 _HOUR: Final = 3600.0
 _USER: Final = Scope.USER
@@ -71,7 +74,6 @@ _REQUEST: Final = Scope.REQUEST
 _KEEP: Final = Release.KEEP
 _SCHEDULE: Final = Release.SCHEDULE
 _FINISH: Final = Release.FINISH
-_POLL: Final = 0.005  # seconds between checks while shutdown waits for open scopes
 _RECENT_FAILURES: Final = 20
 
 
@@ -131,18 +133,12 @@ class UserSessions:
         clock: Callable[[], float] = time.monotonic,
         observer: ScopeObserver | None = None,
     ) -> None:
-        for name, value in (
-            ("max_users", max_users),
-            ("max_connections_per_user", max_connections_per_user),
-            ("max_requests_per_user", max_requests_per_user),
-            ("max_instances_per_user", max_instances_per_user),
-        ):
-            if value is None:
-                continue
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
-            if value <= 0:
-                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+        _limits.check_counts(
+            max_users=max_users,
+            max_connections_per_user=max_connections_per_user,
+            max_requests_per_user=max_requests_per_user,
+            max_instances_per_user=max_instances_per_user,
+        )
         self._max_users = max_users
         self._max_age = to_seconds_or_none("max_age", max_age)
         self._idle_timeout = to_seconds_or_none("idle_timeout", idle_timeout)
@@ -280,29 +276,8 @@ class UserSessions:
         return UserScopeCM(self, ctx)
 
     # -- holds: the scope classes' protocol (internal) --------------------------------
-    def _limit_error(self, session: UserSession, kind: Scope) -> ScopeLimitError | None:
-        """The refusal a new scope of ``kind`` would meet (session lock held), or None."""
-        if kind is _CONNECTION:
-            maximum = self._max_connections_per_user
-            if maximum is not None and session.connections >= maximum:
-                return ScopeLimitError(
-                    "max_connections_per_user",
-                    session.user_id,
-                    session.connections,
-                    maximum,
-                    session.tenant_id,
-                )
-        elif kind is _REQUEST:
-            maximum = self._max_requests_per_user
-            if maximum is not None and session.requests >= maximum:
-                return ScopeLimitError(
-                    "max_requests_per_user",
-                    session.user_id,
-                    session.requests,
-                    maximum,
-                    session.tenant_id,
-                )
-        return None
+    _limit_error = _limits.limit_error  # the refusals: :mod:`userscope.container._limits`
+    _refused = _limits.refused
 
     def _take_hold(self, session: UserSession, kind: Scope) -> ScopeLimitError | None:
         """Count one more open scope of ``kind`` (session lock held); or the refusal."""
@@ -314,16 +289,6 @@ class UserSessions:
             session.requests += kind is _REQUEST
         session.active += 1
         return None
-
-    def _refused(self, error: ScopeLimitError, counted: bool = False) -> ScopeLimitError:
-        """Count a refusal (no lock held on entry) and tell the observer; return it."""
-        if not counted:
-            with self._lock:
-                self._refusals[error.limit] += 1
-        if self._observer is not None:
-            user = None if error.user_id is None else (error.tenant_id, error.user_id)
-            self._notify("limit_refused", error.limit, user)
-        return error
 
     def _hold_user(
         self, ctx: UserExecutionContext, kind: Scope, async_: bool
