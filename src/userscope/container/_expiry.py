@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Final
 from userscope._durations import Duration, to_seconds_or_none
 from userscope._log import fields
 from userscope.container._finish import finish_user_async, finish_user_sync, log_failures
+from userscope.container._observe import notify
 from userscope.container._session import UserSession
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def sweep(sessions: UserSessions) -> int:
         log_failures(session, "expired", finish_user_sync(sessions, session, reason="expired"))
     sessions.check_leaks()
     if sessions._observer is not None:
-        sessions._notify("swept", len(due), time.perf_counter() - started)
+        notify(sessions, "swept", len(due), time.perf_counter() - started)
     return len(due)
 
 
@@ -149,7 +150,7 @@ async def asweep(sessions: UserSessions) -> int:
         log_failures(session, "expired", failures)
     sessions.check_leaks()
     if sessions._observer is not None:
-        sessions._notify("swept", len(due), time.perf_counter() - started)
+        notify(sessions, "swept", len(due), time.perf_counter() - started)
     if cancelled is not None:
         raise cancelled
     return len(due)

@@ -20,9 +20,11 @@ from userscope._log import fields
 from userscope.container import _leaks
 from userscope.container._cleanup import run_cleanups_async, run_cleanups_sync
 from userscope.container._leaks import suspects as _suspects
+from userscope.container._observe import notify, observe_cleanup
 from userscope.container._pending import PendingCreation
 from userscope.container._scope import Scope
 from userscope.container._state import provider_name
+from userscope.container._stats import count
 from userscope.errors import ScopeClosedError
 
 if TYPE_CHECKING:
@@ -75,8 +77,8 @@ def user_ended(
     """Tell the observer that the USER scope closed and why the user ended."""
     if sessions._observer is not None:
         error = failures[0] if failures else None
-        sessions._notify("scope_closed", session.state.token, _USER, error)
-        sessions._notify("user_ended", session.key, reason)
+        notify(sessions, "scope_closed", session.state.token, _USER, error)
+        notify(sessions, "user_ended", session.key, reason)
 
 
 def finish_user_sync(
@@ -91,8 +93,8 @@ def finish_user_sync(
         return defer_async(sessions, session, reason)
     finalizers = detach_user(sessions, session)
     ran = len(finalizers)
-    failures = run_cleanups_sync(finalizers, exc, sessions._observe_cleanup(session.state))
-    sessions._count(ran, failures)
+    failures = run_cleanups_sync(finalizers, exc, observe_cleanup(sessions, session.state))
+    count(sessions, ran, failures)
     user_ended(sessions, session, reason, failures)
     return failures
 
@@ -112,9 +114,9 @@ async def finish_user_async(
     if within is not None:
         bound = within if bound is None else min(bound, within)
     failures, cancelled = await run_cleanups_async(
-        finalizers, exc, bound, sessions._observe_cleanup(session.state)
+        finalizers, exc, bound, observe_cleanup(sessions, session.state)
     )
-    sessions._count(ran, failures)
+    count(sessions, ran, failures)
     user_ended(sessions, session, reason, failures)
     return failures, cancelled
 

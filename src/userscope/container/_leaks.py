@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import BaseModel, ConfigDict
 
 from userscope._log import fields
+from userscope.container._observe import notify
 from userscope.container._scope import Scope
 from userscope.container._state import provider_name
 
@@ -267,7 +268,7 @@ def check_leaks(sessions: UserSessions) -> list[LeakReport]:
             ),
         )
         if sessions._observer is not None:
-            sessions._notify("leak_detected", report.provider, Scope[report.scope], report.type)
+            notify(sessions, "leak_detected", report.provider, Scope[report.scope], report.type)
     if found:
         with sessions._lock:
             sessions.leaks.extend(found)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from userscope.container._observe import notify
 from userscope.container._scope import Scope
 from userscope.errors import ScopeLimitError
 
@@ -77,5 +78,5 @@ def refused(
             sessions._refusals[error.limit] += 1
     if sessions._observer is not None:
         user = None if error.user_id is None else (error.tenant_id, error.user_id)
-        sessions._notify("limit_refused", error.limit, user)
+        notify(sessions, "limit_refused", error.limit, user)
     return error

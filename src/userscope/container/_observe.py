@@ -126,13 +126,13 @@ def notify(sessions: UserSessions, method: str, *args: Any) -> Any:
 
 def notify_opened(sessions: UserSessions, level: Scope, ctx: UserExecutionContext) -> object:
     """A scope opened: the observer's token for it (or ``None``)."""
-    return sessions._notify("scope_opened", level, ctx)
+    return notify(sessions, "scope_opened", level, ctx)
 
 
 def notify_closed(sessions: UserSessions, state: ScopeCM, failures: list[BaseException]) -> None:
     """A CONNECTION/REQUEST scope closed; its first cleanup failure, if any."""
     error = failures[0] if failures else None
-    sessions._notify("scope_closed", getattr(state, "token", None), state.kind, error)
+    notify(sessions, "scope_closed", getattr(state, "token", None), state.kind, error)
 
 
 def observe_cleanup(sessions: UserSessions, state: ScopeState) -> Observe | None:
@@ -143,7 +143,7 @@ def observe_cleanup(sessions: UserSessions, state: ScopeState) -> Observe | None
 
     def observe(provider: object, seconds: float, error: BaseException | None) -> None:
         own = getattr(type(provider), "scope", level)  # a plain request holds two levels
-        sessions._notify("cleanup_finished", token, provider_name(provider), own, seconds, error)
+        notify(sessions, "cleanup_finished", token, provider_name(provider), own, seconds, error)
 
     return observe
 
@@ -151,6 +151,6 @@ def observe_cleanup(sessions: UserSessions, state: ScopeState) -> Observe | None
 def notify_created(sessions: UserSessions, state: ScopeState, provider: object) -> None:
     """Called by the creation protocol after publishing (only with an observer)."""
     level = getattr(type(provider), "scope", state.level)  # the provider's own level
-    sessions._notify(
-        "instance_created", getattr(state, "token", None), provider_name(provider), level
+    notify(
+        sessions, "instance_created", getattr(state, "token", None), provider_name(provider), level
     )

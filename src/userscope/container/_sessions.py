@@ -28,6 +28,22 @@ event loop, and get its one outcome.
 Cleanups run after the scope's state was detached under the lock; async ones are
 shielded from cancellation and bounded by ``cleanup_timeout``; a cancellation that
 arrived meanwhile propagates once they all ran.
+
+Where each job lives
+--------------------
+This module is the session table and its hold counting: the methods a scope calls
+when it opens and exits (``_hold_user``, ``_acquire``, ``_hold_nested``, ``_leave``,
+``_release``), which take the locks above. The other jobs are functions of their own
+modules, which ``UserSessions`` binds as its methods (public ones as thin methods
+that keep their docstrings): :mod:`~userscope.container._limits` (limit checks and
+refusals), :mod:`~userscope.container._finish` (running an ended user's USER
+cleanups), :mod:`~userscope.container._closing` (``close_user``, shutdown),
+:mod:`~userscope.container._expiry` (deadline heap, ``sweep``, the reaper),
+:mod:`~userscope.container._leaks` and :mod:`~userscope.container._stats`
+(``check_leaks``, ``stats``, counters), :mod:`~userscope.container._observe`
+(telling the observer). The scope context managers are in
+:mod:`~userscope.container._scopes`, the cleanup runner in
+:mod:`~userscope.container._cleanup`.
 """
 
 from __future__ import annotations
@@ -470,17 +486,15 @@ class UserSessions:
     _observe_cleanup = _observe.observe_cleanup
     _notify_created = _observe.notify_created
 
-    # -- leak watch and counters (:mod:`._leaks`, :mod:`._stats`; take the table lock) --
+    # -- leak watch, failure records (:mod:`._leaks`, :mod:`._stats`; the table lock) --
     _watch = _leaks.watch
     _remember = _stats.remember
-    _count = _stats.count
 
     # -- finishing users (:mod:`userscope.container._finish`) ------------------------
     _finish_user_sync = _finish.finish_user_sync
     _finish_user_async = _finish.finish_user_async
     _finish_evicted_sync = _finish.finish_evicted_sync
     _finish_evicted_async = _finish.finish_evicted_async
-    _defer_async = _finish.defer_async
 
     # -- closing --------------------------------------------------------------------
     def close_user(self, user_id: str, tenant_id: str | None = None) -> None:
