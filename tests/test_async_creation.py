@@ -9,6 +9,7 @@ cleaned up at once. These tests pin each of those paths.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -263,4 +264,43 @@ def test_an_async_provider_in_a_plain_with_scope_is_refused(sessions: Any, alice
             C.holder()
     assert "C.value" in str(direct.value)
     assert "C.value" in str(nested.value)
+    assert sessions.stats().instances == 0
+
+
+async def test_a_sync_resolve_that_would_block_the_loop_on_its_own_creation_is_refused(
+    sessions: Any, alice: Any
+) -> None:
+    # Task A creates an async instance; this task, on the same loop, resolves it with an
+    # extra argument, which takes the synchronous path: waiting there would block the
+    # loop task A needs to finish, so it is refused with BlockingWaitError.
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(ctx: us.UserExecutionContext, label: str = "") -> Bridge:
+        started.set()
+        await release.wait()
+        return Bridge(ctx.user_id)
+
+    class C(containers.DeclarativeContainer):
+        context = us.CurrentContext()
+        bridge = us.RequestScoped(slow, context)
+
+    async with asyncio.timeout(10), sessions.request(alice):
+        creator = asyncio.create_task(C.bridge.async_())
+        await started.wait()
+        # a regression would block this loop for good (asyncio.timeout could not fire)
+        faulthandler.dump_traceback_later(30, exit=True)
+        try:
+            with pytest.raises(us.BlockingWaitError) as info:
+                C.bridge("extra")
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+        assert info.value.provider == "C.bridge"
+        assert info.value.scope is us.Scope.REQUEST
+        assert isinstance(info.value, RuntimeError)
+        assert "await C.bridge.async_()" in str(info.value)  # says what to do instead
+        release.set()
+        bridge = await creator  # the refusal left the creation alone
+        assert bridge.user_id == "alice"
+        assert await C.bridge.async_() is bridge
+        assert sessions.stats().instances == 1
     assert sessions.stats().instances == 0

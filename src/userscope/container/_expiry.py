@@ -1,19 +1,37 @@
-"""The deadline heap: which idle sessions may expire next, in O(log n) per change.
+"""Expiry: the deadline heap, ``sweep``/``asweep`` and the reaper task.
 
+The deadline heap says which idle sessions may expire next, in O(log n) per change.
 Each live session has at most one entry. A session that ends (evicted, closed,
 expired) leaves its entry behind and counts it as dead; when dead entries outnumber
-live ones the heap is compacted, so its size stays O(live users).
+live ones the heap is compacted, so its size stays O(live users). The heap is
+mutated under the table lock only.
+
+A sweep pops the due sessions under the table lock (taking each one's session lock
+inside it, the runtime's order), then finishes them with no lock held
+(:mod:`userscope.container._finish`). The reaper is a task calling :func:`asweep`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
-from typing import Final
+import logging
+import time
+from typing import TYPE_CHECKING, Final
 
+from userscope._durations import Duration, to_seconds_or_none
+from userscope._log import fields
+from userscope.container._finish import finish_user_async, finish_user_sync, log_failures
+from userscope.container._observe import notify
 from userscope.container._session import UserSession
 
-__all__ = ["DeadlineHeap"]
+if TYPE_CHECKING:
+    from userscope.container._sessions import UserSessions
+
+__all__ = ["DeadlineHeap", "asweep", "start_reaper", "sweep"]
+
+logger = logging.getLogger("userscope")
 
 _COMPACT_ABOVE: Final = 64  # never compact a small heap
 
@@ -81,3 +99,84 @@ class DeadlineHeap:
             entry[2].scheduled = False
         self._entries = []
         self._dead = 0
+
+
+def pop_expired(sessions: UserSessions, async_: bool) -> list[UserSession]:
+    """Retire the idle sessions past their deadline (table lock, then each session lock)."""
+    now = sessions._clock()
+    due: list[UserSession] = []
+    requeued: list[UserSession] = []
+    with sessions._lock:
+        while (session := sessions._expiry.pop_due(now)) is not None:
+            with session.lock:
+                session.scheduled = False
+                if session.active:
+                    continue  # in use: rescheduled when it next goes idle
+                if now < session.expires_at or (
+                    not async_ and session.state.has_async_finalizers()
+                ):
+                    session.scheduled = True  # used since, or needs the async sweep
+                    requeued.append(session)
+                    continue
+            sessions._retire(session)
+            sessions._retired.discard(session)
+            sessions._expired += 1
+            due.append(session)
+        for session in requeued:  # after the loop: an entry due now must not be popped again
+            sessions._expiry.push(session)
+    return due
+
+
+def sweep(sessions: UserSessions) -> int:
+    """``UserSessions.sweep()``."""
+    started = time.perf_counter()
+    due = pop_expired(sessions, async_=False)
+    for session in due:
+        log_failures(session, "expired", finish_user_sync(sessions, session, reason="expired"))
+    sessions.check_leaks()
+    if sessions._observer is not None:
+        notify(sessions, "swept", len(due), time.perf_counter() - started)
+    return len(due)
+
+
+async def asweep(sessions: UserSessions) -> int:
+    """``UserSessions.asweep()``."""
+    started = time.perf_counter()
+    due = pop_expired(sessions, async_=True)
+    cancelled: asyncio.CancelledError | None = None
+    for session in due:
+        failures, stopped = await finish_user_async(sessions, session, reason="expired")
+        cancelled = cancelled or stopped
+        log_failures(session, "expired", failures)
+    sessions.check_leaks()
+    if sessions._observer is not None:
+        notify(sessions, "swept", len(due), time.perf_counter() - started)
+    if cancelled is not None:
+        raise cancelled
+    return len(due)
+
+
+def start_reaper(
+    sessions: UserSessions, interval: Duration | None = None
+) -> asyncio.Task[None] | None:
+    """``UserSessions.start_reaper()``."""
+    period = to_seconds_or_none("interval", interval)
+    limits = [v for v in (sessions._idle_timeout, sessions._max_age) if v is not None]
+    if not limits:
+        return None
+    if sessions._reaper is not None and not sessions._reaper.done():
+        return sessions._reaper
+    if period is None:
+        period = min(60.0, max(1.0, min(limits) / 4))
+    sessions._reaper = asyncio.get_running_loop().create_task(reap(sessions, period))
+    return sessions._reaper
+
+
+async def reap(sessions: UserSessions, period: float) -> None:
+    """The reaper task: ``sessions.asweep()`` every ``period`` seconds until cancelled."""
+    while True:
+        await asyncio.sleep(period)
+        try:
+            await sessions.asweep()
+        except Exception:  # the reaper must outlive one bad sweep
+            logger.exception("userscope reaper sweep failed", extra=fields("reaper_failed"))

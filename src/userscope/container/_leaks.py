@@ -6,19 +6,45 @@ collection and inspects the referrers of at most :data:`INSPECTED` survivors (ea
 inspection scans the heap). An instance held only by *finished* frames (frames that
 no thread is running, kept alive by a traceback: a cleanup failure, or a handled
 error such as an endpoint's 500) is not a leak; anything else holding it is.
+
+The functions at the end are a :class:`UserSessions` runtime's side of it: which
+instances a closing scope hands over (:func:`suspects`, under that scope's session
+lock, taken by the caller), adding them to the runtime's watch list (:func:`watch`,
+takes the table lock), and ``check_leaks()`` (takes the table lock twice, briefly;
+the garbage collection and the logging run with no lock held).
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import sys
 import weakref
 from types import FrameType, TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["INSPECTED", "WATCHED", "LeakReport", "LeakWatch"]
+from userscope._log import fields
+from userscope.container._observe import notify
+from userscope.container._scope import Scope
+from userscope.container._state import provider_name
+
+if TYPE_CHECKING:
+    from userscope.container._sessions import UserSessions
+    from userscope.container._state import ScopeState
+
+__all__ = [
+    "INSPECTED",
+    "WATCHED",
+    "LeakReport",
+    "LeakWatch",
+    "check_leaks",
+    "suspects",
+    "watch",
+]
+
+logger = logging.getLogger("userscope")
 
 WATCHED: Final = 4096
 """Most instances watched at once."""
@@ -188,3 +214,62 @@ def _describe_dict(mapping: dict[Any, Any]) -> str:
 
 
 _SKIP = {check.__code__, _referrers.__code__, _finished.__code__}
+
+
+# -- a UserSessions runtime's leak check ---------------------------------------------
+def suspects(state: ScopeState) -> list[Suspect]:
+    """Weak references to a closing scope's instances (session lock held)."""
+    session = state.session
+    out: list[Suspect] = []
+    for key, value in state.cache.items():
+        try:
+            ref = weakref.ref(value)
+        except TypeError:
+            continue
+        level = getattr(type(key), "scope", state.level)  # the provider's own level
+        out.append(
+            (
+                ref,
+                type(value).__qualname__,
+                provider_name(key),
+                session.tenant_id,
+                session.user_id,
+                level.name,
+            )
+        )
+    return out
+
+
+def watch(sessions: UserSessions, suspects: list[Suspect]) -> None:
+    """Add a closed scope's instances to the runtime's watch list (takes the table lock)."""
+    with sessions._lock:
+        sessions._leak_watch.add(suspects)
+
+
+def check_leaks(sessions: UserSessions) -> list[LeakReport]:
+    """``UserSessions.check_leaks()``: check the watched instances; log and record leaks."""
+    with sessions._lock:
+        suspects = sessions._leak_watch.take()
+    found = check(suspects)
+    for report in found:
+        logger.warning(
+            "scoped instance %s from %s (user %r, %s scope) outlived its scope; held by %s",
+            report.type,
+            report.provider,
+            report.user_id,
+            report.scope,
+            ", ".join(report.referrers) or "nothing visible",
+            extra=fields(
+                "leak_detected",
+                user_id=report.user_id,
+                tenant_id=report.tenant_id,
+                scope=report.scope,
+                provider=report.provider,
+            ),
+        )
+        if sessions._observer is not None:
+            notify(sessions, "leak_detected", report.provider, Scope[report.scope], report.type)
+    if found:
+        with sessions._lock:
+            sessions.leaks.extend(found)
+    return found

@@ -9,17 +9,40 @@ from an observer is logged once per method and otherwise ignored); none is calle
 while a runtime lock is held; methods may be called from any thread or event loop.
 No user id is ever meant to become a metric attribute: ids are passed so that traces
 and logs can carry them, metrics must not.
+
+The functions at the end are the runtime's side: how a :class:`UserSessions` tells its
+observer (``sessions._notify`` and friends are bound to them). They take no lock and
+are never called with one held; only :func:`notify` mutates runtime state (the set of
+observer methods that failed, to log each failure once).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Any
+
+from userscope._log import fields
+from userscope.container._state import provider_name
 
 if TYPE_CHECKING:
+    from userscope.container._cleanup import Observe
     from userscope.container._scope import Scope
+    from userscope.container._scopes import ScopeCM
+    from userscope.container._sessions import UserSessions
+    from userscope.container._state import ScopeState
     from userscope.context import UserExecutionContext
 
-__all__ = ["ScopeObserver", "UserKey"]
+__all__ = [
+    "ScopeObserver",
+    "UserKey",
+    "notify",
+    "notify_closed",
+    "notify_created",
+    "notify_opened",
+    "observe_cleanup",
+]
+
+logger = logging.getLogger("userscope")
 
 UserKey = tuple[str | None, str]
 """A user: ``(tenant_id, user_id)``."""
@@ -79,3 +102,55 @@ class ScopeObserver:
 
     def leak_detected(self, provider: str, level: Scope, type_name: str) -> None:
         """A scoped instance outlived its scope (leak check)."""
+
+
+# -- telling a runtime's observer (never called under a lock) -------------------------
+def notify(sessions: UserSessions, method: str, *args: Any) -> Any:
+    """Call ``observer.<method>(*args)``; log its first failure, ignore the others."""
+    observer = sessions._observer
+    if observer is None:
+        return None
+    try:
+        return getattr(observer, method)(*args)
+    except Exception:
+        if method not in sessions._observer_failed:
+            sessions._observer_failed.add(method)
+            logger.exception(
+                "userscope observer %s.%s failed; ignored from now on",
+                type(observer).__qualname__,
+                method,
+                extra=fields("observer_failed"),
+            )
+        return None
+
+
+def notify_opened(sessions: UserSessions, level: Scope, ctx: UserExecutionContext) -> object:
+    """A scope opened: the observer's token for it (or ``None``)."""
+    return notify(sessions, "scope_opened", level, ctx)
+
+
+def notify_closed(sessions: UserSessions, state: ScopeCM, failures: list[BaseException]) -> None:
+    """A CONNECTION/REQUEST scope closed; its first cleanup failure, if any."""
+    error = failures[0] if failures else None
+    notify(sessions, "scope_closed", getattr(state, "token", None), state.kind, error)
+
+
+def observe_cleanup(sessions: UserSessions, state: ScopeState) -> Observe | None:
+    """The per-finalizer callback for the cleanup runner (``None``: no observer)."""
+    if sessions._observer is None:
+        return None
+    token, level = getattr(state, "token", None), state.level
+
+    def observe(provider: object, seconds: float, error: BaseException | None) -> None:
+        own = getattr(type(provider), "scope", level)  # a plain request holds two levels
+        notify(sessions, "cleanup_finished", token, provider_name(provider), own, seconds, error)
+
+    return observe
+
+
+def notify_created(sessions: UserSessions, state: ScopeState, provider: object) -> None:
+    """Called by the creation protocol after publishing (only with an observer)."""
+    level = getattr(type(provider), "scope", state.level)  # the provider's own level
+    notify(
+        sessions, "instance_created", getattr(state, "token", None), provider_name(provider), level
+    )

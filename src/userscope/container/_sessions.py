@@ -28,52 +28,60 @@ event loop, and get its one outcome.
 Cleanups run after the scope's state was detached under the lock; async ones are
 shielded from cancellation and bounded by ``cleanup_timeout``; a cancellation that
 arrived meanwhile propagates once they all ran.
+
+Where each job lives
+--------------------
+This module is the session table and its hold counting: the methods a scope calls
+when it opens and exits (``_hold_user``, ``_acquire``, ``_hold_nested``, ``_leave``,
+``_release``), which take the locks above. The other jobs are functions of their own
+modules, which ``UserSessions`` binds as its methods (public ones as thin methods
+that keep their docstrings): :mod:`~userscope.container._limits` (limit checks and
+refusals), :mod:`~userscope.container._finish` (running an ended user's USER
+cleanups), :mod:`~userscope.container._closing` (``close_user``, shutdown),
+:mod:`~userscope.container._expiry` (deadline heap, ``sweep``, the reaper),
+:mod:`~userscope.container._leaks` and :mod:`~userscope.container._stats`
+(``check_leaks``, ``stats``, counters), :mod:`~userscope.container._observe`
+(telling the observer). The scope context managers are in
+:mod:`~userscope.container._scopes`, the cleanup runner in
+:mod:`~userscope.container._cleanup`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-import weakref
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from userscope._durations import Duration, to_seconds, to_seconds_or_none
-from userscope._log import fields
-from userscope.container import _flags as _creation_flags
-from userscope.container import _leaks, _locks
-from userscope.container._cleanup import (
-    Observe,
-    run_cleanups_async,
-    run_cleanups_sync,
-    settle,
+from userscope._durations import Duration, to_seconds_or_none
+from userscope.container import (
+    _closing,
+    _expiry,
+    _finish,
+    _leaks,
+    _limits,
+    _locks,
+    _observe,
+    _stats,
 )
+from userscope.container import _flags as _creation_flags
 from userscope.container._expiry import DeadlineHeap
+from userscope.container._finish import fail_pending as _fail_pending
 from userscope.container._leaks import LeakReport, LeakWatch
+from userscope.container._leaks import suspects as _suspects
 from userscope.container._observe import ScopeObserver
-from userscope.container._pending import PendingCreation
-from userscope.container._scope import ACTIVE, SESSIONS, Scope
+from userscope.container._scope import Scope
 from userscope.container._scopes import ScopeCM, UserScopeCM
 from userscope.container._session import Release, UserKey, UserSession, table_slot
-from userscope.container._state import ScopeState, provider_name
 from userscope.container._stats import SessionStats
 from userscope.context import UserExecutionContext
-from userscope.errors import (
-    AsyncCleanupRequiredError,
-    CleanupError,
-    ScopeClosedError,
-    ScopeLimitError,
-    ShutdownTimeoutError,
-)
+from userscope.errors import ScopeClosedError, ScopeLimitError
 
 if TYPE_CHECKING:
     from userscope.container._state import Finalizer
 
 __all__ = ["LeakReport", "SessionStats", "UserSessions"]
-
-logger = logging.getLogger("userscope")
 
 _HOUR: Final = 3600.0
 _USER: Final = Scope.USER
@@ -82,7 +90,6 @@ _REQUEST: Final = Scope.REQUEST
 _KEEP: Final = Release.KEEP
 _SCHEDULE: Final = Release.SCHEDULE
 _FINISH: Final = Release.FINISH
-_POLL: Final = 0.005  # seconds between checks while shutdown waits for open scopes
 _RECENT_FAILURES: Final = 20
 
 
@@ -142,18 +149,12 @@ class UserSessions:
         clock: Callable[[], float] = time.monotonic,
         observer: ScopeObserver | None = None,
     ) -> None:
-        for name, value in (
-            ("max_users", max_users),
-            ("max_connections_per_user", max_connections_per_user),
-            ("max_requests_per_user", max_requests_per_user),
-            ("max_instances_per_user", max_instances_per_user),
-        ):
-            if value is None:
-                continue
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
-            if value <= 0:
-                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+        _limits.check_counts(
+            max_users=max_users,
+            max_connections_per_user=max_connections_per_user,
+            max_requests_per_user=max_requests_per_user,
+            max_instances_per_user=max_instances_per_user,
+        )
         self._max_users = max_users
         self._max_age = to_seconds_or_none("max_age", max_age)
         self._idle_timeout = to_seconds_or_none("idle_timeout", idle_timeout)
@@ -291,29 +292,8 @@ class UserSessions:
         return UserScopeCM(self, ctx)
 
     # -- holds: the scope classes' protocol (internal) --------------------------------
-    def _limit_error(self, session: UserSession, kind: Scope) -> ScopeLimitError | None:
-        """The refusal a new scope of ``kind`` would meet (session lock held), or None."""
-        if kind is _CONNECTION:
-            maximum = self._max_connections_per_user
-            if maximum is not None and session.connections >= maximum:
-                return ScopeLimitError(
-                    "max_connections_per_user",
-                    session.user_id,
-                    session.connections,
-                    maximum,
-                    session.tenant_id,
-                )
-        elif kind is _REQUEST:
-            maximum = self._max_requests_per_user
-            if maximum is not None and session.requests >= maximum:
-                return ScopeLimitError(
-                    "max_requests_per_user",
-                    session.user_id,
-                    session.requests,
-                    maximum,
-                    session.tenant_id,
-                )
-        return None
+    _limit_error = _limits.limit_error  # the refusals: :mod:`userscope.container._limits`
+    _refused = _limits.refused
 
     def _take_hold(self, session: UserSession, kind: Scope) -> ScopeLimitError | None:
         """Count one more open scope of ``kind`` (session lock held); or the refusal."""
@@ -325,16 +305,6 @@ class UserSessions:
             session.requests += kind is _REQUEST
         session.active += 1
         return None
-
-    def _refused(self, error: ScopeLimitError, counted: bool = False) -> ScopeLimitError:
-        """Count a refusal (no lock held on entry) and tell the observer; return it."""
-        if not counted:
-            with self._lock:
-                self._refusals[error.limit] += 1
-        if self._observer is not None:
-            user = None if error.user_id is None else (error.tenant_id, error.user_id)
-            self._notify("limit_refused", error.limit, user)
-        return error
 
     def _hold_user(
         self, ctx: UserExecutionContext, kind: Scope, async_: bool
@@ -509,189 +479,24 @@ class UserSessions:
             self._expiry.ended(session)
         self._retired.add(session)
 
-    # -- observer (never called under a lock) ---------------------------------------
-    def _notify(self, method: str, *args: Any) -> Any:
-        observer = self._observer
-        if observer is None:
-            return None
-        try:
-            return getattr(observer, method)(*args)
-        except Exception:
-            if method not in self._observer_failed:
-                self._observer_failed.add(method)
-                logger.exception(
-                    "userscope observer %s.%s failed; ignored from now on",
-                    type(observer).__qualname__,
-                    method,
-                    extra=fields("observer_failed"),
-                )
-            return None
+    # -- observer (:mod:`userscope.container._observe`; never called under a lock) --
+    _notify = _observe.notify
+    _notify_opened = _observe.notify_opened
+    _notify_closed = _observe.notify_closed
+    _observe_cleanup = _observe.observe_cleanup
+    _notify_created = _observe.notify_created
 
-    def _notify_opened(self, level: Scope, ctx: UserExecutionContext) -> object:
-        return self._notify("scope_opened", level, ctx)
+    # -- leak watch, failure records (:mod:`._leaks`, :mod:`._stats`; the table lock) --
+    _watch = _leaks.watch
+    _remember = _stats.remember
 
-    def _notify_closed(self, state: ScopeCM, failures: list[BaseException]) -> None:
-        error = failures[0] if failures else None
-        self._notify("scope_closed", getattr(state, "token", None), state.kind, error)
-
-    def _observe_cleanup(self, state: ScopeState) -> Observe | None:
-        if self._observer is None:
-            return None
-        token, level = getattr(state, "token", None), state.level
-
-        def observe(provider: object, seconds: float, error: BaseException | None) -> None:
-            own = getattr(type(provider), "scope", level)  # a plain request holds two levels
-            self._notify("cleanup_finished", token, provider_name(provider), own, seconds, error)
-
-        return observe
-
-    def _notify_created(self, state: ScopeState, provider: object) -> None:
-        """Called by the creation protocol after publishing (only with an observer)."""
-        level = getattr(type(provider), "scope", state.level)  # the provider's own level
-        self._notify(
-            "instance_created", getattr(state, "token", None), provider_name(provider), level
-        )
-
-    # -- USER cleanups (internal) -----------------------------------------------------
-    def _watch(self, suspects: list[_leaks.Suspect]) -> None:
-        with self._lock:
-            self._leak_watch.add(suspects)
-
-    def _remember(self, failures: list[BaseException]) -> None:
-        with self._lock:
-            for failure in failures:
-                self._recent_failures.append(_describe(failure))
-
-    def _detach_user(self, session: UserSession) -> list[Finalizer]:
-        """Close a finished session's USER state; fold its counters into the totals."""
-        watched: list[_leaks.Suspect] | None = None
-        with session.lock:
-            state = session.state
-            if self.leak_check and state.cache:
-                watched = _suspects(state)
-            pending = state.pending
-            finalizers = state.detach()
-            ran, failed = session.cleanups_run, session.cleanups_failed
-            session.cleanups_run = session.cleanups_failed = 0
-            woken = _fail_pending(pending, _USER, session) if pending else []
-        for creation in woken:
-            creation.wake()
-        with self._lock:
-            self._retired.discard(session)
-            self._cleanups_run += ran
-            self._cleanups_failed += failed
-            if watched:
-                self._leak_watch.add(watched)
-        return finalizers
-
-    def _count(self, ran: int, failures: list[BaseException]) -> None:
-        with self._lock:
-            self._cleanups_run += ran
-            self._cleanups_failed += len(failures)
-            for failure in failures:
-                self._recent_failures.append(_describe(failure))
-
-    def _user_ended(self, session: UserSession, reason: str, failures: list[BaseException]) -> None:
-        if self._observer is not None:
-            error = failures[0] if failures else None
-            self._notify("scope_closed", session.state.token, _USER, error)
-            self._notify("user_ended", session.key, reason)
-
-    def _finish_user_sync(
-        self, session: UserSession, *, exc: BaseException | None = None, reason: str = "closed"
-    ) -> list[BaseException]:
-        """Run a retired session's USER cleanups in this thread (async ones: elsewhere)."""
-        if session.state.has_async_finalizers():
-            return self._defer_async(session, reason)
-        finalizers = self._detach_user(session)
-        ran = len(finalizers)
-        failures = run_cleanups_sync(finalizers, exc, self._observe_cleanup(session.state))
-        self._count(ran, failures)
-        self._user_ended(session, reason, failures)
-        return failures
-
-    async def _finish_user_async(
-        self,
-        session: UserSession,
-        *,
-        exc: BaseException | None = None,
-        reason: str = "closed",
-        within: float | None = None,
-    ) -> tuple[list[BaseException], asyncio.CancelledError | None]:
-        """Async twin of :meth:`_finish_user_sync`: ``(failures, cancellation)``."""
-        finalizers = self._detach_user(session)
-        ran = len(finalizers)
-        bound = self._cleanup_timeout
-        if within is not None:
-            bound = within if bound is None else min(bound, within)
-        failures, cancelled = await run_cleanups_async(
-            finalizers, exc, bound, self._observe_cleanup(session.state)
-        )
-        self._count(ran, failures)
-        self._user_ended(session, reason, failures)
-        return failures, cancelled
-
-    async def _finish_quietly(self, session: UserSession, reason: str) -> None:
-        failures, _ = await self._finish_user_async(session, reason=reason)
-        _log_failures(session, reason, failures)
-
-    def _defer_async(self, session: UserSession, reason: str) -> list[BaseException]:
-        """A sync exit finished a session whose cleanups are async: run them on a loop.
-
-        On this thread's running loop when there is one; else on the loop that created
-        the async cleanups when it still runs; else on a new loop in this thread.
-        """
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if loop is not None:
-            task = loop.create_task(self._finish_quietly(session, reason))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-            return []
-        home = session.state.loop
-        if home is not None and home.is_running() and not home.is_closed():
-            future = asyncio.run_coroutine_threadsafe(self._finish_quietly(session, reason), home)
-            self._background.add(future)
-            future.add_done_callback(self._background.discard)
-            return []
-        failures, _ = asyncio.run(self._finish_user_async(session, reason=reason))
-        return failures
-
-    def _ended_reason(self, session: UserSession) -> str:
-        """Why ``_acquire`` took an idle session out: past its deadline, or least recently used."""
-        return "expired" if self._clock() >= session.expires_at else "evicted"
-
-    def _finish_evicted_sync(self, evicted: list[UserSession]) -> None:
-        for session in evicted:
-            reason = self._ended_reason(session)
-            failures = self._finish_user_sync(session, reason=reason)
-            _log_failures(session, reason, failures)
-
-    async def _finish_evicted_async(
-        self, evicted: list[UserSession]
-    ) -> asyncio.CancelledError | None:
-        """Run evicted users' cleanups to completion; the cancellation that arrived, if any."""
-        cancelled: asyncio.CancelledError | None = None
-        for session in evicted:
-            reason = self._ended_reason(session)
-            failures, stopped = await self._finish_user_async(session, reason=reason)
-            cancelled = cancelled or stopped
-            _log_failures(session, reason, failures)
-        return cancelled
+    # -- finishing users (:mod:`userscope.container._finish`) ------------------------
+    _finish_user_sync = _finish.finish_user_sync
+    _finish_user_async = _finish.finish_user_async
+    _finish_evicted_sync = _finish.finish_evicted_sync
+    _finish_evicted_async = _finish.finish_evicted_async
 
     # -- closing --------------------------------------------------------------------
-    def _take_user(self, key: UserKey) -> UserSession | None:
-        with self._lock:
-            session = self._users.get(table_slot(*key))
-            if session is None:
-                return None
-            self._retire(session)
-            if session.active:
-                return None  # finished by the last scope that leaves
-            return session
-
     def close_user(self, user_id: str, tenant_id: str | None = None) -> None:
         """End a user's USER scope: at once when idle, else when its last scope exits.
 
@@ -712,18 +517,7 @@ class UserSessions:
             >>> sessions.close_user("a"); sessions.stats().users
             0
         """
-        key = (tenant_id, user_id)
-        with self._lock:
-            session = self._users.get(table_slot(*key))
-            if session is not None and session.active == 0:
-                with session.lock:
-                    blocked = session.state.has_async_finalizers()
-                if blocked:
-                    raise AsyncCleanupRequiredError([key], "aclose_user")
-        session = self._take_user(key)
-        if session is not None:
-            failures = self._finish_user_sync(session, reason="closed")
-            settle(None, failures, _USER, key)
+        _closing.close_user(self, user_id, tenant_id)
 
     async def aclose_user(self, user_id: str, tenant_id: str | None = None) -> None:
         """Async twin of :meth:`close_user`; runs async cleanups too.
@@ -732,45 +526,7 @@ class UserSessions:
             >>> import asyncio, userscope as us
             >>> asyncio.run(us.UserSessions().aclose_user("nobody"))
         """
-        key = (tenant_id, user_id)
-        session = self._take_user(key)
-        if session is not None:
-            failures, cancelled = await self._finish_user_async(session, reason="closed")
-            if cancelled is not None:
-                raise cancelled
-            settle(None, failures, _USER, key)
-
-    def _open_users(self) -> tuple[int, list[UserKey]]:
-        """Open scopes and their users (table lock held)."""
-        held = [s for s in (*self._users.values(), *self._retired) if s.active]
-        return sum(s.active for s in held), [s.key for s in held]
-
-    def _waits_for_itself(self) -> bool:
-        frame = ACTIVE.get()
-        return frame is not None and frame[SESSIONS] is self
-
-    def _begin_close(self) -> list[UserSession]:
-        """Refuse new scopes, retire every session; return the idle ones (to finish now)."""
-        with self._lock:
-            self._closed = True
-            for session in list(self._users.values()):
-                self._retire(session)
-            idle = [s for s in self._retired if s.active == 0]
-            for session in idle:
-                self._retired.discard(session)
-            self._expiry.clear()
-            return idle
-
-    def _shutdown_report(self, timeout: float, failures: list[BaseException]) -> None:
-        with self._lock:
-            open_scopes, users = self._open_users()
-        self.check_leaks()
-        if open_scopes:
-            error = ShutdownTimeoutError(timeout, open_scopes, users)
-            for failure in failures:
-                error.add_note(f"userscope: a cleanup also failed during shutdown: {failure!r}")
-            raise error
-        _settle_many(failures)
+        await _closing.aclose_user(self, user_id, tenant_id)
 
     def close(self, timeout: Duration = 30.0) -> None:
         """Shut down: refuse new scopes, wait for open ones, run every user's cleanups.
@@ -791,30 +547,7 @@ class UserSessions:
             >>> sessions = us.UserSessions(); sessions.close(); sessions.stats().closed
             True
         """
-        seconds = to_seconds("timeout", timeout)
-        with self._lock:
-            holders = [
-                s.key
-                for s in (*self._users.values(), *self._retired)
-                if s.active == 0 and s.state.has_async_finalizers()
-            ]
-            self._closed = self._closed or not holders
-        if holders:
-            raise AsyncCleanupRequiredError(sorted(holders, key=str), "aclose")
-        deadline = time.monotonic() + seconds
-        if not self._waits_for_itself():
-            while time.monotonic() < deadline:
-                with self._lock:
-                    if not self._open_users()[0]:
-                        break
-                time.sleep(_POLL)
-        failures: list[BaseException] = []
-        for session in self._begin_close():
-            if session.state.has_async_finalizers():  # went idle while we waited
-                failures += self._defer_async(session, "shutdown")
-                continue
-            failures += self._finish_user_sync(session, reason="shutdown")
-        self._shutdown_report(seconds, failures)
+        _closing.close(self, timeout)
 
     async def aclose(self, timeout: Duration = 30.0) -> None:  # noqa: ASYNC109 - the issue's API
         """Async twin of :meth:`close`; also stops the reaper task.
@@ -826,67 +559,9 @@ class UserSessions:
             >>> import asyncio, userscope as us
             >>> asyncio.run(us.UserSessions().aclose())
         """
-        seconds = to_seconds("timeout", timeout)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        reaper, self._reaper = self._reaper, None
-        if reaper is not None:
-            reaper.cancel()
-            try:
-                await reaper
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
-        with self._lock:
-            self._closed = True
-        if not self._waits_for_itself():
-            while loop.time() < deadline:
-                with self._lock:
-                    if not self._open_users()[0]:
-                        break
-                await asyncio.sleep(_POLL)
-        failures: list[BaseException] = []
-        cancelled: asyncio.CancelledError | None = None
-        for session in self._begin_close():
-            remaining = max(deadline - loop.time(), 0.001)
-            more, stopped = await self._finish_user_async(
-                session, reason="shutdown", within=remaining
-            )
-            failures += more
-            cancelled = cancelled or stopped
-        pending = [b for b in self._background if isinstance(b, asyncio.Task)]
-        if pending:
-            await asyncio.wait(pending, timeout=max(deadline - loop.time(), 0.001))
-        if cancelled is not None:
-            raise cancelled
-        self._shutdown_report(seconds, failures)
+        await _closing.aclose(self, timeout)
 
     # -- expiry -----------------------------------------------------------------------
-    def _pop_expired(self, async_: bool) -> list[UserSession]:
-        now = self._clock()
-        due: list[UserSession] = []
-        requeued: list[UserSession] = []
-        with self._lock:
-            while (session := self._expiry.pop_due(now)) is not None:
-                with session.lock:
-                    session.scheduled = False
-                    if session.active:
-                        continue  # in use: rescheduled when it next goes idle
-                    if now < session.expires_at or (
-                        not async_ and session.state.has_async_finalizers()
-                    ):
-                        session.scheduled = True  # used since, or needs the async sweep
-                        requeued.append(session)
-                        continue
-                self._retire(session)
-                self._retired.discard(session)
-                self._expired += 1
-                due.append(session)
-            for session in requeued:  # after the loop: an entry due now must not be popped again
-                self._expiry.push(session)
-        return due
-
     def sweep(self) -> int:
         """Close every idle session past its ``idle_timeout`` or ``max_age``.
 
@@ -898,14 +573,7 @@ class UserSessions:
             >>> us.UserSessions(idle_timeout=60).sweep()
             0
         """
-        started = time.perf_counter()
-        due = self._pop_expired(async_=False)
-        for session in due:
-            _log_failures(session, "expired", self._finish_user_sync(session, reason="expired"))
-        self.check_leaks()
-        if self._observer is not None:
-            self._notify("swept", len(due), time.perf_counter() - started)
-        return len(due)
+        return _expiry.sweep(self)
 
     async def asweep(self) -> int:
         """Async twin of :meth:`sweep`; also closes sessions with async cleanups.
@@ -915,19 +583,7 @@ class UserSessions:
             >>> asyncio.run(us.UserSessions(idle_timeout=60).asweep())
             0
         """
-        started = time.perf_counter()
-        due = self._pop_expired(async_=True)
-        cancelled: asyncio.CancelledError | None = None
-        for session in due:
-            failures, stopped = await self._finish_user_async(session, reason="expired")
-            cancelled = cancelled or stopped
-            _log_failures(session, "expired", failures)
-        self.check_leaks()
-        if self._observer is not None:
-            self._notify("swept", len(due), time.perf_counter() - started)
-        if cancelled is not None:
-            raise cancelled
-        return len(due)
+        return await _expiry.asweep(self)
 
     def start_reaper(self, interval: Duration | None = None) -> asyncio.Task[None] | None:
         """Start a background task on the running loop that calls :meth:`asweep` periodically.
@@ -949,24 +605,7 @@ class UserSessions:
             >>> asyncio.run(main())
             True
         """
-        period = to_seconds_or_none("interval", interval)
-        limits = [v for v in (self._idle_timeout, self._max_age) if v is not None]
-        if not limits:
-            return None
-        if self._reaper is not None and not self._reaper.done():
-            return self._reaper
-        if period is None:
-            period = min(60.0, max(1.0, min(limits) / 4))
-        self._reaper = asyncio.get_running_loop().create_task(self._reap(period))
-        return self._reaper
-
-    async def _reap(self, period: float) -> None:
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await self.asweep()
-            except Exception:  # the reaper must outlive one bad sweep
-                logger.exception("userscope reaper sweep failed", extra=fields("reaper_failed"))
+        return _expiry.start_reaper(self, interval)
 
     # -- observation ------------------------------------------------------------------
     def check_leaks(self) -> list[LeakReport]:
@@ -982,31 +621,7 @@ class UserSessions:
             >>> us.UserSessions(leak_check=True).check_leaks()
             []
         """
-        with self._lock:
-            suspects = self._leak_watch.take()
-        found = _leaks.check(suspects)
-        for report in found:
-            logger.warning(
-                "scoped instance %s from %s (user %r, %s scope) outlived its scope; held by %s",
-                report.type,
-                report.provider,
-                report.user_id,
-                report.scope,
-                ", ".join(report.referrers) or "nothing visible",
-                extra=fields(
-                    "leak_detected",
-                    user_id=report.user_id,
-                    tenant_id=report.tenant_id,
-                    scope=report.scope,
-                    provider=report.provider,
-                ),
-            )
-            if self._observer is not None:
-                self._notify("leak_detected", report.provider, Scope[report.scope], report.type)
-        if found:
-            with self._lock:
-                self.leaks.extend(found)
-        return found
+        return _leaks.check_leaks(self)
 
     def stats(self) -> SessionStats:
         """Return a snapshot of users, open scopes, live instances and counters.
@@ -1016,106 +631,7 @@ class UserSessions:
             >>> us.UserSessions().stats().connections
             0
         """
-        with self._lock:
-            sessions = [*self._users.values(), *self._retired]
-            open_states = [*self._open_states.copy()]
-            states = [*open_states, *(session.state for session in sessions)]
-            live: Counter[str] = Counter()
-            for state in states:
-                for provider in list(state.cache):
-                    live[provider_name(provider)] += 1
-            return SessionStats(
-                users=len(self._users),
-                connections=sum(1 for state in open_states if state.level is _CONNECTION),
-                requests=sum(1 for state in open_states if state.kind is _REQUEST),
-                open_scopes=sum(session.active for session in sessions),
-                instances=sum(live.values()),
-                instances_by_provider=dict(live),
-                cleanups_run=self._cleanups_run + sum(s.cleanups_run for s in sessions),
-                cleanups_failed=self._cleanups_failed + sum(s.cleanups_failed for s in sessions),
-                cleanup_failures=list(self._recent_failures),
-                evictions=self._evictions,
-                expired=self._expired,
-                refusals=dict(self._refusals),
-                leaks_detected=len(self.leaks),
-                closed=self._closed,
-            )
+        return _stats.snapshot(self)
 
     def __repr__(self) -> str:
         return f"<UserSessions users={len(self._users)} closed={self._closed}>"
-
-
-def _fail_pending(
-    pending: dict[object, Any], level: Scope, session: UserSession
-) -> list[PendingCreation]:
-    """Settle the creations in flight of a closing scope (lock held); those to wake.
-
-    Only entries someone waits on are :class:`PendingCreation` objects; the others
-    (a thread ident or a task) have no waiter, and their creator sees the closed scope.
-    """
-    woken: list[PendingCreation] = []
-    for provider, creation in pending.items():
-        if type(creation) is not PendingCreation:
-            continue
-        closed = ScopeClosedError(
-            level, session.user_id, provider_name(provider), session.tenant_id
-        )
-        if creation.settle(None, closed):
-            woken.append(creation)
-    return woken
-
-
-def _suspects(state: ScopeState) -> list[_leaks.Suspect]:
-    """Weak references to a closing scope's instances (session lock held)."""
-    session = state.session
-    out: list[_leaks.Suspect] = []
-    for key, value in state.cache.items():
-        try:
-            ref = weakref.ref(value)
-        except TypeError:
-            continue
-        level = getattr(type(key), "scope", state.level)  # the provider's own level
-        out.append(
-            (
-                ref,
-                type(value).__qualname__,
-                provider_name(key),
-                session.tenant_id,
-                session.user_id,
-                level.name,
-            )
-        )
-    return out
-
-
-def _describe(failure: BaseException) -> str:
-    """``"cleanup of C.bridge failed: OSError(...)"`` for ``stats().cleanup_failures``."""
-    prefix = "userscope: raised by the cleanup of "
-    notes = getattr(failure, "__notes__", None) or []
-    name = next((n.removeprefix(prefix) for n in notes if n.startswith(prefix)), "?")
-    return f"cleanup of {name} failed: {failure!r}"
-
-
-def _log_failures(session: UserSession, reason: str, failures: list[BaseException]) -> None:
-    for failure in failures:
-        logger.error(
-            "%s cleanup of %r failed: %r",
-            reason,
-            session.user_id,
-            failure,
-            extra=fields(
-                f"{reason}_cleanup_failed",
-                user_id=session.user_id,
-                tenant_id=session.tenant_id,
-                scope=_USER,
-            ),
-        )
-
-
-def _settle_many(failures: list[BaseException]) -> None:
-    plain = [f for f in failures if isinstance(f, Exception)]
-    others = [f for f in failures if not isinstance(f, Exception)]
-    if others:
-        raise others[0]
-    if plain:
-        raise CleanupError(f"{len(plain)} cleanup(s) failed during shutdown", plain)

@@ -1,10 +1,26 @@
-"""`SessionStats`: the snapshot ``UserSessions.stats()`` returns."""
+"""`SessionStats`: the snapshot ``UserSessions.stats()`` returns, and the counters behind it.
+
+:func:`snapshot` builds it and :func:`count`/:func:`remember` fold cleanup outcomes
+into a runtime's totals; each takes the table lock (and no other lock) once.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import TYPE_CHECKING, Final
+
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["SessionStats"]
+from userscope.container._scope import Scope
+from userscope.container._state import provider_name
+
+if TYPE_CHECKING:
+    from userscope.container._sessions import UserSessions
+
+__all__ = ["SessionStats", "count", "describe", "remember", "snapshot"]
+
+_CONNECTION: Final = Scope.CONNECTION
+_REQUEST: Final = Scope.REQUEST
 
 
 class SessionStats(BaseModel):
@@ -46,3 +62,55 @@ class SessionStats(BaseModel):
     closed: bool
     open_scopes: int = 0
     cleanup_failures: list[str] = []
+
+
+def snapshot(sessions: UserSessions) -> SessionStats:
+    """``UserSessions.stats()``: one consistent snapshot, taken under the table lock."""
+    with sessions._lock:
+        known = [*sessions._users.values(), *sessions._retired]
+        open_states = [*sessions._open_states.copy()]
+        states = [*open_states, *(session.state for session in known)]
+        live: Counter[str] = Counter()
+        for state in states:
+            for provider in list(state.cache):
+                live[provider_name(provider)] += 1
+        return SessionStats(
+            users=len(sessions._users),
+            connections=sum(1 for state in open_states if state.level is _CONNECTION),
+            requests=sum(1 for state in open_states if state.kind is _REQUEST),
+            open_scopes=sum(session.active for session in known),
+            instances=sum(live.values()),
+            instances_by_provider=dict(live),
+            cleanups_run=sessions._cleanups_run + sum(s.cleanups_run for s in known),
+            cleanups_failed=sessions._cleanups_failed + sum(s.cleanups_failed for s in known),
+            cleanup_failures=list(sessions._recent_failures),
+            evictions=sessions._evictions,
+            expired=sessions._expired,
+            refusals=dict(sessions._refusals),
+            leaks_detected=len(sessions.leaks),
+            closed=sessions._closed,
+        )
+
+
+def describe(failure: BaseException) -> str:
+    """``"cleanup of C.bridge failed: OSError(...)"`` for ``stats().cleanup_failures``."""
+    prefix = "userscope: raised by the cleanup of "
+    notes = getattr(failure, "__notes__", None) or []
+    name = next((n.removeprefix(prefix) for n in notes if n.startswith(prefix)), "?")
+    return f"cleanup of {name} failed: {failure!r}"
+
+
+def remember(sessions: UserSessions, failures: list[BaseException]) -> None:
+    """Record cleanup failures for ``stats().cleanup_failures`` (takes the table lock)."""
+    with sessions._lock:
+        for failure in failures:
+            sessions._recent_failures.append(describe(failure))
+
+
+def count(sessions: UserSessions, ran: int, failures: list[BaseException]) -> None:
+    """Fold a finished USER scope's cleanups into the totals (takes the table lock)."""
+    with sessions._lock:
+        sessions._cleanups_run += ran
+        sessions._cleanups_failed += len(failures)
+        for failure in failures:
+            sessions._recent_failures.append(describe(failure))
