@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from events_support import BrokerFactory, ctx
 
 from userscope.events import (
@@ -12,7 +13,9 @@ from userscope.events import (
     BROKER_GONE_CLOSE_CODE,
     RESYNC_CLOSE_CODE,
     RUN_HEARTBEAT,
+    BridgeStateError,
     EventBridge,
+    InMemoryBroker,
 )
 
 GUARD = 5.0
@@ -167,3 +170,26 @@ async def test_resume_from_beginning_replays_history(make_broker: BrokerFactory)
     async with EventBridge(broker, alice, socket.send_json, after=BEGINNING):
         await socket.wait_for(4)
     assert socket.event_ids == ids
+
+
+async def test_a_bridge_starts_once_and_waits_only_once_started() -> None:
+    broker = InMemoryBroker()
+    alice = ctx("alice")
+    socket = FakeSocket()
+    bridge = EventBridge(broker, alice, socket.send_json, close=socket.close)
+    with pytest.raises(BridgeStateError) as never_started:
+        await bridge.wait()
+    assert (never_started.value.method, never_started.value.started) == ("wait", False)
+    assert "async with EventBridge" in str(never_started.value)
+    assert broker.stats.subscriptions == 0  # refusing changed nothing
+    async with bridge:
+        with pytest.raises(BridgeStateError) as twice:
+            await bridge.start()
+        assert (twice.value.method, twice.value.started) == ("start", True)
+        assert isinstance(twice.value, RuntimeError)
+        assert "make a new EventBridge" in str(twice.value)
+        assert broker.stats.subscriptions == 1  # still the one subscription
+        await broker.publish(alice, {"n": 0})
+        await socket.wait_for(1)  # and it still forwards
+    assert broker.stats.subscriptions == 0
+    await broker.aclose()

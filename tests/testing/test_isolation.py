@@ -11,6 +11,7 @@ from dependency_injector import containers, providers
 import userscope as us
 from support import Agent, Log, make_container, open_async_bridge
 from userscope.testing import (
+    AsyncHarnessRequiredError,
     IsolationViolation,
     Violation,
     aassert_isolated,
@@ -58,8 +59,13 @@ async def test_async_twin_resolves_async_providers_on_tasks_and_threads() -> Non
 
 
 async def test_sync_entry_point_refuses_a_running_loop() -> None:
-    with pytest.raises(RuntimeError, match=r"await userscope\.testing\.aassert_isolated"):
-        assert_isolated(make_container(Log()), us.UserSessions(), users=2)
+    log = Log()
+    with pytest.raises(AsyncHarnessRequiredError) as info:
+        assert_isolated(make_container(log), us.UserSessions(), users=2)
+    assert (info.value.function, info.value.instead) == ("assert_isolated", "aassert_isolated")
+    assert isinstance(info.value, RuntimeError)
+    assert "await userscope.testing.aassert_isolated(...)" in str(info.value)
+    assert log.events == []  # refused before any scope opened
 
 
 class Memory:

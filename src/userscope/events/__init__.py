@@ -25,6 +25,7 @@ from ._bridge import (
 )
 from ._config import broker_from_env
 from ._errors import (
+    BridgeStateError,
     BrokerClosedError,
     BrokerUnavailableError,
     EventIdError,
@@ -53,6 +54,7 @@ __all__ = [
     "BEGINNING",
     "BROKER_GONE_CLOSE_CODE",
     "BridgeExit",
+    "BridgeStateError",
     "Broker",
     "BrokerClosedError",
     "BrokerStats",

@@ -12,7 +12,7 @@ from typing import Any, Final, Self
 
 from userscope._log import fields as log_fields
 
-from ._errors import SubscriptionFailedError
+from ._errors import BridgeStateError, SubscriptionFailedError
 from ._identity import UserLike, as_verified
 from ._types import RUN_HEARTBEAT, Broker, Delivery, Gap
 
@@ -195,7 +195,7 @@ class EventBridge:
             {'type': 'token', 'text': 'hi'}
         """
         if self._sub is not None:
-            raise RuntimeError("EventBridge.start() was already called")
+            raise BridgeStateError("start", started=True)
         sub = self._broker.subscribe(self._user, after=self._after)
         enter = getattr(sub, "__aenter__", None)
         if enter is not None:
@@ -310,7 +310,7 @@ class EventBridge:
             (1012, 'event broker closed; reconnect to resume', [1012])
         """
         if self._finished is None:
-            raise RuntimeError("call EventBridge.start() (or use `async with`) first")
+            raise BridgeStateError("wait", started=False)
         return await asyncio.shield(self._finished)
 
     async def aclose(self) -> BridgeExit:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from userscope.errors import UserscopeError
 
 __all__ = [
+    "BridgeStateError",
     "BrokerClosedError",
     "BrokerUnavailableError",
     "EventIdError",
@@ -113,6 +114,40 @@ class BrokerClosedError(UserscopeError, RuntimeError):
         super().__init__(
             f"{broker} is closed; create a new broker (one per application, closed at shutdown)."
         )
+
+
+class BridgeStateError(UserscopeError, RuntimeError):
+    """An :class:`EventBridge` method was called in the wrong state: ``start()`` on a
+    bridge already started, or ``wait()`` on one never started.
+
+    A bridge serves one socket once: make a new one per connection, and start it (or
+    enter it with ``async with``) before waiting on it. Nothing changed on the bridge.
+
+    Attributes:
+        method: the method called, ``"start"`` or ``"wait"``.
+        started: whether the bridge had been started.
+
+    Example:
+        >>> from userscope.events import BridgeStateError
+        >>> error = BridgeStateError("wait", started=False)
+        >>> error.method, error.started
+        ('wait', False)
+    """
+
+    def __init__(self, method: str, started: bool) -> None:
+        self.method = method
+        self.started = started
+        if started:
+            advice = (
+                "EventBridge.start() was already called; a bridge serves one socket once: "
+                "make a new EventBridge for each connection"
+            )
+        else:
+            advice = (
+                f"EventBridge.{method}() needs a started bridge: call `await bridge.start()` "
+                "first, or use `async with EventBridge(...) as bridge:`"
+            )
+        super().__init__(advice)
 
 
 class BrokerUnavailableError(UserscopeError, ConnectionError):

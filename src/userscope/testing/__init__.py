@@ -16,6 +16,7 @@ Example:
 """
 
 from userscope.testing._isolation import (
+    AsyncHarnessRequiredError,
     IsolationReport,
     IsolationViolation,
     Violation,
@@ -25,6 +26,7 @@ from userscope.testing._isolation import (
 from userscope.testing._override import Override, override
 
 __all__ = [
+    "AsyncHarnessRequiredError",
     "IsolationReport",
     "IsolationViolation",
     "Override",

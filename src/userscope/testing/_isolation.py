@@ -26,6 +26,7 @@ from userscope.errors import CleanupError, UserscopeError
 from userscope.providers import ScopedProvider
 
 __all__ = [
+    "AsyncHarnessRequiredError",
     "IsolationReport",
     "IsolationViolation",
     "Violation",
@@ -149,6 +150,31 @@ class IsolationViolation(UserscopeError, AssertionError):
         for v in self.violations:
             counts[v.kind] = counts.get(v.kind, 0) + 1
         return counts
+
+
+class AsyncHarnessRequiredError(UserscopeError, RuntimeError):
+    """A synchronous test helper was called with an event loop running in this thread.
+
+    It would have to run its own loop inside the running one (``asyncio.run`` refuses
+    that); the async twin runs on the test's own loop instead. Nothing was checked.
+
+    Attributes:
+        function: the helper that was called, e.g. ``"assert_isolated"``.
+        instead: its async twin to ``await``, e.g. ``"aassert_isolated"``.
+
+    Example:
+        >>> from userscope.testing import AsyncHarnessRequiredError
+        >>> AsyncHarnessRequiredError("assert_isolated", "aassert_isolated").instead
+        'aassert_isolated'
+    """
+
+    def __init__(self, function: str, instead: str) -> None:
+        self.function = function
+        self.instead = instead
+        super().__init__(
+            f"{function}() was called with an event loop running in this thread; "
+            f"use `await userscope.testing.{instead}(...)` in async code"
+        )
 
 
 # -- capture -------------------------------------------------------------------------------
@@ -737,7 +763,8 @@ def assert_isolated(
 
     Raises:
         IsolationViolation: with every :class:`Violation` found.
-        RuntimeError: called with an event loop running; use :func:`aassert_isolated`.
+        AsyncHarnessRequiredError: called with an event loop running; use
+            :func:`aassert_isolated`.
 
     Example:
         >>> import userscope as us
@@ -754,10 +781,7 @@ def assert_isolated(
     except RuntimeError:
         pass
     else:
-        raise RuntimeError(
-            "assert_isolated() was called with an event loop running; "
-            "use `await userscope.testing.aassert_isolated(...)` in async code"
-        )
+        raise AsyncHarnessRequiredError("assert_isolated", "aassert_isolated")
     return asyncio.run(
         aassert_isolated(
             container,
