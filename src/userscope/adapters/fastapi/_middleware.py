@@ -8,6 +8,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from itertools import chain
 
 import anyio
 from dependency_injector import containers
@@ -57,6 +58,8 @@ DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
 DEFAULT_MAX_HEADER_BYTES = 32 << 10
 """Default bound of a request's headers, names and values together: 32 KiB (``431``)."""
 
+_flatten = chain.from_iterable
+
 
 def check_limit(name: str, value: int | None) -> int | None:
     """Validate a size limit: a positive ``int`` of bytes, or ``None`` for no limit."""
@@ -70,7 +73,8 @@ def check_limit(name: str, value: int | None) -> int | None:
 
 
 def _header_bytes(scope: Scope) -> int:
-    return sum(len(name) + len(value) for name, value in scope.get("headers") or ())
+    # names and values in one C-level pass (this runs once per request)
+    return sum(map(len, _flatten(scope.get("headers") or ())))
 
 
 def _declared_length(scope: Scope) -> int | None:
@@ -172,18 +176,10 @@ class UserscopeMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind in ("http", "websocket") and self.max_header_bytes is not None:
-            size = _header_bytes(scope)
-            if size > self.max_header_bytes:  # refused before any credential is parsed
-                refusal = headers_too_large(self.max_header_bytes)
-                _log_oversize(refusal, size)
-                if kind == "http":
-                    await send_http_refusal(send, refusal)
-                else:
-                    await _expect_connect(receive)
-                    await send_handshake_refusal(scope, send, refusal)
-                return
         if kind == "http":
+            if self.max_header_bytes is not None and self._headers_refused(scope):
+                await send_http_refusal(send, headers_too_large(self.max_header_bytes))
+                return
             scope[PROVIDERS_KEY] = self.providers_map
             if not self._routes_prepared:
                 self._prepare_routes(scope)
@@ -192,10 +188,24 @@ class UserscopeMiddleware:
             else:
                 await self._http(scope, receive, send)
         elif kind == "websocket":
+            if self.max_header_bytes is not None and self._headers_refused(scope):
+                await _expect_connect(receive)
+                await send_handshake_refusal(scope, send, headers_too_large(self.max_header_bytes))
+                return
             scope[PROVIDERS_KEY] = self.providers_map
             await self._websocket(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    def _headers_refused(self, scope: Scope) -> bool:
+        """Whether the request headers exceed ``max_header_bytes`` (logged when they do);
+        checked before any credential is parsed."""
+        limit = self.max_header_bytes
+        size = _header_bytes(scope)
+        if limit is None or size <= limit:
+            return False
+        _log_oversize(headers_too_large(limit), size)
+        return True
 
     def _prepare_routes(self, scope: Scope) -> None:
         """Once, at the first request: put routes added since `install` on the fast path.
@@ -235,34 +245,38 @@ class UserscopeMiddleware:
             nonlocal started, finished
             if too_large:
                 return  # the 413 went out; whatever the app answers to the cut body is dropped
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.body":
+                if not message.get("more_body", False):
+                    finished = True
+            elif kind == "http.response.start":
                 started = True
-            elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                finished = True
             await send(message)
 
-        async def limited_receive() -> Message:
+        app_receive = receive
+        if limit is not None and declared is None:
             # a body without Content-Length (chunked) is counted as it arrives; past the
-            # limit the client gets 413 and the app sees a disconnect (never the bytes)
-            nonlocal received, too_large, started, finished
-            if too_large:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if limit is not None and message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    if not started:
-                        refusal = body_too_large(limit)
-                        _log_oversize(refusal, received)
-                        await send_http_refusal(send, refusal)
-                        started = finished = True
-                    too_large = True
+            # limit the client gets 413 and the app sees a disconnect (never the bytes).
+            # With a Content-Length within the limit the server itself delivers no more
+            # than that: only bodies of unannounced length need counting.
+            async def limited_receive() -> Message:
+                nonlocal received, too_large, started, finished
+                if too_large:
                     return {"type": "http.disconnect"}
-            return message
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        if not started:
+                            refusal = body_too_large(limit)
+                            _log_oversize(refusal, received)
+                            await send_http_refusal(send, refusal)
+                            started = finished = True
+                        too_large = True
+                        return {"type": "http.disconnect"}
+                return message
 
-        # with a Content-Length within the limit the server itself delivers no more than
-        # that: only bodies of unannounced length (chunked) need counting
-        app_receive = receive if limit is None or declared is not None else limited_receive
+            app_receive = limited_receive
         try:
             if context is None:
                 await self.app(scope, app_receive, tracking_send)
