@@ -347,6 +347,7 @@ class UserscopeMiddleware:
             )
             return
         message_limit = self.max_message_bytes
+        small_text = -1 if message_limit is None else message_limit // 4
 
         offered = [p.strip().lower() for p in scope.get("subprotocols") or ()]
         state = ConnectionState(
@@ -370,17 +371,23 @@ class UserscopeMiddleware:
                 if message is None:
                     await state.close_expired()
                     return {"type": "websocket.disconnect", "code": WS_POLICY_VIOLATION}
-            if message["type"] == "websocket.connect":
-                state.connect_received = True
-            elif message["type"] == "websocket.disconnect":
-                state.closed = True
-            elif message_limit is not None and message["type"] == "websocket.receive":
+            kind = message["type"]
+            if kind == "websocket.receive":  # the per-message path first
+                if message_limit is None:
+                    return message
+                text = message.get("text")
+                if text is not None and len(text) <= small_text:
+                    return message  # within the limit even at 4 UTF-8 bytes a character
                 size = _message_bytes(message, message_limit)
                 if size > message_limit:  # never handed to the app, never echoed
                     refusal = message_too_big(message_limit)
                     _log_oversize(refusal, size)
                     await state.close(WS_MESSAGE_TOO_BIG, refusal.close_reason)
                     return {"type": "websocket.disconnect", "code": WS_MESSAGE_TOO_BIG}
+            elif kind == "websocket.connect":
+                state.connect_received = True
+            elif kind == "websocket.disconnect":
+                state.closed = True
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -389,9 +396,13 @@ class UserscopeMiddleware:
                 if kind == "websocket.close":
                     return
                 raise WebSocketDisconnect(code=state.close_code or 1000)
-            if kind == "websocket.send" and state.expired():
-                await state.close_expired()
-                raise WebSocketDisconnect(code=WS_POLICY_VIOLATION)
+            if kind == "websocket.send":  # the per-message path first
+                expires_at = state.expires_at
+                if expires_at is not None and time.time() >= expires_at:
+                    await state.close_expired()
+                    raise WebSocketDisconnect(code=WS_POLICY_VIOLATION)
+                await send(message)
+                return
             if (
                 kind == "websocket.accept"
                 and state.bearer_offered
