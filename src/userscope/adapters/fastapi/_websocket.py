@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Coroutine
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
+from typing import Any, NoReturn
 
 from starlette.websockets import WebSocket
 
@@ -79,9 +81,11 @@ class _MessageScope:
         self._scope: AbstractAsyncContextManager[us.UserExecutionContext] | None = None
         self._used = False
 
-    async def __aenter__(self) -> us.UserExecutionContext:
+    def __aenter__(self) -> Coroutine[Any, Any, us.UserExecutionContext]:
+        # a plain method handing back the core scope's own `__aenter__` coroutine: no
+        # coroutine layer of ours on the way in
         if self._used:
-            raise us.ScopeReuseError("request", "open" if self._scope is not None else "used")
+            raise us.ScopeReuseError("request", "used")
         self._used = True
         state = self._websocket.scope.get(STATE_KEY)
         if not isinstance(state, ConnectionState):
@@ -92,12 +96,11 @@ class _MessageScope:
             )
         expires_at = state.expires_at
         if expires_at is not None and time.time() >= expires_at:
-            await state.close_expired()
-            raise CredentialsExpiredError(expires_at)
-        scope = state.sessions.request(state.context.for_request())
-        child = await scope.__aenter__()
+            return _refuse_expired(state, expires_at)
+        child = state.context.for_request()
+        scope = state.sessions.request(child)
         self._state, self._ctx, self._scope = state, child, scope
-        return child
+        return scope.__aenter__()
 
     async def __aexit__(
         self,
@@ -115,6 +118,12 @@ class _MessageScope:
             if exc is not None:
                 raise  # the block failed too: its exception carries the cleanup's notes
             await _report_cleanup_failure(self._websocket, state, ctx, failure)
+
+
+async def _refuse_expired(state: ConnectionState, expires_at: float) -> NoReturn:
+    """Close the socket (``1008``) and refuse the message scope: the token expired."""
+    await state.close_expired()
+    raise CredentialsExpiredError(expires_at)
 
 
 async def _report_cleanup_failure(
