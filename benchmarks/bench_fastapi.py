@@ -1,4 +1,5 @@
-"""FastAPI end to end: one GET endpoint returning data from the request-scoped Agent.
+"""FastAPI end to end: one GET endpoint returning data from the request-scoped Agent, and
+one WebSocket endpoint opening a message scope per message.
 
 Run::
 
@@ -20,6 +21,19 @@ REQUEST-scoped factory, userscope in the ``authenticate`` callable of its middle
 ``bare+1-depends`` is the bare app with one extra trivial ``async def`` dependency that
 returns a constant: the cost of a single FastAPI dependency, a floor for any DI that goes
 through FastAPI's ``Depends``.
+
+The WebSocket rows (``ws:`` prefix) drive one connection of ``n`` text messages into a
+``/ws`` endpoint, again by direct ASGI calls, and report microseconds per message. The
+connection authenticates once (the same ``ctx_from``), gets the user's registry and opens
+the bridge once (its cleanup must run once, at the disconnect). Per message every app does
+the same work: derive the message's context (``ctx.for_request()``, a fresh request id),
+open a scope for the message, get a new ``Agent`` (registry, the connection's bridge, the
+LLM client) from it, send ``agent.answer()`` as JSON, close the scope. ``ws:bare`` is the
+hand-written floor (the endpoint wires the graph itself, no scope); ``ws:wireup`` opens
+``container.enter_scope({WebSocketBridge: bridge})`` per message (wireup has one scope
+level, so the connection's bridge is handed to the message's scope); ``ws:dishka`` enters
+the REQUEST scope nested in the connection's SESSION scope; ``ws:userscope`` uses
+``async with message_scope(websocket):`` and ``await container.agent.async_()``.
 """
 
 import argparse
@@ -35,7 +49,7 @@ from typing import Annotated, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _graph as g
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket
 
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[
@@ -321,6 +335,188 @@ def userscope_app() -> BenchApp:
     return BenchApp("userscope", app, counter)
 
 
+# ------------------------------------------------------------------------- WebSocket apps
+
+
+async def _close_bridge(agen: AsyncIterator[g.WebSocketBridge]) -> None:
+    try:
+        await agen.__anext__()
+    except StopAsyncIteration:
+        return
+    raise RuntimeError("bridge generator yielded twice")
+
+
+def ws_bare_app() -> BenchApp:
+    """The floor: the endpoint wires the graph by hand, per message, with no scope."""
+    counter = g.Counter()
+    aopen_bridge = g.abridge_factory(counter)
+    users: dict[str, g.AgentRegistry] = {}
+    llm = g.LLMClient(g.Settings())
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        ctx = ctx_from(websocket)
+        registry = users.get(ctx.user_id)
+        if registry is None:
+            registry = users[ctx.user_id] = g.AgentRegistry(ctx)
+        agen = aopen_bridge(ctx)
+        bridge = await agen.__anext__()
+        try:
+            await websocket.accept()
+            async for _ in websocket.iter_text():
+                ctx.for_request()
+                await websocket.send_json(g.Agent(registry, bridge, llm).answer())
+        finally:
+            await _close_bridge(agen)
+
+    return BenchApp("ws:bare", app, counter)
+
+
+def ws_dishka_app() -> BenchApp:
+    """dishka: its middleware opens the SESSION scope per connection; per message the
+    endpoint enters the REQUEST scope nested in it."""
+    from dishka import Provider, Scope, make_async_container
+    from dishka.integrations.fastapi import FastapiProvider, setup_dishka
+
+    counter = g.Counter()
+
+    class UserRegistries:
+        def __init__(self) -> None:
+            self.by_user: dict[str, g.AgentRegistry] = {}
+
+    def context(websocket: WebSocket) -> g.Ctx:
+        return ctx_from(websocket)
+
+    def registry(ctx: g.Ctx, registries: UserRegistries) -> g.AgentRegistry:
+        found = registries.by_user.get(ctx.user_id)
+        if found is None:
+            found = registries.by_user[ctx.user_id] = g.AgentRegistry(ctx)
+        return found
+
+    p = Provider()
+    p.provide(context, scope=Scope.SESSION)
+    p.provide(UserRegistries, scope=Scope.APP)
+    p.provide(g.Settings, scope=Scope.APP)
+    p.provide(g.LLMClient, scope=Scope.APP)
+    p.provide(registry, scope=Scope.SESSION)
+    p.provide(g.abridge_factory(counter), scope=Scope.SESSION, provides=g.WebSocketBridge)
+    p.provide(g.Agent, scope=Scope.REQUEST)
+    container = make_async_container(p, FastapiProvider())
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        connection = websocket.state.dishka_container
+        await websocket.accept()
+        async for _ in websocket.iter_text():
+            ctx = await connection.get(g.Ctx)
+            ctx.for_request()
+            async with connection() as message:
+                agent = await message.get(g.Agent)
+                await websocket.send_json(agent.answer())
+
+    setup_dishka(container, app)
+    return BenchApp("ws:dishka", app, counter)
+
+
+def ws_wireup_app() -> BenchApp:
+    """wireup: ``WireupRoute`` injects the connection's bridge (one ``scoped`` lifetime per
+    connection); per message the endpoint enters a new scope with that bridge provided."""
+    import wireup
+    import wireup.integration.fastapi as wf
+
+    counter = g.Counter()
+
+    @wireup.injectable
+    class UserRegistries:
+        def __init__(self) -> None:
+            self.by_user: dict[str, g.AgentRegistry] = {}
+
+    @wireup.injectable(lifetime="scoped")
+    def context(websocket: WebSocket) -> g.Ctx:
+        return ctx_from(websocket)
+
+    @wireup.injectable(lifetime="scoped")
+    def registry(ctx: g.Ctx, registries: UserRegistries) -> g.AgentRegistry:
+        found = registries.by_user.get(ctx.user_id)
+        if found is None:
+            found = registries.by_user[ctx.user_id] = g.AgentRegistry(ctx)
+        return found
+
+    container = wireup.create_async_container(
+        injectables=[
+            wf.websocket_factory,
+            context,
+            UserRegistries,
+            wireup.injectable(g.Settings),
+            wireup.injectable(g.LLMClient),
+            registry,
+            wireup.injectable(g.abridge_factory(counter), lifetime="scoped"),
+            wireup.injectable(g.Agent, lifetime="scoped"),
+        ]
+    )
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def endpoint(
+        websocket: WebSocket,
+        ctx: wireup.Injected[g.Ctx],
+        registry: wireup.Injected[g.AgentRegistry],
+        bridge: wireup.Injected[g.WebSocketBridge],
+    ) -> None:
+        await websocket.accept()
+        provided = {g.Ctx: ctx, g.AgentRegistry: registry, g.WebSocketBridge: bridge}
+        async for _ in websocket.iter_text():
+            ctx.for_request()
+            async with container.enter_scope(provided) as message:
+                agent = await message.get(g.Agent)
+                await websocket.send_json(agent.answer())
+
+    wf.setup(container, app)
+    return BenchApp("ws:wireup", app, counter)
+
+
+def ws_userscope_app() -> BenchApp:
+    """userscope: the middleware opens CONNECTION per socket; ``message_scope`` opens
+    REQUEST per message (for a fresh ``ctx.for_request()``)."""
+    from dependency_injector import containers, providers
+
+    from userscope.adapters.fastapi import install, message_scope
+
+    us = g.us
+    assert us is not None
+    counter = g.Counter()
+
+    class Container(containers.DeclarativeContainer):
+        settings = providers.Singleton(g.Settings)
+        llm = providers.Singleton(g.LLMClient, settings)
+        context = us.CurrentContext()
+        registry = us.UserScoped(g.AgentRegistry, context)
+        bridge = us.ConnectionScoped(g.abridge_factory(counter), context)
+        agent = us.RequestScoped(g.Agent, registry=registry, bridge=bridge, llm=llm)
+
+    container = Container()
+    sessions = us.UserSessions()
+
+    async def authenticate(conn: Any) -> Any:
+        return ctx_from(conn)
+
+    app = FastAPI()
+    agent_provider = container.agent
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        async for _ in websocket.iter_text():
+            async with message_scope(websocket):
+                agent = await agent_provider.async_()
+                await websocket.send_json(agent.answer())
+
+    install(app, container, sessions, authenticate=authenticate)
+    return BenchApp("ws:userscope", app, counter)
+
+
 APP_BUILDERS: dict[str, tuple[Callable[[], BenchApp], str]] = {
     "bare": (bare_app, ""),
     "bare+1-depends": (bare_one_depends_app, ""),
@@ -330,9 +526,20 @@ APP_BUILDERS: dict[str, tuple[Callable[[], BenchApp], str]] = {
     "userscope": (userscope_app, "userscope.adapters.fastapi"),
 }
 
+WS_APP_BUILDERS: dict[str, tuple[Callable[[], BenchApp], str]] = {
+    "ws:bare": (ws_bare_app, ""),
+    "ws:dishka": (ws_dishka_app, "dishka.integrations.fastapi"),
+    "ws:wireup": (ws_wireup_app, "wireup.integration.fastapi"),
+    "ws:userscope": (ws_userscope_app, "userscope.adapters.fastapi"),
+}
+
 
 def load_apps(notes: list[str]) -> list[BenchApp]:
     return g.load_participants(APP_BUILDERS, notes)
+
+
+def load_ws_apps(notes: list[str]) -> list[BenchApp]:
+    return g.load_participants(WS_APP_BUILDERS, notes)
 
 
 # ---------------------------------------------------------------------------- driver
@@ -396,18 +603,97 @@ async def drive(bench: BenchApp, n: int) -> int:
     return elapsed
 
 
-async def run(n: int, reps: int, apps: list[BenchApp]) -> dict[str, list[float]]:
-    """Return ``{app: [requests per second, one per repetition]}``."""
+_WS_SCOPE: dict[str, Any] = {
+    "type": "websocket",
+    "asgi": {"version": "3.0", "spec_version": "2.3"},
+    "http_version": "1.1",
+    "scheme": "ws",
+    "path": "/ws",
+    "raw_path": b"/ws",
+    "root_path": "",
+    "query_string": b"",
+    "headers": [(b"host", b"bench.local"), (b"x-user", USER.encode())],
+    "client": ("127.0.0.1", 50000),
+    "server": ("127.0.0.1", 8000),
+    "subprotocols": [],
+}
+_CONNECT: Message = {"type": "websocket.connect"}
+_TEXT: Message = {"type": "websocket.receive", "text": "hello", "bytes": None}
+_DISCONNECT: Message = {"type": "websocket.disconnect", "code": 1000}
+_EXPECTED_TEXT = json.dumps(EXPECTED_BODY, separators=(",", ":"))
+
+
+class _WsPeer:
+    """The client side of one connection: ``n`` text messages, then a disconnect."""
+
+    __slots__ = ("accepted", "bad", "last_text", "left", "sent")
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+        self.sent = 0
+        self.accepted = False
+        self.bad: list[Message] = []
+        self.last_text = ""
+
+    async def receive(self) -> Message:
+        if not self.accepted:
+            return _CONNECT
+        if self.left:
+            self.left -= 1
+            return _TEXT
+        return _DISCONNECT
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "websocket.send":
+            self.sent += 1
+            self.last_text = message["text"]
+        elif kind == "websocket.accept":
+            self.accepted = True
+        else:
+            self.bad.append(message)
+
+
+async def drive_ws(bench: BenchApp, n: int) -> int:
+    """Send ``n`` text messages over one WebSocket connection; return elapsed ns."""
+    app, peer = bench.app, _WsPeer(n)
+    bench.counter.reset()
+    scope = dict(_WS_SCOPE)
+    scope["state"] = dict(bench.state)
+    gc.collect()
+    t0 = g.now_ns()
+    await app(scope, peer.receive, peer.send)
+    elapsed = g.now_ns() - t0
+    if peer.bad or not peer.accepted or peer.sent != n:
+        raise AssertionError(
+            f"{bench.name}: accepted={peer.accepted}, {peer.sent} of {n} answers sent, "
+            f"unexpected messages {peer.bad!r}"
+        )
+    if json.loads(peer.last_text) != EXPECTED_BODY:
+        raise AssertionError(f"{bench.name}: unexpected answer {peer.last_text!r}")
+    bench.counter.check(bench.name, "websocket messages", 1)
+    return elapsed
+
+
+Driver = Callable[[BenchApp, int], Awaitable[int]]
+
+
+async def run(
+    n: int, reps: int, apps: list[BenchApp], driver: Driver = drive
+) -> dict[str, list[float]]:
+    """Return ``{app: [operations per second, one per repetition]}``."""
+    if not apps:
+        return {}
     for bench in apps:
         await bench.startup()
     try:
         for bench in apps:
-            await drive(bench, max(n // 5, 10))  # warm-up
+            await driver(bench, max(n // 5, 10))  # warm-up
         results: dict[str, list[float]] = {bench.name: [] for bench in apps}
         for rep in range(reps):
             shift = rep % len(apps)
             for bench in apps[shift:] + apps[:shift]:
-                ns = await drive(bench, n)
+                ns = await driver(bench, n)
                 results[bench.name].append(n / (ns / 1e9))
         return results
     finally:
@@ -433,30 +719,68 @@ def format_table(results: dict[str, list[float]]) -> str:
     return "\n".join(lines)
 
 
+def format_ws_table(results: dict[str, list[float]]) -> str:
+    """Microseconds per message, their ratio to ``ws:bare``, and the cost over it."""
+    lines = [
+        (
+            "| app | median us/msg | min us/msg | median / floor | min / floor "
+            "| median cost over floor (us) |"
+        ),
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    floor = results.get("ws:bare")
+    f_med = 1e6 / g.median(floor) if floor else None
+    f_min = 1e6 / max(floor) if floor else None
+    for name, samples in results.items():
+        med, best = 1e6 / g.median(samples), 1e6 / max(samples)
+        if f_med is not None and f_min is not None:
+            cells = f"{med / f_med:.2f}x | {best / f_min:.2f}x | {med - f_med:,.1f}"
+        else:
+            cells = "n/a | n/a | n/a"
+        lines.append(f"| {name} | {med:,.1f} | {best:,.1f} | {cells} |")
+    return "\n".join(lines)
+
+
+async def run_all(
+    n: int, reps: int, apps: list[BenchApp], ws_apps: list[BenchApp]
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    return await run(n, reps, apps), await run(n, reps, ws_apps, drive_ws)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=5_000, help="requests per repetition (>= 5000)")
+    parser.add_argument(
+        "--n", type=int, default=5_000, help="requests (messages) per repetition (>= 5000)"
+    )
     parser.add_argument("--reps", type=int, default=7, help="repetitions (>= 7 for a real run)")
+    parser.add_argument("--only", choices=("http", "ws"), help="run only one of the two tables")
     parser.add_argument("--smoke", action="store_true", help="tiny N, for CI")
     args = parser.parse_args(argv)
     n, reps = (10, 2) if args.smoke else (args.n, args.reps)
 
     notes: list[str] = []
-    apps = load_apps(notes)
+    apps = load_apps(notes) if args.only != "ws" else []
+    ws_apps = load_ws_apps(notes) if args.only != "http" else []
     gc.collect()
     gc.freeze()  # long-lived objects out of the collector's reach, equally for every app
-    results = asyncio.run(run(n, reps, apps))
+    results, ws_results = asyncio.run(run_all(n, reps, apps, ws_apps))
 
     print("# bench_fastapi")
     print()
     facts = g.versions()
     facts["nproc"] = str(os.cpu_count())
     print("machine: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
-    print(f"n={n} requests per repetition, reps={reps}, direct ASGI calls, one event loop")
+    print(
+        f"n={n} requests (messages) per repetition, reps={reps}, direct ASGI calls, one event loop"
+    )
     for note in notes:
         print(f"note: {note}")
-    print()
-    print(format_table(results))
+    if apps:
+        print()
+        print(format_table(results))
+    if ws_apps:
+        print()
+        print(format_ws_table(ws_results))
     return 0
 
 

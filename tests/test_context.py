@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from pydantic import ValidationError
 
@@ -85,6 +87,18 @@ def test_for_request_keeps_user_and_makes_fresh_ids() -> None:
     assert ctx.for_request(request_id="r-9", thread_id="t-9").model_dump(
         include={"request_id", "thread_id"}
     ) == {"request_id": "r-9", "thread_id": "t-9"}
+
+
+def test_for_request_copy_equals_a_validated_child_and_shares_no_metadata() -> None:
+    ctx = make(connection_id="c-1", tenant_id="acme", metadata={"role": "admin"})
+    child = ctx.for_request()
+    validated = us.UserExecutionContext(**{**ctx.model_dump(), "request_id": child.request_id})
+    assert child == validated
+    assert hash(child) == hash(validated)
+    assert child.metadata == {"role": "admin"}
+    assert child.metadata is not ctx.metadata
+    parsed = uuid.UUID(hex=child.request_id)
+    assert (parsed.version, parsed.variant, parsed.hex) == (4, uuid.RFC_4122, child.request_id)
 
 
 def test_for_request_validates_the_new_ids() -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import unicodedata
-import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -49,7 +49,12 @@ _Id = Annotated[str, AfterValidator(_check_id)]
 
 
 def _new_request_id() -> str:
-    return uuid.uuid4().hex
+    """A random UUID4 as 32 hex digits (what ``uuid.uuid4().hex`` gives, without building a
+    ``UUID``: this runs once per WebSocket message)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw.hex()
 
 
 class UserExecutionContext(BaseModel):
@@ -98,6 +103,14 @@ class UserExecutionContext(BaseModel):
             >>> ctx.for_request(request_id="r-2").request_id
             'r-2'
         """
+        if request_id is None and thread_id is None:
+            # The hot path (one per WebSocket message): every field was validated when this
+            # context was built and a generated id is valid by construction, so copy
+            # rather than validate again (~6 us less). The metadata is copied, as
+            # validation would, so that a child never shares it with its parent.
+            return self.model_copy(
+                update={"request_id": _new_request_id(), "metadata": dict(self.metadata)}
+            )
         return UserExecutionContext(
             user_id=self.user_id,
             thread_id=self.thread_id if thread_id is None else thread_id,

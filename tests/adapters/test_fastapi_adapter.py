@@ -355,6 +355,32 @@ def test_message_scope_outside_the_middleware_is_a_clear_error() -> None:
         assert "install(app, container, sessions" in conn.receive_text()
 
 
+def test_a_message_scope_object_is_entered_once(adapter_app: AdapterApp) -> None:
+    app = adapter_app.app
+
+    @app.websocket("/ws-reuse")
+    async def reuse(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.receive_text()
+        scope = message_scope(websocket)
+        async with scope as ctx:
+            first = ctx.request_id
+        try:
+            async with scope:
+                pass  # pragma: no cover - refused on entry
+        except us.ScopeReuseError as exc:
+            await websocket.send_json({"first": first, "kind": exc.kind, "problem": exc.problem})
+
+    with (
+        TestClient(app) as client,
+        client.websocket_connect("/ws-reuse", headers=bearer("alice")) as ws,
+    ):
+        ws.send_text("go")
+        answer = ws.receive_json()
+    assert (answer["kind"], answer["problem"]) == ("request", "used")
+    assert answer["first"]
+
+
 def test_inject_resolves_through_the_installed_container_instance(adapter_app: AdapterApp) -> None:
     """Overrides on the instance given to install() apply to Inject(Container.x)."""
     impostor = Worker("override", "r", 0)

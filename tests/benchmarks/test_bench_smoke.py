@@ -114,8 +114,9 @@ def test_bench_instructions_simulate_reads_callgrinds_totals(tmp_path: Path) -> 
 def test_bench_fastapi_prints_every_app() -> None:
     output = _run("bench_fastapi.py")
     apps = ["bare", "fastapi-depends", "dishka", "wireup"]
+    apps += ["ws:bare", "ws:dishka", "ws:wireup"]
     if _has("userscope.adapters.fastapi"):
-        apps.append("userscope")
+        apps += ["userscope", "ws:userscope"]
     else:
         assert "note: skipped userscope" in output
     names = {first for first, _ in _rows(output)}
@@ -174,6 +175,37 @@ def test_fastapi_check_fails_when_an_app_skips_its_cleanup(
             with pytest.raises(AssertionError, match="cleanup did not run") as raised:
                 await bench.drive(leaky, 3)
             assert "opened=3 closed=0" in str(raised.value)
+        finally:
+            for app in (intact, leaky):
+                await app.shutdown()
+
+    asyncio.run(go())
+
+
+def test_fastapi_ws_check_fails_when_an_app_skips_its_cleanup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bench = _load("bench_fastapi", monkeypatch)
+
+    def leaky_factory(counter: object) -> object:
+        async def aopen_bridge(ctx: object) -> AsyncIterator[object]:
+            counter.opened += 1  # type: ignore[attr-defined]
+            yield object()  # no cleanup after the yield
+
+        return aopen_bridge
+
+    intact = bench.ws_bare_app()
+    monkeypatch.setattr(bench.g, "abridge_factory", leaky_factory)
+    leaky = bench.ws_bare_app()
+
+    async def go() -> None:
+        for app in (intact, leaky):
+            await app.startup()
+        try:
+            assert await bench.drive_ws(intact, 3) > 0
+            with pytest.raises(AssertionError, match="cleanup did not run") as raised:
+                await bench.drive_ws(leaky, 3)
+            assert "opened=1 closed=0" in str(raised.value)
         finally:
             for app in (intact, leaky):
                 await app.shutdown()

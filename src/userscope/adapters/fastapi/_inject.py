@@ -18,7 +18,7 @@ from userscope.providers._scoped import _is_awaitable  # one cache of plain resu
 from ._errors import AuthenticationRequiredError, NotInstalledError
 from ._state import PROVIDERS_KEY, map_provider
 
-__all__ = ["Inject", "injected_provider", "resolve_all"]
+__all__ = ["Inject", "injected_provider", "raise_out_of_scope", "resolve_all"]
 
 T = TypeVar("T")
 
@@ -46,17 +46,23 @@ async def resolve_all(
     raises `AuthenticationRequiredError` (answered ``401``).
     """
     values: list[Any] = []
-    for index, target in enumerate(targets):
+    for target in targets:
         try:
             value = target()
             if _is_awaitable(value):
                 value = await value
         except us.OutOfScopeError as exc:
-            if us.current_context() is None:
-                raise AuthenticationRequiredError(provider=repr(requested[index])) from exc
-            raise
+            raise_out_of_scope(requested[len(values)], exc)
         values.append(value)
     return values
+
+
+def raise_out_of_scope(requested: providers.Provider[Any], exc: us.OutOfScopeError) -> NoReturn:
+    """Re-raise ``exc`` for `Inject`: `AuthenticationRequiredError` when no user is signed
+    in (answered ``401``), else unchanged."""
+    if us.current_context() is None:
+        raise AuthenticationRequiredError(provider=repr(requested)) from exc
+    raise exc
 
 
 def injected_provider(call: Callable[..., Any] | None) -> providers.Provider[Any] | None:

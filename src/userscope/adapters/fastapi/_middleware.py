@@ -8,6 +8,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from itertools import chain
 
 import anyio
 from dependency_injector import containers
@@ -57,6 +58,8 @@ DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
 DEFAULT_MAX_HEADER_BYTES = 32 << 10
 """Default bound of a request's headers, names and values together: 32 KiB (``431``)."""
 
+_flatten = chain.from_iterable
+
 
 def check_limit(name: str, value: int | None) -> int | None:
     """Validate a size limit: a positive ``int`` of bytes, or ``None`` for no limit."""
@@ -70,17 +73,17 @@ def check_limit(name: str, value: int | None) -> int | None:
 
 
 def _header_bytes(scope: Scope) -> int:
-    return sum(len(name) + len(value) for name, value in scope.get("headers") or ())
+    # names and values in one C-level pass (this runs once per request)
+    return sum(map(len, _flatten(scope.get("headers") or ())))
 
 
-def _declared_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers") or ():
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None  # the server refuses a malformed length itself
-    return None
+def _parse_length(value: bytes) -> int | None:
+    """A Content-Length header's value, or ``None`` when malformed (the server refuses a
+    malformed length itself)."""
+    try:
+        return int(value)
+    except ValueError:
+        return None
 
 
 def _message_bytes(message: Message, limit: int) -> int:
@@ -171,55 +174,41 @@ class UserscopeMiddleware:
         self._routes_prepared = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The HTTP path is one coroutine (no helper calls before the scope opens): it runs
+        # once per request, and each Python call layer here costs about a microsecond.
         kind = scope["type"]
-        if kind in ("http", "websocket") and self.max_header_bytes is not None:
-            size = _header_bytes(scope)
+        if kind != "http":
+            if kind == "websocket":
+                await self._websocket_entry(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        headers = scope.get("headers") or ()
+        if self.max_header_bytes is not None:
+            size = sum(map(len, _flatten(headers)))  # names and values, one C-level pass
             if size > self.max_header_bytes:  # refused before any credential is parsed
                 refusal = headers_too_large(self.max_header_bytes)
                 _log_oversize(refusal, size)
-                if kind == "http":
-                    await send_http_refusal(send, refusal)
-                else:
-                    await _expect_connect(receive)
-                    await send_handshake_refusal(scope, send, refusal)
+                await send_http_refusal(send, refusal)
                 return
-        if kind == "http":
-            scope[PROVIDERS_KEY] = self.providers_map
-            if not self._routes_prepared:
-                self._prepare_routes(scope)
-            if self.stats_path is not None and scope["path"] == self.stats_path:
-                await self._stats(scope, send)
-            else:
-                await self._http(scope, receive, send)
-        elif kind == "websocket":
-            scope[PROVIDERS_KEY] = self.providers_map
-            await self._websocket(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-    def _prepare_routes(self, scope: Scope) -> None:
-        """Once, at the first request: put routes added since `install` on the fast path.
-
-        (`install` prepares the routes that exist then, and again at lifespan startup;
-        this covers apps served without a lifespan, e.g. a ``TestClient`` used without
-        ``with``.)
-        """
-        self._routes_prepared = True
-        router = getattr(scope.get("app"), "router", None)
-        routes = getattr(router, "routes", None)
-        if isinstance(routes, list):
-            prepare_routes(routes, self.providers_map)
-
-    # -- HTTP ---------------------------------------------------------------------------
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = self.max_body_bytes
-        declared = None if limit is None else _declared_length(scope)
-        if limit is not None and declared is not None and declared > limit:
-            refusal = body_too_large(limit)  # refused before reading a byte of it
-            _log_oversize(refusal, declared)
-            await send_http_refusal(send, refusal)
+        scope[PROVIDERS_KEY] = self.providers_map
+        if not self._routes_prepared:
+            self._prepare_routes(scope)
+        if self.stats_path is not None and scope["path"] == self.stats_path:
+            await self._stats(scope, send)
             return
+        limit = self.max_body_bytes
+        declared: int | None = None
+        if limit is not None:
+            for name, value in headers:
+                if name == b"content-length":
+                    declared = _parse_length(value)
+                    break
+            if declared is not None and declared > limit:
+                refusal = body_too_large(limit)  # refused before reading a byte of it
+                _log_oversize(refusal, declared)
+                await send_http_refusal(send, refusal)
+                return
         try:
             context = await self.authenticate(HTTPConnection(scope))
         except Exception as exc:
@@ -235,34 +224,38 @@ class UserscopeMiddleware:
             nonlocal started, finished
             if too_large:
                 return  # the 413 went out; whatever the app answers to the cut body is dropped
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.body":
+                if not message.get("more_body", False):
+                    finished = True
+            elif kind == "http.response.start":
                 started = True
-            elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                finished = True
             await send(message)
 
-        async def limited_receive() -> Message:
+        app_receive = receive
+        if limit is not None and declared is None:
             # a body without Content-Length (chunked) is counted as it arrives; past the
-            # limit the client gets 413 and the app sees a disconnect (never the bytes)
-            nonlocal received, too_large, started, finished
-            if too_large:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if limit is not None and message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    if not started:
-                        refusal = body_too_large(limit)
-                        _log_oversize(refusal, received)
-                        await send_http_refusal(send, refusal)
-                        started = finished = True
-                    too_large = True
+            # limit the client gets 413 and the app sees a disconnect (never the bytes).
+            # With a Content-Length within the limit the server itself delivers no more
+            # than that: only bodies of unannounced length need counting.
+            async def limited_receive() -> Message:
+                nonlocal received, too_large, started, finished
+                if too_large:
                     return {"type": "http.disconnect"}
-            return message
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        if not started:
+                            refusal = body_too_large(limit)
+                            _log_oversize(refusal, received)
+                            await send_http_refusal(send, refusal)
+                            started = finished = True
+                        too_large = True
+                        return {"type": "http.disconnect"}
+                return message
 
-        # with a Content-Length within the limit the server itself delivers no more than
-        # that: only bodies of unannounced length (chunked) need counting
-        app_receive = receive if limit is None or declared is not None else limited_receive
+            app_receive = limited_receive
         try:
             if context is None:
                 await self.app(scope, app_receive, tracking_send)
@@ -280,6 +273,31 @@ class UserscopeMiddleware:
             if started:
                 raise  # half a response is out: let the server drop the connection
             await self._refuse_http(send, exc, authenticated=context is not None)
+
+    async def _websocket_entry(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.max_header_bytes is not None:
+            size = _header_bytes(scope)
+            if size > self.max_header_bytes:  # refused before any credential is parsed
+                refusal = headers_too_large(self.max_header_bytes)
+                _log_oversize(refusal, size)
+                await _expect_connect(receive)
+                await send_handshake_refusal(scope, send, refusal)
+                return
+        scope[PROVIDERS_KEY] = self.providers_map
+        await self._websocket(scope, receive, send)
+
+    def _prepare_routes(self, scope: Scope) -> None:
+        """Once, at the first request: put routes added since `install` on the fast path.
+
+        (`install` prepares the routes that exist then, and again at lifespan startup;
+        this covers apps served without a lifespan, e.g. a ``TestClient`` used without
+        ``with``.)
+        """
+        self._routes_prepared = True
+        router = getattr(scope.get("app"), "router", None)
+        routes = getattr(router, "routes", None)
+        if isinstance(routes, list):
+            prepare_routes(routes, self.providers_map)
 
     async def _refuse_http(self, send: Send, exc: Exception, *, authenticated: bool) -> None:
         refusal = refusal_for(exc, authenticated=authenticated)
@@ -329,6 +347,7 @@ class UserscopeMiddleware:
             )
             return
         message_limit = self.max_message_bytes
+        small_text = -1 if message_limit is None else message_limit // 4
 
         offered = [p.strip().lower() for p in scope.get("subprotocols") or ()]
         state = ConnectionState(
@@ -352,17 +371,23 @@ class UserscopeMiddleware:
                 if message is None:
                     await state.close_expired()
                     return {"type": "websocket.disconnect", "code": WS_POLICY_VIOLATION}
-            if message["type"] == "websocket.connect":
-                state.connect_received = True
-            elif message["type"] == "websocket.disconnect":
-                state.closed = True
-            elif message_limit is not None and message["type"] == "websocket.receive":
+            kind = message["type"]
+            if kind == "websocket.receive":  # the per-message path first
+                if message_limit is None:
+                    return message
+                text = message.get("text")
+                if text is not None and len(text) <= small_text:
+                    return message  # within the limit even at 4 UTF-8 bytes a character
                 size = _message_bytes(message, message_limit)
                 if size > message_limit:  # never handed to the app, never echoed
                     refusal = message_too_big(message_limit)
                     _log_oversize(refusal, size)
                     await state.close(WS_MESSAGE_TOO_BIG, refusal.close_reason)
                     return {"type": "websocket.disconnect", "code": WS_MESSAGE_TOO_BIG}
+            elif kind == "websocket.connect":
+                state.connect_received = True
+            elif kind == "websocket.disconnect":
+                state.closed = True
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -371,9 +396,13 @@ class UserscopeMiddleware:
                 if kind == "websocket.close":
                     return
                 raise WebSocketDisconnect(code=state.close_code or 1000)
-            if kind == "websocket.send" and state.expired():
-                await state.close_expired()
-                raise WebSocketDisconnect(code=WS_POLICY_VIOLATION)
+            if kind == "websocket.send":  # the per-message path first
+                expires_at = state.expires_at
+                if expires_at is not None and time.time() >= expires_at:
+                    await state.close_expired()
+                    raise WebSocketDisconnect(code=WS_POLICY_VIOLATION)
+                await send(message)
+                return
             if (
                 kind == "websocket.accept"
                 and state.bearer_offered

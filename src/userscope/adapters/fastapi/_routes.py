@@ -32,7 +32,10 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ._inject import injected_provider, resolve_all
+import userscope as us
+from userscope.providers._scoped import _is_awaitable  # one cache of plain result types
+
+from ._inject import injected_provider, raise_out_of_scope, resolve_all
 from ._state import PROVIDERS_KEY, map_provider
 
 __all__ = ["InjectPlan", "prepare_routes"]
@@ -98,7 +101,19 @@ class _ResolvingApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         plan = self.plan
-        values = await resolve_all(plan.requested, plan.targets(scope.get(PROVIDERS_KEY)))
+        providers_map = scope.get(PROVIDERS_KEY)
+        cached = plan._cached
+        targets = cached[1] if providers_map is cached[0] else plan.targets(providers_map)
+        # `resolve_all`, inlined: one coroutine less per request
+        values: list[Any] = []
+        for target in targets:
+            try:
+                value = target()
+                if _is_awaitable(value):
+                    value = await value
+            except us.OutOfScopeError as exc:
+                raise_out_of_scope(plan.requested[len(values)], exc)
+            values.append(value)
         token = _RESOLVED.set((plan, values))
         try:
             await self.app(scope, receive, send)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import Coroutine
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any, NoReturn
 
 from starlette.websockets import WebSocket
 
@@ -27,8 +30,7 @@ CLEANUP_FAILED_EVENT = {
 }
 
 
-@asynccontextmanager
-async def message_scope(websocket: WebSocket) -> AsyncIterator[us.UserExecutionContext]:
+def message_scope(websocket: WebSocket) -> AbstractAsyncContextManager[us.UserExecutionContext]:
     """Open the REQUEST scope for one WebSocket message.
 
     The scope belongs to the connection's verified user and gets a fresh
@@ -42,11 +44,15 @@ async def message_scope(websocket: WebSocket) -> AsyncIterator[us.UserExecutionC
     and the block exits normally: the socket stays open for the next message.
     An exception raised by the block itself propagates unchanged.
 
+    The returned object is entered once (``async with``); entering it again raises
+    `ScopeReuseError`. Call ``message_scope(websocket)`` once per message.
+
     Args:
         websocket: the endpoint's WebSocket (the app must use `install`).
 
-    Yields:
-        The message's `UserExecutionContext`.
+    Returns:
+        An async context manager whose ``async with ... as ctx`` gives the message's
+        `UserExecutionContext`.
 
     Raises:
         CredentialsExpiredError: the token expired; the socket is already closed.
@@ -61,28 +67,65 @@ async def message_scope(websocket: WebSocket) -> AsyncIterator[us.UserExecutionC
         ...         async with message_scope(websocket) as ctx:
         ...             await websocket.send_text(f"{ctx.user_id}: {text}")
     """
-    state = websocket.scope.get(STATE_KEY)
-    if not isinstance(state, ConnectionState):
-        raise RuntimeError(
-            "message_scope() needs a WebSocket served through the userscope middleware; "
-            "call userscope.adapters.fastapi.install(app, container, sessions, authenticate=...)"
-        )
-    if state.expired():
-        await state.close_expired()
-        raise CredentialsExpiredError(state.expires_at)
-    child = state.context.for_request()
-    body_failed = False
-    try:
-        async with state.sessions.request(child):
-            try:
-                yield child
-            except BaseException:
-                body_failed = True
-                raise
-    except us.CleanupError as failure:
-        if body_failed:
-            raise
-        await _report_cleanup_failure(websocket, state, child, failure)
+    return _MessageScope(websocket)
+
+
+class _MessageScope:
+    """`message_scope`'s context manager: a plain class over the core scope (one per
+    message, so no generator and no `contextlib` layer on this path)."""
+
+    __slots__ = ("_ctx", "_scope", "_state", "_used", "_websocket")
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._websocket = websocket
+        self._state: ConnectionState | None = None
+        self._ctx: us.UserExecutionContext | None = None
+        self._scope: AbstractAsyncContextManager[us.UserExecutionContext] | None = None
+        self._used = False
+
+    def __aenter__(self) -> Coroutine[Any, Any, us.UserExecutionContext]:
+        # a plain method handing back the core scope's own `__aenter__` coroutine: no
+        # coroutine layer of ours on the way in
+        if self._used:
+            raise us.ScopeReuseError("request", "used")
+        self._used = True
+        state = self._websocket.scope.get(STATE_KEY)
+        if not isinstance(state, ConnectionState):
+            raise RuntimeError(
+                "message_scope() needs a WebSocket served through the userscope middleware; "
+                "call userscope.adapters.fastapi.install(app, container, sessions, "
+                "authenticate=...)"
+            )
+        expires_at = state.expires_at
+        if expires_at is not None and time.time() >= expires_at:
+            return _refuse_expired(state, expires_at)
+        child = state.context.for_request()
+        scope = state.sessions.request(child)
+        self._state, self._ctx, self._scope = state, child, scope
+        return scope.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        scope, state, ctx = self._scope, self._state, self._ctx
+        if scope is None or state is None or ctx is None:
+            raise us.ScopeReuseError("request", "not_open")
+        self._scope = self._ctx = None
+        try:
+            await scope.__aexit__(exc_type, exc, tb)
+        except us.CleanupError as failure:
+            if exc is not None:
+                raise  # the block failed too: its exception carries the cleanup's notes
+            await _report_cleanup_failure(self._websocket, state, ctx, failure)
+
+
+async def _refuse_expired(state: ConnectionState, expires_at: float) -> NoReturn:
+    """Close the socket (``1008``) and refuse the message scope: the token expired."""
+    await state.close_expired()
+    raise CredentialsExpiredError(expires_at)
 
 
 async def _report_cleanup_failure(
