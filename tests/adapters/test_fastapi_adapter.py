@@ -16,7 +16,14 @@ from starlette.websockets import WebSocketDisconnect
 
 import userscope as us
 import userscope.adapters.fastapi as adapter
-from userscope.adapters.fastapi import Inject, JWTAuthenticator, install, message_scope
+from userscope.adapters.fastapi import (
+    AlreadyInstalledError,
+    Inject,
+    JWTAuthenticator,
+    NotInstalledError,
+    install,
+    message_scope,
+)
 
 
 def bearer(sub: str = "alice", **kw: Any) -> dict[str, str]:
@@ -164,13 +171,18 @@ def test_install_refuses_stats_path_without_guard() -> None:
 
 
 def test_install_twice_is_refused(adapter_app: AdapterApp) -> None:
-    with pytest.raises(RuntimeError, match="already installed"):
+    middleware = list(adapter_app.app.user_middleware)
+    with pytest.raises(AlreadyInstalledError) as info:
         install(
             adapter_app.app,
             adapter_app.container,
             adapter_app.sessions,
             authenticate=JWTAuthenticator(key=SECRET, algorithms=["HS256"]),
         )
+    assert info.value.app == adapter_app.app.title
+    assert isinstance(info.value, RuntimeError)
+    assert "call install() once per app" in str(info.value)
+    assert adapter_app.app.user_middleware == middleware  # the first install stands
 
 
 def test_install_validates_the_container() -> None:
@@ -347,12 +359,16 @@ def test_message_scope_outside_the_middleware_is_a_clear_error() -> None:
         try:
             async with message_scope(websocket):
                 pass  # pragma: no cover
-        except RuntimeError as exc:
-            await websocket.send_text(str(exc))
+        except NotInstalledError as exc:
+            await websocket.send_json(
+                {"provider": exc.provider, "path": exc.path, "text": str(exc)}
+            )
         await websocket.close()
 
     with TestClient(app) as client, client.websocket_connect("/ws") as conn:
-        assert "install(app, container, sessions" in conn.receive_text()
+        refused = conn.receive_json()
+    assert (refused["provider"], refused["path"]) == ("message_scope()", "/ws")
+    assert "install(app, container, sessions" in refused["text"]
 
 
 def test_a_message_scope_object_is_entered_once(adapter_app: AdapterApp) -> None:

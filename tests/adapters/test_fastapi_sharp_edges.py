@@ -134,7 +134,7 @@ async def test_inject_without_install_is_a_500_with_one_log_line(
     assert plain.json() == {"text": "hello"}
     assert info.value.response.status_code == 403  # uvicorn's answer to close-before-accept
     logged = records(caplog, "not_installed")
-    assert [r.getMessage().split(" injects ")[0] for r in logged] == [
+    assert [r.getMessage().split(" needs ")[0] for r in logged] == [
         "/worker",
         "/worker",
         "/ws-worker",

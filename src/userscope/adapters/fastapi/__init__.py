@@ -16,6 +16,7 @@ from ._auth import (
     bearer_subprotocol_token,
 )
 from ._errors import (
+    AlreadyInstalledError,
     AuthenticationError,
     AuthenticationRequiredError,
     CredentialsExpiredError,
@@ -32,6 +33,7 @@ from ._state import set_credentials_expiry
 from ._websocket import message_scope
 
 __all__ = [
+    "AlreadyInstalledError",
     "AuthenticationError",
     "AuthenticationRequiredError",
     "Authenticator",

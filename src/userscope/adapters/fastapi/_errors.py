@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from userscope.errors import UserscopeError
 
 __all__ = [
+    "AlreadyInstalledError",
     "AuthenticationError",
     "AuthenticationRequiredError",
     "CredentialsExpiredError",
@@ -176,6 +177,29 @@ class CredentialsTooLargeError(AuthenticationError):
         super().__init__(f"the credentials are {size} bytes long; at most {limit} are read")
 
 
+class AlreadyInstalledError(UserscopeError, RuntimeError):
+    """:func:`install` was called a second time on the same app.
+
+    One app has one userscope middleware, one container and one sessions runtime; the
+    app is left as the first call installed it.
+
+    Attributes:
+        app: the app's title.
+
+    Example:
+        >>> from userscope.adapters.fastapi import AlreadyInstalledError
+        >>> AlreadyInstalledError("FastAPI").app
+        'FastAPI'
+    """
+
+    def __init__(self, app: str) -> None:
+        self.app = app
+        super().__init__(
+            f"userscope is already installed on app {app!r}; call install() once per app "
+            "(build the app in a factory function if tests need a fresh one each time)"
+        )
+
+
 class NotInstalledError(UserscopeError, RuntimeError):
     """An endpoint resolved `Inject` on an app that userscope was not installed on.
 
@@ -185,7 +209,8 @@ class NotInstalledError(UserscopeError, RuntimeError):
     closed with ``1011``): a misconfigured server, never a credentials problem.
 
     Attributes:
-        provider: repr of the provider the endpoint asked for.
+        provider: what needed the adapter: the provider the endpoint injects, or
+            ``message_scope()`` (entered on a WebSocket the middleware never saw).
         path: the request path.
 
     Example:
@@ -199,7 +224,7 @@ class NotInstalledError(UserscopeError, RuntimeError):
         self.provider = provider
         self.path = path
         super().__init__(
-            f"{path} injects {provider} but userscope is not installed on this app: call "
+            f"{path} needs {provider}, but userscope is not installed on this app: call "
             "userscope.adapters.fastapi.install(app, container, sessions, authenticate=...) "
             "on the app that serves this route, before it starts serving"
         )

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 import userscope as us
 
 from ._auth import Authenticator
+from ._errors import AlreadyInstalledError
 from ._middleware import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_HEADER_BYTES,
@@ -85,7 +86,7 @@ def install(
         us.CaptiveDependencyError: the container has a captive dependency.
         ValueError: ``stats_path`` without ``stats_guard``, or a size limit below 1.
         TypeError: a size limit that is not an ``int`` or ``None``.
-        RuntimeError: userscope is already installed on this app.
+        AlreadyInstalledError: userscope is already installed on this app.
 
     Example:
         >>> import secrets
@@ -101,7 +102,7 @@ def install(
         ...         authenticate=JWTAuthenticator(key=secret, algorithms=["HS256"]))
     """
     if getattr(app.state, _INSTALLED, False):
-        raise RuntimeError("userscope is already installed on this app; call install() once")
+        raise AlreadyInstalledError(app.title)
     if stats_path is not None and stats_guard is None:
         raise ValueError(
             "stats_path needs a stats_guard: pass stats_guard=<async (connection) -> bool> "

@@ -14,7 +14,7 @@ from starlette.websockets import WebSocket
 import userscope as us
 from userscope._log import fields
 
-from ._errors import CredentialsExpiredError
+from ._errors import CredentialsExpiredError, NotInstalledError
 from ._middleware import ConnectionState
 from ._state import STATE_KEY
 
@@ -56,7 +56,8 @@ def message_scope(websocket: WebSocket) -> AbstractAsyncContextManager[us.UserEx
 
     Raises:
         CredentialsExpiredError: the token expired; the socket is already closed.
-        RuntimeError: the WebSocket did not come through the userscope middleware.
+        NotInstalledError: the WebSocket did not come through the userscope middleware
+            (`install()` was not called on its app).
 
     Example:
         >>> from fastapi import WebSocket
@@ -91,11 +92,7 @@ class _MessageScope:
         self._used = True
         state = self._websocket.scope.get(STATE_KEY)
         if not isinstance(state, ConnectionState):
-            raise RuntimeError(
-                "message_scope() needs a WebSocket served through the userscope middleware; "
-                "call userscope.adapters.fastapi.install(app, container, sessions, "
-                "authenticate=...)"
-            )
+            raise NotInstalledError("message_scope()", self._websocket.url.path)
         expires_at = state.expires_at
         if expires_at is not None and time.time() >= expires_at:
             return _refuse_expired(state, expires_at)
