@@ -16,6 +16,7 @@ EXPECTED = {
     "ScopeObserver",
     "ScopeReuseError",
     "ShutdownTimeoutError",
+    "COMPILED",
     "CaptiveDependencyError",
     "CleanupError",
     "ConnectionScoped",
@@ -49,11 +50,23 @@ def test_all_is_exactly_the_public_names() -> None:
     assert public - modules == EXPECTED
 
 
+#: public constants: documented, with an example, in the package docstring
+CONSTANTS = {"COMPILED": bool}
+
+
 def test_every_public_name_has_a_docstring_with_an_example() -> None:
-    for name in userscope.__all__:
+    for name in sorted(set(userscope.__all__) - set(CONSTANTS)):
         doc = inspect.getdoc(getattr(userscope, name)) or ""
         assert doc, name
         assert "Example" in doc or ">>>" in doc, name
+
+
+def test_public_constants_have_their_type_and_an_example_in_the_package_docstring() -> None:
+    package_doc = inspect.getdoc(userscope) or ""
+    for name, kind in CONSTANTS.items():
+        assert type(getattr(userscope, name)) is kind, name
+        assert f"``{name}``" in package_doc, name
+        assert f"us.{name}" in package_doc, name
 
 
 def test_errors_derive_from_the_base_and_a_builtin() -> None:

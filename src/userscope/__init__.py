@@ -12,8 +12,17 @@ Example:
     >>> sessions = us.UserSessions()
     >>> with sessions.request(us.UserExecutionContext(user_id="alice", thread_id="t-1")):
     ...     Container.notes().append(Container.context().user_id)
+
+``COMPILED`` is ``True`` when every module of the hot path runs as its compiled
+(Cython) extension, ``False`` when the pure-Python modules run (``USERSCOPE_PURE=1``,
+or the extension was not built); see docs/compiled.md.
+
+    >>> isinstance(us.COMPILED, bool)
+    True
 """
 
+# First: `_mode` installs the finder that picks compiled or pure runtime modules.
+from userscope import _mode
 from userscope.container import (
     LeakReport,
     Scope,
@@ -54,10 +63,14 @@ from userscope.providers import (
 
 __version__ = "0.1.0"
 
+#: Whether every module of the hot path runs compiled (see :mod:`userscope._mode`).
+COMPILED: bool = _mode.compiled()
+
 __all__ = [
     "AsyncCleanupRequiredError",
     "AsyncScopeRequiredError",
     "BlockingWaitError",
+    "COMPILED",
     "CaptiveDependencyError",
     "CleanupError",
     "CleanupTimeoutError",

@@ -26,6 +26,7 @@ __all__ = [
     "GraphFormatError",
     "IsolationError",
     "LockOrderError",
+    "ModeSwitchError",
     "OutOfScopeError",
     "ScopeClosedError",
     "ScopeLimitError",
@@ -134,6 +135,30 @@ class IsolationError(UserscopeError, PermissionError):
             f"a scope of user {_who(expected_user_id, expected_tenant_id)}; nothing was opened. "
             "Open the other user's scope outside this one (for example in its own task), "
             "never nested."
+        )
+
+
+class ModeSwitchError(UserscopeError, ValueError):
+    """An environment switch (``USERSCOPE_PURE``) holds something that is not on or off.
+
+    Raised by ``import userscope``, before any runtime module is imported.
+
+    Attributes:
+        variable: the environment variable, e.g. ``"USERSCOPE_PURE"``.
+        value: what it holds.
+
+    Example:
+        >>> from userscope.errors import ModeSwitchError
+        >>> ModeSwitchError("USERSCOPE_PURE", "maybe").value
+        'maybe'
+    """
+
+    def __init__(self, variable: str, value: str) -> None:
+        self.variable = variable
+        self.value = value
+        super().__init__(
+            f"{variable}={value!r} is not a switch: set {variable}=1 to run the pure-Python "
+            f"runtime, or {variable}=0 (or unset it) to run the compiled one when it is built"
         )
 
 

@@ -1,0 +1,152 @@
+"""Build of userscope: the pure-Python package, plus its hot path compiled by Cython.
+
+The pure-Python modules are the source: Cython compiles the modules listed in
+``COMPILED_MODULES`` (in ``src/userscope/_mode.py``, the one list) as they are, into
+extension modules installed next to their ``.py`` twin. Everything else about the
+project is in ``pyproject.toml``.
+
+* No C compiler, no Cython, or a failed compilation: the install still succeeds with
+  the pure-Python runtime and the build says so in one line.
+* ``USERSCOPE_BUILD_PURE=1``: build no extension at all (the pure wheel, ``py3-none-any``).
+* Editable installs (``pip install -e .``) and ``python setup.py build_ext --inplace``
+  put the extensions next to the sources in ``src/``; the build records each source's
+  SHA-256 in ``_extensions.json`` so an extension built from an older source is skipped
+  at import (see ``userscope._mode``).
+
+Nothing here ``cimport``s dependency-injector: the extensions use its Python API only,
+so they do not depend on its binary layout.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = Path(__file__).resolve().parent
+MODE_FILE = Path("src", "userscope", "_mode.py")
+STAMP_FILE = "_extensions.json"
+PURE_BUILD_ENV = "USERSCOPE_BUILD_PURE"
+
+# Cython directives: Python semantics wherever they differ from C speed.
+DIRECTIVES: dict[str, Any] = {
+    "language_level": "3",
+    "binding": True,  # functions keep __name__, __qualname__, __doc__, introspection
+    "always_allow_keywords": True,  # one-argument methods still accept keywords
+    "embedsignature": False,
+    # Annotations stay documentation, as in CPython: with Cython's default (True) an
+    # annotation such as `x: dict` becomes a runtime type check the pure twin does not make.
+    "annotation_typing": False,
+}
+
+
+def compiled_modules() -> list[str]:
+    """Read ``COMPILED_MODULES`` from ``_mode.py`` without importing the package."""
+    tree = ast.parse((HERE / MODE_FILE).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign):
+            target, value = node.target, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id == "COMPILED_MODULES" and value:
+            return [str(name) for name in ast.literal_eval(value)]
+    raise SystemExit(f"setup.py: no COMPILED_MODULES = (...) assignment in {MODE_FILE}")
+
+
+def source_of(module: str) -> str:
+    """Relative path of a module's ``.py`` file (setuptools wants relative paths)."""
+    return str(Path("src", *module.split(".")).with_suffix(".py"))
+
+
+def _switch(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+class BuildCompiledCore(build_ext):
+    """``build_ext`` that cythonizes the listed ``.py`` modules and never fails the install.
+
+    Any failure (Cython missing, a Cython or C compilation error, no compiler) drops
+    that extension; the build prints one line saying the pure runtime is installed.
+    """
+
+    def run(self) -> None:
+        if not self.extensions:
+            return
+        self._failed: list[tuple[str, str]] = []
+        try:
+            from Cython.Build import cythonize
+        except ImportError:
+            self._failed = [(ext.name, "Cython is not installed") for ext in self.extensions]
+        else:
+            try:
+                generated = cythonize(
+                    [Extension(ext.name, list(ext.sources)) for ext in self.extensions],
+                    build_dir=str(Path(self.build_temp, "cython")),
+                    compiler_directives=DIRECTIVES,
+                    quiet=True,
+                    force=bool(self.force),
+                )
+                c_sources = {ext.name: ext.sources for ext in generated}
+                for ext in self.extensions:
+                    ext.sources = c_sources[ext.name]
+            except Exception as exc:  # a Cython compile error: CompileError or others
+                self._failed = [(ext.name, f"Cython failed: {exc}") for ext in self.extensions]
+        if not self._failed:
+            super().run()
+        self._write_stamp()
+        if self._failed:
+            names = ", ".join(name for name, _ in self._failed)
+            print(
+                f"userscope: compiled core not built ({self._failed[0][1]}); installed the "
+                f"pure-Python runtime for {names}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # compiler missing or failing: CompileError, LinkError, ...
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self._failed.append((ext.name, f"C compilation failed: {reason}"))
+
+    def _write_stamp(self) -> None:
+        """Record, next to ``_mode.py`` of this build, the source hash of each extension
+        built, and forget the ones that failed (a stale one is then skipped at import)."""
+        package_dir = Path(self.get_ext_fullpath("userscope._stamp")).parent
+        stamp_path = package_dir / STAMP_FILE
+        try:
+            stamps = json.loads(stamp_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            stamps = {}
+        failed = {name for name, _ in self._failed}
+        for ext in self.extensions:
+            source = HERE / source_of(ext.name)
+            built = Path(self.get_ext_fullpath(ext.name))
+            if ext.name in failed or not built.exists():
+                stamps.pop(ext.name, None)
+                continue
+            stamps[ext.name] = {
+                "source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+                "file": built.name,
+            }
+        package_dir.mkdir(parents=True, exist_ok=True)
+        stamp_path.write_text(json.dumps(stamps, indent=1, sort_keys=True) + "\n", "utf-8")
+
+
+def extensions() -> list[Extension]:
+    if _switch(PURE_BUILD_ENV):
+        return []
+    return [Extension(name, [source_of(name)]) for name in compiled_modules()]
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildCompiledCore})

@@ -1,0 +1,198 @@
+"""Which implementation of the hot path runs: compiled extension modules or their pure twins.
+
+The pure-Python modules are the source. The build (``setup.py``) compiles the modules
+named in :data:`COMPILED_MODULES` with Cython, as they are, into extension modules that
+sit next to their ``.py`` twin (``_scoped.py`` and ``_scoped.cpython-311-x86_64-linux-gnu.so``
+in the same directory). Python's own import system prefers the extension; this module
+decides before anything imports them:
+
+* ``USERSCOPE_PURE=1`` (or ``true``/``yes``/``on``): every listed module is imported from
+  its ``.py`` file, whatever was built.
+* otherwise the extension is used when it was built from the ``.py`` file that is there
+  now (the build records each source's SHA-256 in ``_extensions.json``); an extension
+  built from an older source (a stale in-place build after an edit) is skipped and the
+  ``.py`` file imported, so an edit always takes effect.
+
+Importing this module installs the finder that does it (``userscope/__init__.py``
+imports it first, so it runs before any listed module can be imported). It uses the
+standard library only: ``setup.py`` reads :data:`COMPILED_MODULES` from this file's
+source without importing the package.
+
+Example:
+    >>> from userscope import _mode
+    >>> "userscope.providers._scoped" in _mode.COMPILED_MODULES
+    True
+    >>> _mode.describe().startswith(("compiled", "pure", "partly compiled"))
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+from typing import Final
+
+from userscope.errors import ModeSwitchError
+
+__all__ = ["COMPILED_MODULES", "PURE_ENV", "compiled", "describe", "pure_requested"]
+
+#: The modules the build compiles, in one place (``setup.py`` reads this assignment).
+#: Switching to other modules is a change of this tuple only.
+COMPILED_MODULES: Final[tuple[str, ...]] = (
+    "userscope.providers._scoped",
+    "userscope.container._scope",
+    "userscope.container._sessions",
+)
+
+#: Environment variable that forces the pure-Python modules at import.
+PURE_ENV: Final = "USERSCOPE_PURE"
+
+#: Written by the build next to this file: ``{module: {"source_sha256": ..., "file": ...}}``.
+STAMP_FILE: Final = "_extensions.json"
+
+REBUILD_HINT: Final = "rebuild with `python setup.py build_ext --inplace` (or `pip install -e .`)"
+
+_ON = frozenset({"1", "true", "yes", "on"})
+_OFF = frozenset({"", "0", "false", "no", "off"})
+
+
+def pure_requested() -> bool:
+    """Whether ``USERSCOPE_PURE`` asks for the pure-Python modules.
+
+    Raises:
+        ModeSwitchError: the variable holds something that is not an on/off switch.
+
+    Example:
+        >>> import os
+        >>> from userscope import _mode
+        >>> _mode.pure_requested() == (os.environ.get("USERSCOPE_PURE", "0") not in ("", "0"))
+        True
+    """
+    value = os.environ.get(PURE_ENV, "")
+    switch = value.strip().lower()
+    if switch in _ON:
+        return True
+    if switch in _OFF:
+        return False
+    raise ModeSwitchError(PURE_ENV, value)
+
+
+def _source_sha256(path: str) -> str:
+    with open(path, "rb") as source:
+        return hashlib.sha256(source.read()).hexdigest()
+
+
+def _stamps() -> dict[str, dict[str, str]]:
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), STAMP_FILE)
+    try:
+        with open(path, encoding="utf-8") as stamp:
+            data = json.load(stamp)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class _Finder:
+    """Meta path finder for the listed modules: the ``.py`` twin unless the extension is
+    wanted and fresh. Records why each module loaded the way it did."""
+
+    def __init__(self, names: Sequence[str], *, pure: bool) -> None:
+        self.names = frozenset(names)
+        self.pure = pure
+        #: module -> "compiled" | "pure (...)" reason, filled as the modules are found
+        self.status: dict[str, str] = {}
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> ModuleSpec | None:
+        if fullname not in self.names or path is None:
+            return None
+        leaf = fullname.rpartition(".")[2]
+        source = next(
+            (c for c in (os.path.join(e, leaf + ".py") for e in path) if os.path.isfile(c)),
+            None,
+        )
+        if self.pure:
+            self.status[fullname] = f"pure ({PURE_ENV}=1)"
+            return self._source_spec(fullname, source)
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is None or not isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
+            self.status[fullname] = "pure (extension not built)"
+            return spec
+        if source is not None:
+            stamp = _stamps().get(fullname, {})
+            if stamp.get("source_sha256") != _source_sha256(source):
+                self.status[fullname] = f"pure (extension stale: {REBUILD_HINT})"
+                return self._source_spec(fullname, source)
+        self.status[fullname] = "compiled"
+        return spec
+
+    @staticmethod
+    def _source_spec(fullname: str, source: str | None) -> ModuleSpec | None:
+        if source is None:
+            return None  # no .py twin: let the normal finders report the module
+        return importlib.util.spec_from_file_location(fullname, source)
+
+
+def _install() -> _Finder:
+    for finder in sys.meta_path:
+        if isinstance(finder, _Finder):
+            return finder
+    finder = _Finder(COMPILED_MODULES, pure=pure_requested())
+    sys.meta_path.insert(0, finder)
+    return finder
+
+
+_FINDER: Final = _install()
+
+
+def compiled() -> bool:
+    """Whether every listed module runs compiled (imports them if needed).
+
+    Example:
+        >>> from userscope import _mode
+        >>> isinstance(_mode.compiled(), bool)
+        True
+    """
+    return all(
+        isinstance(
+            importlib.import_module(name).__loader__, importlib.machinery.ExtensionFileLoader
+        )
+        for name in COMPILED_MODULES
+    )
+
+
+def describe() -> str:
+    """One line for humans: ``compiled``, ``pure (USERSCOPE_PURE=1)``, ``pure (extension
+    not built)``, ``pure (extension stale: ...)`` or ``partly compiled (pure: ...)``.
+
+    Example:
+        >>> from userscope import _mode
+        >>> _mode.describe() == "compiled" or not _mode.compiled()
+        True
+    """
+    status = {}
+    for name in COMPILED_MODULES:
+        module = importlib.import_module(name)
+        is_ext = isinstance(module.__loader__, importlib.machinery.ExtensionFileLoader)
+        found = _FINDER.status.get(name, "pure (imported before userscope._mode)")
+        status[name] = "compiled" if is_ext else found
+    reasons = set(status.values())
+    if reasons == {"compiled"}:
+        return "compiled"
+    if "compiled" in reasons:
+        pure = ", ".join(n for n, s in status.items() if s != "compiled")
+        return f"partly compiled (pure: {pure})"
+    inner = sorted(reason.removeprefix("pure (").removesuffix(")") for reason in reasons)
+    return "pure (" + "; ".join(inner) + ")"
