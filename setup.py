@@ -41,6 +41,7 @@ DIRECTIVES: dict[str, Any] = {
     "binding": True,  # functions keep __name__, __qualname__, __doc__, introspection
     "always_allow_keywords": True,  # one-argument methods still accept keywords
     "embedsignature": False,
+    "autotestdict": False,  # doctest finds the docstrings itself; no duplicate __test__ entries
     # Annotations stay documentation, as in CPython: with Cython's default (True) an
     # annotation such as `x: dict` becomes a runtime type check the pure twin does not make.
     "annotation_typing": False,
@@ -98,16 +99,18 @@ class BuildCompiledCore(build_ext):
                 c_sources = {ext.name: ext.sources for ext in generated}
                 for ext in self.extensions:
                     ext.sources = c_sources[ext.name]
-            except Exception as exc:  # a Cython compile error: CompileError or others
-                self._failed = [(ext.name, f"Cython failed: {exc}") for ext in self.extensions]
+            except Exception as exc:  # a Cython compile error (Cython printed where)
+                reason = f"Cython failed: {type(exc).__name__}"
+                self._failed = [(ext.name, reason) for ext in self.extensions]
         if not self._failed:
             super().run()
         self._write_stamp()
         if self._failed:
-            names = ", ".join(name for name, _ in self._failed)
+            names = [name for name, _ in self._failed]
+            which = "every compiled module" if len(names) == len(self.extensions) else names
             print(
-                f"userscope: compiled core not built ({self._failed[0][1]}); installed the "
-                f"pure-Python runtime for {names}",
+                f"userscope: compiled core not built ({self._failed[0][1]}); this build "
+                f"installs the pure-Python runtime for {which}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -116,8 +119,10 @@ class BuildCompiledCore(build_ext):
         try:
             super().build_extension(ext)
         except Exception as exc:  # compiler missing or failing: CompileError, LinkError, ...
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            self._failed.append((ext.name, f"C compilation failed: {reason}"))
+            compiler = os.environ.get("CC") or "the default C compiler"
+            self._failed.append(
+                (ext.name, f"C compilation failed with {compiler}: {type(exc).__name__}")
+            )
 
     def _write_stamp(self) -> None:
         """Record, next to ``_mode.py`` of this build, the source hash of each extension

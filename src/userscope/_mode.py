@@ -90,8 +90,7 @@ def _source_sha256(path: str) -> str:
         return hashlib.sha256(source.read()).hexdigest()
 
 
-def _stamps() -> dict[str, dict[str, str]]:
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), STAMP_FILE)
+def _stamps(path: str) -> dict[str, dict[str, str]]:
     try:
         with open(path, encoding="utf-8") as stamp:
             data = json.load(stamp)
@@ -104,9 +103,10 @@ class _Finder:
     """Meta path finder for the listed modules: the ``.py`` twin unless the extension is
     wanted and fresh. Records why each module loaded the way it did."""
 
-    def __init__(self, names: Sequence[str], *, pure: bool) -> None:
+    def __init__(self, names: Sequence[str], *, pure: bool, stamp_file: str) -> None:
         self.names = frozenset(names)
         self.pure = pure
+        self.stamp_file = stamp_file
         #: module -> "compiled" | "pure (...)" reason, filled as the modules are found
         self.status: dict[str, str] = {}
 
@@ -131,7 +131,7 @@ class _Finder:
             self.status[fullname] = "pure (extension not built)"
             return spec
         if source is not None:
-            stamp = _stamps().get(fullname, {})
+            stamp = _stamps(self.stamp_file).get(fullname, {})
             if stamp.get("source_sha256") != _source_sha256(source):
                 self.status[fullname] = f"pure (extension stale: {REBUILD_HINT})"
                 return self._source_spec(fullname, source)
@@ -149,7 +149,8 @@ def _install() -> _Finder:
     for finder in sys.meta_path:
         if isinstance(finder, _Finder):
             return finder
-    finder = _Finder(COMPILED_MODULES, pure=pure_requested())
+    stamp_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), STAMP_FILE)
+    finder = _Finder(COMPILED_MODULES, pure=pure_requested(), stamp_file=stamp_file)
     sys.meta_path.insert(0, finder)
     return finder
 

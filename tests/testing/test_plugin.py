@@ -212,3 +212,10 @@ def test_kept_after_500(userscope_sessions):
     when, text = seen["test_kept_after_500"]
     assert when == "teardown failed"
     assert "Agent from C.agent" in text
+
+
+def test_report_header_says_which_runtime_runs(run: pytest.Pytester) -> None:
+    from userscope import _mode
+
+    result = run.runpytest_inprocess("--co")
+    result.stdout.fnmatch_lines([f"userscope: {_mode.describe()}"])

@@ -67,6 +67,7 @@ from typing import Any
 
 import pytest
 
+from userscope import _mode
 from userscope.container import UserSessions, _locks
 from userscope.container._scope import ACTIVE, SESSIONS
 from userscope.context import UserExecutionContext
@@ -90,6 +91,12 @@ __all__ = ["userscope_asessions", "userscope_context", "userscope_sessions"]
 
 NO_LEAK_CHECK = "userscope_no_leak_check"
 _MAX_REPORTED = 5
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say which runtime the tests exercise: ``userscope: compiled``, ``userscope: pure
+    (USERSCOPE_PURE=1)``, ``userscope: pure (extension not built)``, ..."""
+    return f"userscope: {_mode.describe()}"
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,0 +1,311 @@
+"""The compiled core and its pure-Python twins: which one runs, the switch, the build.
+
+The runtime modules listed in ``userscope._mode.COMPILED_MODULES`` are compiled by
+Cython as they are; the ``.py`` files stay the reference. These tests check the import
+switch (``USERSCOPE_PURE``), the stale-extension guard, and that a build without a
+working C compiler still installs (pure, said once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import userscope
+from userscope import _mode
+from userscope.errors import ModeSwitchError, UserscopeError
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "userscope"
+
+# Prints, from a fresh interpreter: COMPILED, describe(), then module -> (loader, file).
+PROBE = """
+import json, sys, userscope
+from userscope import _mode
+print(json.dumps({
+    "compiled": userscope.COMPILED,
+    "describe": _mode.describe(),
+    "modules": {
+        name: [type(sys.modules[name].__loader__).__name__, sys.modules[name].__file__]
+        for name in _mode.COMPILED_MODULES
+    },
+}))
+"""
+
+
+def probe(**env: str) -> dict[str, object]:
+    """Import userscope in a fresh interpreter with ``env`` (USERSCOPE_PURE unset unless
+    given) and report what it loaded."""
+    clean = {k: v for k, v in os.environ.items() if k != _mode.PURE_ENV}
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**clean, **env},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, object] = json.loads(proc.stdout)
+    return result
+
+
+def built_extensions() -> list[Path]:
+    """The in-place extensions of the listed modules that exist next to their source."""
+    found = []
+    for name in _mode.COMPILED_MODULES:
+        directory = ROOT / "src" / Path(*name.split(".")[:-1])
+        leaf = name.rpartition(".")[2]
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            if (directory / f"{leaf}{suffix}").exists():
+                found.append(directory / f"{leaf}{suffix}")
+                break
+    return found
+
+
+def fresh_build() -> bool:
+    """Every listed module has an extension built from today's source."""
+    try:
+        stamps = json.loads((PACKAGE / _mode.STAMP_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    for name in _mode.COMPILED_MODULES:
+        source = ROOT / "src" / Path(*name.split(".")).with_suffix(".py")
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        if stamps.get(name, {}).get("source_sha256") != digest:
+            return False
+    return len(built_extensions()) == len(_mode.COMPILED_MODULES)
+
+
+def test_compiled_is_a_public_bool_matching_the_loaded_modules() -> None:
+    assert "COMPILED" in userscope.__all__
+    loaders = [type(sys.modules[name].__loader__) for name in _mode.COMPILED_MODULES]
+    expected = all(issubclass(kind, importlib.machinery.ExtensionFileLoader) for kind in loaders)
+    assert userscope.COMPILED is expected
+
+
+def test_pure_switch_loads_every_listed_module_from_its_py_file() -> None:
+    seen = probe(USERSCOPE_PURE="1")
+    assert seen["compiled"] is False
+    assert seen["describe"] == "pure (USERSCOPE_PURE=1)"
+    modules = seen["modules"]
+    assert isinstance(modules, dict)
+    assert set(modules) == set(_mode.COMPILED_MODULES)
+    for name, (loader, file) in modules.items():
+        assert loader == "SourceFileLoader", name
+        assert file.endswith(".py"), name
+        assert Path(file).parent.is_relative_to(PACKAGE), name
+
+
+@pytest.mark.skipif(
+    not fresh_build(),
+    reason="compiled core not built in place from today's sources "
+    "(run `python setup.py build_ext --inplace`; scripts/check does, and fails without it)",
+)
+def test_compiled_build_loads_every_listed_module_as_an_extension() -> None:
+    seen = probe()
+    assert seen["compiled"] is True
+    assert seen["describe"] == "compiled"
+    modules = seen["modules"]
+    assert isinstance(modules, dict)
+    for name, (loader, file) in modules.items():
+        assert loader == "ExtensionFileLoader", name
+        assert file.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), name
+
+
+def test_switch_off_values_do_not_force_pure(monkeypatch: pytest.MonkeyPatch) -> None:
+    for value in ("", "0", "false", "No", " off "):
+        monkeypatch.setenv(_mode.PURE_ENV, value)
+        assert _mode.pure_requested() is False, value
+    for value in ("1", "true", "YES", "on"):
+        monkeypatch.setenv(_mode.PURE_ENV, value)
+        assert _mode.pure_requested() is True, value
+
+
+def test_a_bad_switch_value_is_refused_with_its_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(_mode.PURE_ENV, "maybe")
+    with pytest.raises(ModeSwitchError) as caught:
+        _mode.pure_requested()
+    assert caught.value.variable == "USERSCOPE_PURE"
+    assert caught.value.value == "maybe"
+    assert isinstance(caught.value, UserscopeError)
+    assert isinstance(caught.value, ValueError)
+    assert "USERSCOPE_PURE=1" in str(caught.value)
+
+
+def test_import_with_a_bad_switch_value_fails_before_any_runtime_module() -> None:
+    clean = {k: v for k, v in os.environ.items() if k != _mode.PURE_ENV}
+    proc = subprocess.run(
+        [sys.executable, "-c", "import userscope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**clean, "USERSCOPE_PURE": "maybe"},
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "ModeSwitchError: USERSCOPE_PURE='maybe' is not a switch" in proc.stderr
+
+
+class TestFinder:
+    """The finder's choice, on a throw-away package with a stand-in extension file (the
+    finder only looks the file up; it never loads it here)."""
+
+    NAME = "fakepkg.hot"
+
+    @pytest.fixture
+    def package(self, tmp_path: Path) -> Path:
+        directory = tmp_path / "fakepkg"
+        directory.mkdir()
+        (directory / "hot.py").write_text("VALUE = 1\n")
+        return directory
+
+    def add_extension(self, package: Path, source_digest: str | None) -> None:
+        (package / f"hot{importlib.machinery.EXTENSION_SUFFIXES[0]}").write_bytes(b"\0")
+        stamps = {} if source_digest is None else {self.NAME: {"source_sha256": source_digest}}
+        (package / "stamps.json").write_text(json.dumps(stamps))
+
+    def find(self, package: Path, *, pure: bool) -> tuple[str, str]:
+        finder = _mode._Finder([self.NAME], pure=pure, stamp_file=str(package / "stamps.json"))
+        assert finder.find_spec("fakepkg.other", [str(package)]) is None
+        spec = finder.find_spec(self.NAME, [str(package)])
+        assert spec is not None
+        assert spec.loader is not None
+        return type(spec.loader).__name__, finder.status[self.NAME]
+
+    def test_fresh_extension_is_chosen(self, package: Path) -> None:
+        digest = hashlib.sha256((package / "hot.py").read_bytes()).hexdigest()
+        self.add_extension(package, digest)
+        assert self.find(package, pure=False) == ("ExtensionFileLoader", "compiled")
+
+    def test_pure_switch_wins_over_a_fresh_extension(self, package: Path) -> None:
+        digest = hashlib.sha256((package / "hot.py").read_bytes()).hexdigest()
+        self.add_extension(package, digest)
+        assert self.find(package, pure=True) == ("SourceFileLoader", "pure (USERSCOPE_PURE=1)")
+
+    def test_extension_built_from_an_older_source_is_skipped(self, package: Path) -> None:
+        self.add_extension(package, hashlib.sha256(b"VALUE = 0\n").hexdigest())
+        loader, status = self.find(package, pure=False)
+        assert loader == "SourceFileLoader"
+        assert status.startswith("pure (extension stale: rebuild with")
+
+    def test_extension_without_a_stamp_is_skipped(self, package: Path) -> None:
+        self.add_extension(package, None)
+        loader, status = self.find(package, pure=False)
+        assert loader == "SourceFileLoader"
+        assert status.startswith("pure (extension stale")
+
+    def test_no_extension_means_the_source(self, package: Path) -> None:
+        assert self.find(package, pure=False) == (
+            "SourceFileLoader",
+            "pure (extension not built)",
+        )
+
+
+# -- packaging: bounded subprocess builds into temporary directories ----------------------
+
+
+def build_sdist(out: Path) -> Path:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from setuptools import build_meta as b; print(b.build_sdist(sys.argv[1]))",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out / proc.stdout.strip().splitlines()[-1]
+
+
+def pip_wheel(source: Path, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``pip wheel`` without build isolation (the venv has setuptools and Cython: no network)."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--verbose",
+            "-w",
+            str(out),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **env},
+        check=False,
+    )
+
+
+def wheel_names(out: Path) -> tuple[Path, list[str]]:
+    [wheel] = out.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        return wheel, archive.namelist()
+
+
+@pytest.fixture(scope="module")
+def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if importlib.util.find_spec("Cython") is None:
+        pytest.skip("Cython is not installed in this environment (dev extra)")
+    return build_sdist(tmp_path_factory.mktemp("sdist"))
+
+
+def test_sdist_ships_the_sources_and_the_build_script_not_build_outputs(sdist: Path) -> None:
+    with tarfile.open(sdist) as archive:
+        names = [name.split("/", 1)[1] for name in archive.getnames() if "/" in name]
+    assert "setup.py" in names
+    assert "pyproject.toml" in names
+    assert "src/userscope/_mode.py" in names
+    for name in _mode.COMPILED_MODULES:
+        assert "src/" + name.replace(".", "/") + ".py" in names
+    leftovers = [n for n in names if n.endswith((".so", ".pyd", ".c")) or "_extensions" in n]
+    assert leftovers == []
+
+
+@pytest.mark.skipif(shutil.which("false") is None, reason="needs the `false` command as CC")
+def test_build_without_a_working_compiler_installs_pure_and_says_so_once(
+    sdist: Path, tmp_path: Path
+) -> None:
+    proc = pip_wheel(sdist, tmp_path, CC="false", LDSHARED="false")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    output = proc.stdout + proc.stderr
+    lines = [line for line in output.splitlines() if "compiled core not built" in line]
+    assert len(lines) == 1, output[-3000:]
+    assert "C compilation failed" in lines[0]
+    assert "installs the pure-Python runtime" in lines[0]
+    _, names = wheel_names(tmp_path)
+    assert [n for n in names if n.endswith((".so", ".pyd"))] == []
+    for name in _mode.COMPILED_MODULES:
+        assert name.replace(".", "/") + ".py" in names
+    assert "BuildBackendWarning" not in output  # no license-table deprecation storm
+
+
+def test_pure_build_switch_gives_a_pure_wheel(sdist: Path, tmp_path: Path) -> None:
+    proc = pip_wheel(sdist, tmp_path, USERSCOPE_BUILD_PURE="1")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    wheel, names = wheel_names(tmp_path)
+    assert wheel.name.endswith("-py3-none-any.whl")
+    assert [n for n in names if n.endswith((".so", ".pyd", ".c"))] == []
+    assert "userscope/_mode.py" in names
+    assert "compiled core not built" not in proc.stdout + proc.stderr
