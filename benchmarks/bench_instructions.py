@@ -3,6 +3,11 @@
 Run::
 
     .venv/bin/python benchmarks/bench_instructions.py [--n N] [--lib LIB ...] [--smoke]
+        [--mode auto|both|compiled|pure]
+
+``--mode`` as in bench_resolve: by default, when userscope runs compiled, a
+``userscope-pure`` row counts the same code on its pure-Python modules
+(``USERSCOPE_PURE=1`` in that row's process).
 
 Wall-clock ratios on a shared 2-core box move by 10-20 % between runs; instruction
 counts do not (the same binary, inputs and environment give the same count whatever
@@ -42,6 +47,10 @@ ROWS = ("sync cycle", "async cycle", "cached scoped resolve")
 
 def inner(name: str, row: str, n: int) -> int:
     """The measured process: warm up, then run ``n`` cycles inside one starmap step."""
+    if name == br.PURE_TWIN:
+        if br.userscope_mode() == "compiled":
+            raise RuntimeError(f"{name} must run on the pure modules ({br.PURE_ENV}=1)")
+        name = "userscope"
     cls, _ = br.LIBRARY_CLASSES[name]
     lib = cls()
     loop = asyncio.new_event_loop()
@@ -92,7 +101,8 @@ def count(valgrind: str, name: str, row: str, n: int, *, simulate: bool = False)
             capture_output=True,
             text=True,
             check=False,
-            env={**os.environ, "PYTHONHASHSEED": "0"},  # same dict layouts, same count every run
+            # PYTHONHASHSEED: same dict layouts, same count every run
+            env={**os.environ, "PYTHONHASHSEED": "0", **_mode_env(name)},
         )
         text = out.read_text() if out.exists() else ""
     events = re.search(r"^events: (.+)$", text, re.MULTILINE)
@@ -100,6 +110,11 @@ def count(valgrind: str, name: str, row: str, n: int, *, simulate: bool = False)
     if proc.returncode != 0 or events is None or totals is None:
         raise RuntimeError(f"{name} / {row} failed under callgrind:\n{proc.stderr[-2000:]}")
     return dict(zip(events.group(1).split(), map(int, totals.group(1).split()), strict=True))
+
+
+def _mode_env(name: str) -> dict[str, str]:
+    """The pure twin runs with ``USERSCOPE_PURE=1``; every other row as this process does."""
+    return {br.PURE_ENV: "1"} if name == br.PURE_TWIN else {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         help="also simulate caches and branch prediction (I1/D1 misses, mispredicts; slower)",
     )
     parser.add_argument("--smoke", action="store_true", help="floor and userscope, sync, tiny N")
+    parser.add_argument("--mode", choices=br.MODES, default="auto", help="how userscope runs")
     parser.add_argument("--inner", nargs=3, metavar=("LIB", "ROW", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.inner:
@@ -123,16 +139,26 @@ def main(argv: list[str] | None = None) -> int:
     if valgrind is None:
         print("valgrind not found: install it (Debian: apt-get install valgrind)")
         return 2
+    if args.mode == "pure" and os.environ.get(br.PURE_ENV) != "1":
+        rerun = [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)]
+        return subprocess.call(rerun, env={**os.environ, br.PURE_ENV: "1"})
     n = 20 if args.smoke else args.n
     rows = ["sync cycle"] if args.smoke else (args.row or list(ROWS))
     notes: list[str] = []
+    twin, refusal = br.check_mode(args.mode, notes)
+    if refusal:
+        print(refusal)
+        return 2
     available = [lib.name for lib in br.load_libraries(notes)]
+    if twin and "userscope" in available:
+        available.append(br.PURE_TWIN)
     wanted = ["floor", "userscope"] if args.smoke else (args.lib or available)
     names = [name for name in wanted if name in available]
 
     print("# bench_instructions")
     print()
     facts = g.versions()
+    facts["userscope runs"] = br.userscope_mode()
     print("machine: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
     print(f"n={n} cycles per measurement (x10 for the resolve row), callgrind instruction counts")
     for note in notes:

@@ -2,8 +2,15 @@
 
 Run::
 
-    .venv/bin/python benchmarks/bench_resolve.py [--n N] [--reps R] [--smoke]
+    .venv/bin/python benchmarks/bench_resolve.py [--n N] [--reps R] [--smoke] [--mode MODE]
     .venv/bin/python benchmarks/bench_resolve.py --profile userscope [--profile-row async]
+
+``--mode`` picks how userscope runs (see docs/compiled.md): ``auto`` (default) measures
+userscope as it imports and, when that is compiled, adds a ``userscope-pure`` row: the same
+code on its pure-Python modules (``USERSCOPE_PURE=1``) in a child process driven in
+lockstep, so it takes its turn in the same rotation; ``both`` is ``auto`` but fails unless
+the compiled core is built; ``compiled`` fails unless it is (no pure row); ``pure`` runs
+the whole benchmark with ``USERSCOPE_PURE=1``. The ``machine:`` line says which ran.
 
 Rows (see benchmarks/README.md): ``sync cycle``, ``async cycle``, ``cached scoped resolve``,
 ``app singleton resolve``. Inside every repetition the libraries run one after the other,
@@ -20,6 +27,7 @@ import cProfile
 import gc
 import os
 import pstats
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -597,6 +605,111 @@ def load_libraries(notes: list[str]) -> list[Library]:
     return g.load_participants(LIBRARY_CLASSES, notes)
 
 
+# --------------------------------------------------------------------------- modes
+
+MODES = ("auto", "both", "compiled", "pure")
+PURE_TWIN = "userscope-pure"
+PURE_ENV = "USERSCOPE_PURE"
+
+
+def userscope_mode() -> str:
+    """How the imported userscope runs: ``compiled``, ``pure (...)``, or ``not imported``."""
+    if g.us is None:
+        return "not imported"
+    from userscope import _mode
+
+    return _mode.describe()
+
+
+def check_mode(mode: str, notes: list[str]) -> tuple[bool, str]:
+    """Whether ``mode`` can run here and adds the pure twin; else the reason it cannot."""
+    running = userscope_mode()
+    if mode in ("compiled", "both") and running != "compiled":
+        return False, f"--mode {mode} needs the compiled core, but userscope runs {running}"
+    if mode == "pure" and running == "compiled":
+        return False, f"--mode pure needs {PURE_ENV}=1 in the environment"
+    twin = mode == "both" or (mode == "auto" and running == "compiled")
+    if twin:
+        notes.append(f"{PURE_TWIN}: the same userscope on its pure-Python modules ({PURE_ENV}=1)")
+    return twin, ""
+
+
+class PureTwin(Library):
+    """userscope on its pure-Python modules, measured in the same run as the compiled one.
+
+    One process cannot hold both, so this drives a child process (``USERSCOPE_PURE=1``)
+    in lockstep: each measurement is a request the child answers by running the same
+    :func:`measure` (collect, timed loop, cleanup check) while this process waits on the
+    pipe. It takes its turn in the rotation like every other library.
+    """
+
+    name = PURE_TWIN
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve-pure"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, PURE_ENV: "1"},
+        )
+        reply = self._read()
+        if reply != "ready":
+            self.close()
+            raise RuntimeError(f"{PURE_TWIN} did not start: {reply}")
+
+    def _read(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip() or f"exited with {self.proc.poll()}"
+
+    def measure(self, row: str, n: int) -> int:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{row}\t{n}\n")
+        self.proc.stdin.flush()
+        reply = self._read()
+        if not reply.startswith("ns "):
+            raise AssertionError(f"{PURE_TWIN} / {row}: {reply}")
+        return int(reply.split()[1])
+
+    def close(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def serve_pure() -> int:
+    """The child of :class:`PureTwin`: answer ``row<TAB>n`` lines with ``ns <elapsed>``."""
+    running = userscope_mode()
+    if running == "compiled" or g.us is None:
+        print(f"error: expected the pure runtime, got {running}", flush=True)
+        return 2
+    lib = Userscope()
+    loop = asyncio.new_event_loop()
+    gc.collect()
+    gc.freeze()
+    print("ready", flush=True)
+    try:
+        for line in sys.stdin:
+            row, n = line.rstrip("\n").split("\t")
+            try:
+                ns = measure(lib, row, int(n), loop)
+            except Exception as exc:
+                print(f"error {type(exc).__name__}: {exc}".replace("\n", " "), flush=True)
+            else:
+                print(f"ns {ns}", flush=True)
+    finally:
+        loop.close()
+        lib.close()
+    return 0
+
+
 def run_row(lib: Library, row: str, n: int, loop: asyncio.AbstractEventLoop) -> tuple[int, int]:
     """Run one loop of ``n`` ops of ``row``; return (elapsed ns, bridges it should open)."""
     if row == "sync cycle":
@@ -615,6 +728,8 @@ def counter_for(lib: Library, row: str) -> g.Counter:
 
 def measure(lib: Library, row: str, n: int, loop: asyncio.AbstractEventLoop) -> int:
     """Run one timed loop of ``n`` ops of ``row`` and check the cleanups; return ns."""
+    if isinstance(lib, PureTwin):
+        return lib.measure(row, n)
     counter = counter_for(lib, row)
     counter.reset()
     gc.collect()
@@ -696,11 +811,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile-row", choices=("sync", "async"), default="sync", help="cycle to profile"
     )
+    parser.add_argument("--mode", choices=MODES, default="auto", help="how userscope runs")
+    parser.add_argument("--serve-pure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve_pure:
+        return serve_pure()
+    if args.mode == "pure" and os.environ.get(PURE_ENV) != "1":
+        rerun = [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)]
+        return subprocess.call(rerun, env={**os.environ, PURE_ENV: "1"})
     n, reps = (10, 3) if args.smoke else (args.n, args.reps)
 
     notes: list[str] = []
+    twin, refusal = check_mode(args.mode, notes)
+    if refusal:
+        print(refusal)
+        return 2
     libs = load_libraries(notes)
+    if twin:
+        libs.append(PureTwin())
     # Everything imported and built so far is long-lived: move it out of the collector's
     # reach so the per-measurement gc.collect() is cheap and equal for every library.
     gc.collect()
@@ -722,6 +850,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     facts = g.versions()
     facts["nproc"] = str(os.cpu_count())
+    facts["userscope runs"] = userscope_mode()
     print("machine: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
     print(
         f"n={n} cycles per repetition (x10 for the resolve rows), reps={reps}, "

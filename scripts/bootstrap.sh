@@ -48,7 +48,7 @@ fi
 dev_stamp=".venv/.userscope-installed"
 stamp="$dev_stamp"
 [ "$extra" = "demo" ] && stamp=".venv/.userscope-installed-demo"
-fresh() { [ -f "$1" ] && [ ! pyproject.toml -nt "$1" ]; }
+fresh() { [ -f "$1" ] && [ ! pyproject.toml -nt "$1" ] && [ ! setup.py -nt "$1" ]; }
 if ! fresh "$stamp" && ! { [ "$extra" = "demo" ] && fresh "$dev_stamp"; }; then
   log=".venv/pip-install.log"
   echo "==> installing userscope[$extra] into .venv (pip log: $log)"

@@ -62,11 +62,24 @@ def _load(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return module
 
 
+def _compiled() -> bool:
+    try:
+        import userscope
+    except ImportError:
+        return False
+    return bool(getattr(userscope, "COMPILED", False))
+
+
 def test_bench_resolve_prints_every_row_for_every_library() -> None:
     output = _run("bench_resolve.py")
     libraries = ["floor", "di-contextlocal", "dishka", "wireup"]
     if _has("userscope", "UserSessions"):
         libraries.append("userscope")
+        if _compiled():  # the pure twin runs next to the compiled one, in the same run
+            libraries.append("userscope-pure")
+            assert "userscope runs compiled" in output
+        else:
+            assert "userscope-pure" not in output
     else:
         assert "note: skipped userscope" in output
     rows = _rows(output)
@@ -74,6 +87,20 @@ def test_bench_resolve_prints_every_row_for_every_library() -> None:
         for library in libraries:
             assert (row, library) in rows, f"missing {row} / {library}:\n{output}"
     assert "skipped" not in output.replace("note: skipped userscope", "")
+
+
+def test_bench_resolve_mode_compiled_refuses_the_pure_runtime() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_resolve.py"), "--smoke", "--mode", "compiled"],
+        env={**os.environ, "USERSCOPE_PURE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--mode compiled needs the compiled core" in proc.stdout
+    assert "pure (USERSCOPE_PURE=1)" in proc.stdout
 
 
 def _sync_rows(output: str) -> dict[str, list[int]]:
