@@ -13,6 +13,7 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -106,6 +107,37 @@ def test_pure_switch_loads_every_listed_module_from_its_py_file() -> None:
         assert loader == "SourceFileLoader", name
         assert file.endswith(".py"), name
         assert Path(file).parent.is_relative_to(PACKAGE), name
+
+
+TRACE = """
+import sys, userscope as us
+from dependency_injector import containers
+class C(containers.DeclarativeContainer):
+    items = us.RequestScoped(list)
+seen = set()
+def tracer(frame, event, arg):
+    seen.add(frame.f_code.co_filename.rsplit("/", 1)[-1])
+sys.settrace(tracer)
+with us.UserSessions().request(us.UserExecutionContext(user_id="a", thread_id="t")):
+    C.items()
+sys.settrace(None)
+print(" ".join(sorted(name for name in seen if name.startswith("_s"))))
+"""
+
+
+def test_pure_mode_is_traceable_so_coverage_measures_the_runtime() -> None:
+    # coverage.py sees what sys.settrace sees: every line of the pure runtime modules
+    clean = {k: v for k, v in os.environ.items() if k != _mode.PURE_ENV}
+    proc = subprocess.run(
+        [sys.executable, "-c", TRACE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**clean, "USERSCOPE_PURE": "1"},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert set(proc.stdout.split()) >= {"_scoped.py", "_sessions.py"}
 
 
 @pytest.mark.skipif(
@@ -309,3 +341,29 @@ def test_pure_build_switch_gives_a_pure_wheel(sdist: Path, tmp_path: Path) -> No
     assert [n for n in names if n.endswith((".so", ".pyd", ".c"))] == []
     assert "userscope/_mode.py" in names
     assert "compiled core not built" not in proc.stdout + proc.stderr
+
+
+def test_mypy_types_a_module_from_its_py_twin_next_to_an_extension(tmp_path: Path) -> None:
+    # The compiled build puts `_scoped.<tag>.so` next to `_scoped.py`: mypy must keep
+    # reading the typed .py (it never loads extensions; this pins that down).
+    from mypy import api
+
+    package = tmp_path / "twinpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "hot.py").write_text("def answer() -> int:\n    return 42\n")
+    (package / f"hot{importlib.machinery.EXTENSION_SUFFIXES[0]}").write_bytes(b"\0")
+    (tmp_path / "sample.py").write_text("from twinpkg.hot import answer\nreveal_type(answer())\n")
+    stdout, stderr, status = api.run(
+        [
+            "--strict",
+            "--no-incremental",
+            "--no-error-summary",
+            "--python-version",
+            "3.11",
+            str(tmp_path / "sample.py"),
+        ]
+    )
+    assert stderr == ""
+    assert status == 0, stdout
+    assert re.search(r'Revealed type is "(builtins\.)?int"', stdout), stdout
