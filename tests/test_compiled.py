@@ -156,6 +156,13 @@ def test_compiled_build_loads_every_listed_module_as_an_extension() -> None:
         assert file.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), name
 
 
+def test_compiled_modules_use_dependency_injector_through_its_python_api_only() -> None:
+    # a `cimport` of dependency_injector would pin each wheel to one binary layout
+    for name in _mode.COMPILED_MODULES:
+        source = (ROOT / "src" / Path(*name.split(".")).with_suffix(".py")).read_text()
+        assert "cimport" not in source, name
+
+
 def test_switch_off_values_do_not_force_pure(monkeypatch: pytest.MonkeyPatch) -> None:
     for value in ("", "0", "false", "No", " off "):
         monkeypatch.setenv(_mode.PURE_ENV, value)
