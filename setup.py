@@ -126,7 +126,8 @@ class BuildCompiledCore(build_ext):
 
     def _write_stamp(self) -> None:
         """Record, next to ``_mode.py`` of this build, the source hash of each extension
-        built, and forget the ones that failed (a stale one is then skipped at import)."""
+        built, and forget the ones that failed (a stale one is then skipped at import);
+        delete the extension of a module built once but no longer listed."""
         package_dir = Path(self.get_ext_fullpath("userscope._stamp")).parent
         stamp_path = package_dir / STAMP_FILE
         try:
@@ -144,6 +145,14 @@ class BuildCompiledCore(build_ext):
                 "source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
                 "file": built.name,
             }
+        listed = {ext.name for ext in self.extensions}
+        for name in [name for name in stamps if name not in listed]:
+            leftover = Path(self.get_ext_fullpath(name))  # built once, no longer listed
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError:
+                continue  # keep its entry: the import then skips the leftover
+            del stamps[name]
         package_dir.mkdir(parents=True, exist_ok=True)
         stamp_path.write_text(json.dumps(stamps, indent=1, sort_keys=True) + "\n", "utf-8")
 

@@ -245,6 +245,17 @@ class TestFinder:
         assert loader == "SourceFileLoader"
         assert status.startswith("pure (extension stale")
 
+    def test_leftover_extension_of_a_module_no_longer_listed_is_skipped(
+        self, package: Path
+    ) -> None:
+        digest = hashlib.sha256((package / "hot.py").read_bytes()).hexdigest()
+        self.add_extension(package, digest)  # built and stamped while it was listed
+        finder = _mode._Finder([], pure=False, stamp_file=str(package / "stamps.json"))
+        spec = finder.find_spec(self.NAME, [str(package)])
+        assert spec is not None
+        assert type(spec.loader).__name__ == "SourceFileLoader"
+        assert finder.status[self.NAME] == "pure (not in COMPILED_MODULES)"
+
     def test_no_extension_means_the_source(self, package: Path) -> None:
         assert self.find(package, pure=False) == (
             "SourceFileLoader",

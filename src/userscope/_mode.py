@@ -11,7 +11,8 @@ decides before anything imports them:
 * otherwise the extension is used when it was built from the ``.py`` file that is there
   now (the build records each source's SHA-256 in ``_extensions.json``); an extension
   built from an older source (a stale in-place build after an edit) is skipped and the
-  ``.py`` file imported, so an edit always takes effect.
+  ``.py`` file imported, so an edit always takes effect. A leftover extension of a
+  module that was built once but is no longer listed is never loaded either.
 
 Importing this module installs the finder that does it (``userscope/__init__.py``
 imports it first, so it runs before any listed module can be imported). It uses the
@@ -107,6 +108,8 @@ class _Finder:
         self.names = frozenset(names)
         self.pure = pure
         self.stamp_file = stamp_file
+        # built earlier but no longer listed: its leftover extension must not load
+        self.unlisted = frozenset(_stamps(stamp_file)) - self.names
         #: module -> "compiled" | "pure (...)" reason, filled as the modules are found
         self.status: dict[str, str] = {}
 
@@ -116,13 +119,16 @@ class _Finder:
         path: Sequence[str] | None,
         target: ModuleType | None = None,
     ) -> ModuleSpec | None:
-        if fullname not in self.names or path is None:
+        if path is None or (fullname not in self.names and fullname not in self.unlisted):
             return None
         leaf = fullname.rpartition(".")[2]
         source = next(
             (c for c in (os.path.join(e, leaf + ".py") for e in path) if os.path.isfile(c)),
             None,
         )
+        if fullname in self.unlisted:
+            self.status[fullname] = "pure (not in COMPILED_MODULES)"
+            return self._source_spec(fullname, source)
         if self.pure:
             self.status[fullname] = f"pure ({PURE_ENV}=1)"
             return self._source_spec(fullname, source)
