@@ -48,9 +48,16 @@ __all__ = ["COMPILED_MODULES", "PURE_ENV", "compiled", "describe", "pure_request
 #: The modules the build compiles, in one place (``setup.py`` reads this assignment).
 #: Switching to other modules is a change of this tuple only.
 COMPILED_MODULES: Final[tuple[str, ...]] = (
-    "userscope.providers._scoped",
     "userscope.container._scope",
+    "userscope.container._state",
+    "userscope.container._pending",
+    "userscope.container._cleanup",
+    "userscope.container._session",
+    "userscope.container._scopes",
     "userscope.container._sessions",
+    "userscope.providers._plan",
+    "userscope.providers._creation",
+    "userscope.providers._scoped",
 )
 
 #: Environment variable that forces the pure-Python modules at import.
