@@ -64,8 +64,26 @@ def compiled_modules() -> list[str]:
 
 
 def source_of(module: str) -> str:
-    """Relative path of a module's ``.py`` file (setuptools wants relative paths)."""
-    return str(Path("src", *module.split(".")).with_suffix(".py"))
+    """Relative path of the file Cython compiles for a module (setuptools wants relative
+    paths): its ``.pyx`` when it has one (a compiled twin of a ``.py`` module), else the
+    ``.py`` itself (augmented by its ``.pxd`` when there is one)."""
+    base = Path("src", *module.split("."))
+    pyx = base.with_suffix(".pyx")
+    return str(pyx if (HERE / pyx).exists() else base.with_suffix(".py"))
+
+
+def source_digest(module: str) -> str:
+    """What the build stamps: SHA-256 of the ``.py`` alone, or of the ``.py`` and its
+    ``.pxd``/``.pyx`` files when it has them (the same rule as ``_mode.source_digest``)."""
+    base = HERE / Path("src", *module.split("."))
+    parts = [base.with_suffix(suffix) for suffix in (".py", ".pxd", ".pyx")]
+    present = [part for part in parts if part.exists()]
+    if len(present) == 1:
+        return hashlib.sha256(present[0].read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    for part in present:
+        digest.update(part.suffix.encode() + b"\0" + part.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def _switch(name: str) -> bool:
@@ -92,6 +110,7 @@ class BuildCompiledCore(build_ext):
                 generated = cythonize(
                     [Extension(ext.name, list(ext.sources)) for ext in self.extensions],
                     build_dir=str(Path(self.build_temp, "cython")),
+                    include_path=[str(HERE / "src")],  # the .pxd files cimport each other
                     compiler_directives=DIRECTIVES,
                     quiet=True,
                     force=bool(self.force),
@@ -108,12 +127,11 @@ class BuildCompiledCore(build_ext):
         if self._failed:
             names = [name for name, _ in self._failed]
             which = "every compiled module" if len(names) == len(self.extensions) else names
-            print(
+            sys.stderr.write(
                 f"userscope: compiled core not built ({self._failed[0][1]}); this build "
-                f"installs the pure-Python runtime for {which}",
-                file=sys.stderr,
-                flush=True,
+                f"installs the pure-Python runtime for {which}\n"
             )
+            sys.stderr.flush()
 
     def build_extension(self, ext: Extension) -> None:
         try:
@@ -136,13 +154,12 @@ class BuildCompiledCore(build_ext):
             stamps = {}
         failed = {name for name, _ in self._failed}
         for ext in self.extensions:
-            source = HERE / source_of(ext.name)
             built = Path(self.get_ext_fullpath(ext.name))
             if ext.name in failed or not built.exists():
                 stamps.pop(ext.name, None)
                 continue
             stamps[ext.name] = {
-                "source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+                "source_sha256": source_digest(ext.name),
                 "file": built.name,
             }
         listed = {ext.name for ext in self.extensions}

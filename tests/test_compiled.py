@@ -83,7 +83,7 @@ def fresh_build() -> bool:
         return False
     for name in _mode.COMPILED_MODULES:
         source = ROOT / "src" / Path(*name.split(".")).with_suffix(".py")
-        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        digest = _mode.source_digest(str(source))
         if stamps.get(name, {}).get("source_sha256") != digest:
             return False
     return len(built_extensions()) == len(_mode.COMPILED_MODULES)

@@ -93,9 +93,31 @@ def pure_requested() -> bool:
     raise ModeSwitchError(PURE_ENV, value)
 
 
-def _source_sha256(path: str) -> str:
-    with open(path, "rb") as source:
-        return hashlib.sha256(source.read()).hexdigest()
+def source_digest(source: str) -> str:
+    """What the build stamps for a module whose ``.py`` file is ``source``: the SHA-256
+    of that file, or, when it has a ``.pxd`` (augmenting declarations) or a ``.pyx``
+    (a compiled twin) next to it, of all of them (``setup.py`` applies the same rule).
+
+    Example:
+        >>> import hashlib, tempfile, os
+        >>> from userscope import _mode
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = os.path.join(folder, "hot.py")
+        ...     with open(path, "wb") as file:
+        ...         _ = file.write(b"VALUE = 1\n")
+        ...     _mode.source_digest(path) == hashlib.sha256(b"VALUE = 1\n").hexdigest()
+        True
+    """
+    stem = source.removesuffix(".py")
+    present = [p for p in (stem + ".py", stem + ".pxd", stem + ".pyx") if os.path.isfile(p)]
+    if len(present) == 1:
+        with open(present[0], "rb") as file:
+            return hashlib.sha256(file.read()).hexdigest()
+    digest = hashlib.sha256()
+    for path in present:
+        with open(path, "rb") as file:
+            digest.update(os.path.splitext(path)[1].encode() + b"\0" + file.read() + b"\0")
+    return digest.hexdigest()
 
 
 def _stamps(path: str) -> dict[str, dict[str, str]]:
@@ -119,6 +141,8 @@ class _Finder:
         self.unlisted = frozenset(_stamps(stamp_file)) - self.names
         #: module -> "compiled" | "pure (...)" reason, filled as the modules are found
         self.status: dict[str, str] = {}
+        self._unfit: str | None = None
+        self._checked = False
 
     def find_spec(
         self,
@@ -145,11 +169,43 @@ class _Finder:
             return spec
         if source is not None:
             stamp = _stamps(self.stamp_file).get(fullname, {})
-            if stamp.get("source_sha256") != _source_sha256(source):
+            if stamp.get("source_sha256") != source_digest(source):
                 self.status[fullname] = f"pure (extension stale: {REBUILD_HINT})"
                 return self._source_spec(fullname, source)
+        unfit = self._unfit_member()
+        if unfit is not None:  # they cimport each other's types: all compiled, or none
+            self.status[fullname] = f"pure (all compiled modules load together; {unfit})"
+            return self._source_spec(fullname, source)
         self.status[fullname] = "compiled"
         return spec
+
+    def _unfit_member(self) -> str | None:
+        """Why some listed module has no fresh extension (``None``: every one has).
+
+        The compiled modules declare their classes to each other (``.pxd`` files), so
+        one of them loaded from its ``.py`` would break the others: they load together.
+        """
+        if self._checked:
+            return self._unfit
+        self._checked = True
+        root = os.path.dirname(self.stamp_file)
+        stamps = _stamps(self.stamp_file)
+        self._unfit = None
+        for name in sorted(self.names):
+            parts = name.split(".")[1:]
+            stem = os.path.join(root, *parts)
+            if not any(
+                os.path.isfile(stem + suffix) for suffix in importlib.machinery.EXTENSION_SUFFIXES
+            ):
+                self._unfit = f"{name} is not built"
+                break
+            source = stem + ".py"
+            if os.path.isfile(source) and (
+                stamps.get(name, {}).get("source_sha256") != source_digest(source)
+            ):
+                self._unfit = f"{name} is stale: {REBUILD_HINT}"
+                break
+        return self._unfit
 
     @staticmethod
     def _source_spec(fullname: str, source: str | None) -> ModuleSpec | None:

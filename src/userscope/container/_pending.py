@@ -27,8 +27,7 @@ _running_loop = asyncio._get_running_loop
 class PendingCreation:
     """One instance being created (internal; mutated under its session's lock).
 
-    Made by the first waiter (an uncontended creation never allocates one); the fields
-    other than ``thread`` and ``task`` start at the class defaults below.
+    Made by the first waiter (an uncontended creation never allocates one).
 
     Attributes:
         thread: ident of the thread creating it synchronously (``None``: a task does).
@@ -40,15 +39,22 @@ class PendingCreation:
 
     thread: int | None
     task: asyncio.Task[Any] | None
-    done: bool = False
-    value: Any = None
-    error: BaseException | None = None
-    event: threading.Event | None = None
-    futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] | None = None
+    done: bool
+    value: Any
+    error: BaseException | None
+    event: threading.Event | None
+    futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] | None
 
     def __init__(self, thread: int | None, task: asyncio.Task[Any] | None) -> None:
+        # every field set here, none as a class default: the compiled build makes this
+        # an extension type (_pending.pxd), whose fields cannot have class defaults
         self.thread = thread
         self.task = task
+        self.done = False
+        self.value = None
+        self.error = None
+        self.event = None
+        self.futures = None
 
     # -- waiters register under the session lock ------------------------------------
     def sync_waiter(self) -> threading.Event:

@@ -257,7 +257,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
             result = state.cache.get(self, _MISSING)
             if result is not _MISSING:
                 return result  # type: ignore[no-any-return]
-            result = self._create(state, frame, args, kwargs, True)
+            result = create(self, state, frame, args, kwargs, True)
         if _is_awaitable(result):
             result = await result
         return result  # type: ignore[no-any-return]
@@ -276,7 +276,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
             if state is not None:
                 value = state.cache.get(self, _MISSING)
                 if value is _MISSING:
-                    return self._create(state, frame, args, kwargs)  # type: ignore[no-any-return]
+                    return create(self, state, frame, args, kwargs)  # type: ignore[no-any-return]
                 if self._is_async:
                     return _ready(value)  # type: ignore[return-value]
                 return value  # type: ignore[no-any-return]

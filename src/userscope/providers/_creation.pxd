@@ -1,0 +1,22 @@
+# Augmenting declarations for _creation.py (Cython pure-Python mode; the .py is the
+# reference and runs pure). Types the creation protocol's state so the compiled build
+# reads its fields as C struct members and calls its helpers directly.
+cimport cython
+
+from userscope.container._pending cimport PendingCreation
+from userscope.container._session cimport UserSession
+from userscope.container._state cimport ScopeState
+
+cdef object _refuse(tuple frame, ScopeState state, object provider)
+cdef object _closed(ScopeState state, object provider)
+cdef PendingCreation _waitable(ScopeState state, object provider, object entry)
+cdef object _wait_error(object provider, ScopeState state, PendingCreation pending)
+cdef object _settle_entry(object entry, object value, object error)
+
+@cython.locals(session=UserSession, pending=dict, finalizer=tuple, creation=PendingCreation)
+cpdef object create(
+    object provider, ScopeState state, tuple frame, tuple args, dict kwargs, bint in_loop=*
+)
+
+@cython.locals(session=UserSession)
+cdef object _abandon(ScopeState state, object provider, object error)
