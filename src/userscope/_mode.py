@@ -58,6 +58,7 @@ COMPILED_MODULES: Final[tuple[str, ...]] = (
     "userscope.providers._plan",
     "userscope.providers._creation",
     "userscope.providers._scoped",
+    "userscope._speedups",
 )
 
 #: Environment variable that forces the pure-Python modules at import.

@@ -13,7 +13,7 @@ With the checker on (``USERSCOPE_LOCK_CHECK=1`` in the environment, or
 are :class:`CheckedLock` objects that raise :class:`~userscope.errors.LockOrderError`
 the moment a thread breaks that order or runs user code (a factory or a cleanup)
 while holding one. Off (the default), :func:`new_lock` returns a plain
-:class:`threading.Lock` and the checks cost nothing.
+runtime lock (:mod:`userscope._speedups`) and the checks cost nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
+from userscope._speedups import Lock, LockBase
 from userscope.errors import LockOrderError
 
 __all__ = [
@@ -89,8 +90,12 @@ def _ranks() -> list[int]:
     return ranks
 
 
-class CheckedLock:
+class CheckedLock(LockBase):
     """A :class:`threading.Lock` that enforces the documented order (checker mode).
+
+    It subclasses the runtime lock's base (:mod:`userscope._speedups`), so the compiled
+    runtime, which calls its locks as C functions, takes a checked lock too (it then
+    calls these Python methods).
 
     Example:
         >>> from userscope.container._locks import CheckedLock, SESSION, TABLE
@@ -140,14 +145,15 @@ class CheckedLock:
 
 
 def new_lock(rank: int) -> Any:
-    """A lock of ``rank``: checked in checker mode, else a plain ``threading.Lock``.
+    """A lock of ``rank``: checked in checker mode, else a plain runtime lock
+    (:data:`userscope._speedups.Lock`: ``threading.Lock`` in the pure runtime).
 
     Example:
         >>> from userscope.container._locks import new_lock, TABLE
         >>> with new_lock(TABLE):
         ...     pass
     """
-    return CheckedLock(rank) if _enabled else threading.Lock()
+    return CheckedLock(rank) if _enabled else Lock()
 
 
 def assert_unlocked(what: str) -> None:

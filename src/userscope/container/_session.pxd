@@ -1,4 +1,5 @@
 # Augmenting declarations for _session.py (Cython pure-Python mode; the .py is the reference).
+from userscope._speedups cimport Lock
 from userscope.container._state cimport ScopeState
 
 cdef class UserSession:
@@ -11,7 +12,7 @@ cdef class UserSession:
     cdef public double expires_at
     cdef public Py_ssize_t instances
     cdef public object key
-    cdef public object lock
+    cdef public Lock lock
     cdef public double max_expiry
     cdef public object max_instances
     cdef public Py_ssize_t requests

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from enum import Enum
 from typing import Any, Final
 
+from userscope._speedups import Lock as _Lock
 from userscope.container import _locks
 from userscope.container._scope import Scope
 from userscope.container._state import ScopeState
@@ -75,7 +75,7 @@ class UserSession:
         self.slot = table_slot(*key)  # its key in the owner's session table
         self.max_instances = max_instances  # the owner's max_instances_per_user
         self.tenant_id, self.user_id = key
-        self.lock: Any = _locks.new_lock(_locks.SESSION) if _locks._enabled else threading.Lock()
+        self.lock: Any = _locks.new_lock(_locks.SESSION) if _locks._enabled else _Lock()
         self.state = ScopeState()
         self.state.setup(Scope.USER, self, False)
         self.active = 0

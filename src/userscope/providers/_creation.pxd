@@ -3,6 +3,7 @@
 # reads its fields as C struct members and calls its helpers directly.
 cimport cython
 
+from userscope._speedups cimport Lock
 from userscope.container._pending cimport PendingCreation
 from userscope.container._session cimport UserSession
 from userscope.container._state cimport ScopeState
@@ -13,10 +14,12 @@ cdef PendingCreation _waitable(ScopeState state, object provider, object entry)
 cdef object _wait_error(object provider, ScopeState state, PendingCreation pending)
 cdef object _settle_entry(object entry, object value, object error)
 
-@cython.locals(session=UserSession, pending=dict, finalizer=tuple, creation=PendingCreation)
+@cython.locals(
+    session=UserSession, lock=Lock, pending=dict, finalizer=tuple, creation=PendingCreation
+)
 cpdef object create(
     object provider, ScopeState state, tuple frame, tuple args, dict kwargs, bint in_loop=*
 )
 
-@cython.locals(session=UserSession)
+@cython.locals(session=UserSession, lock=Lock)
 cdef object _abandon(ScopeState state, object provider, object error)

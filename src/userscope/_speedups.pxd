@@ -1,0 +1,7 @@
+# Declarations of the compiled twin _speedups.pyx (the pure twin is _speedups.py).
+from cpython.pythread cimport PyThread_type_lock
+
+cdef class Lock:
+    cdef PyThread_type_lock _lock
+    cpdef bint acquire(self, bint blocking=*, double timeout=*) except -1
+    cpdef release(self)

@@ -1,0 +1,100 @@
+"""`userscope._speedups`: the compiled twin and the pure twin behave the same.
+
+Runs in both modes (scripts/check runs it again with USERSCOPE_PURE=1), so every
+assertion here holds for the C lock and for ``threading.Lock`` alike.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import userscope
+from userscope import _speedups
+from userscope.container import _locks
+from userscope.container._session import UserSession
+
+
+def test_lock_acquire_release_and_locked() -> None:
+    lock = _speedups.Lock()
+    assert lock.locked() is False
+    assert lock.acquire() is True
+    assert lock.locked() is True
+    assert lock.acquire(False) is False  # not re-entrant
+    assert lock.acquire(blocking=False) is False
+    lock.release()
+    assert lock.locked() is False
+
+
+def test_lock_is_a_context_manager() -> None:
+    lock = _speedups.Lock()
+    with lock:
+        assert lock.locked()
+    assert not lock.locked()
+
+
+def test_release_of_an_unlocked_lock_raises_runtime_error() -> None:
+    lock = _speedups.Lock()
+    with pytest.raises(RuntimeError):
+        lock.release()
+
+
+def test_timeout_gives_up_and_reports_false() -> None:
+    lock = _speedups.Lock()
+    lock.acquire()
+    try:
+        assert lock.acquire(True, 0.01) is False
+        assert lock.acquire(timeout=0.01) is False
+    finally:
+        lock.release()
+
+
+def test_bad_timeouts_are_refused_like_threading_lock() -> None:
+    lock = _speedups.Lock()
+    lock.acquire()
+    try:
+        with pytest.raises(ValueError, match="non-blocking"):
+            lock.acquire(False, 1.0)
+        with pytest.raises(ValueError, match="must be positive"):
+            lock.acquire(True, -5.0)
+    finally:
+        lock.release()
+
+
+def test_a_blocked_thread_gets_the_lock_once_released() -> None:
+    lock = _speedups.Lock()
+    lock.acquire()
+    got: list[bool] = []
+    started = threading.Event()
+
+    def wait_for_it() -> None:
+        started.set()
+        got.append(lock.acquire(True, 10.0))
+        lock.release()
+
+    worker = threading.Thread(target=wait_for_it)
+    worker.start()
+    assert started.wait(10.0)
+    lock.release()
+    worker.join(10.0)
+    assert not worker.is_alive()
+    assert got == [True]
+
+
+def test_checked_lock_is_a_runtime_lock_and_serves_a_session() -> None:
+    checked = _locks.CheckedLock(_locks.SESSION)
+    assert isinstance(checked, _speedups.LockBase)
+    before = _locks.lock_check_enabled()
+    _locks.enable_lock_check(True)
+    try:
+        session = UserSession((None, "alice"), 0.0, None, None)
+    finally:
+        _locks.enable_lock_check(before)
+    assert isinstance(session.lock, _locks.CheckedLock)
+    with session.lock:
+        assert session.lock.locked()
+
+
+def test_the_lock_is_the_c_lock_exactly_when_compiled() -> None:
+    assert (_speedups.Lock is threading.Lock) is (not userscope.COMPILED)
