@@ -1,4 +1,7 @@
 # Augmenting declarations for _scopes.py (Cython pure-Python mode; the .py is the reference).
+cimport cython
+
+from userscope.container._session cimport UserSession
 from userscope.container._state cimport ScopeState
 
 cdef class ScopeCM(ScopeState):
@@ -7,8 +10,14 @@ cdef class ScopeCM(ScopeState):
     cdef public object _token
     cdef public object kind
 
+    @cython.locals(session=UserSession, conn=ScopeState, frame=tuple)
+    cpdef list _open(self, bint async_)
+
 cdef class UserScopeCM:
     cdef public object _ctx
     cdef public object _owner
-    cdef public object _session
+    cdef public UserSession _session
     cdef public object _token
+
+    @cython.locals(outer=UserSession, session=UserSession, frame=tuple)
+    cpdef list _open(self, bint async_)

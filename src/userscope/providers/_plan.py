@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import keyword
 from collections.abc import Callable
-from types import AsyncGeneratorType, CoroutineType
+from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import TYPE_CHECKING, Any, Final
 
 from dependency_injector import providers
@@ -34,6 +34,11 @@ CONTEXT: Final = 2
 SCOPED: Final = 3
 
 PLAIN_TYPES: set[type] = set()  # result types seen to be neither awaitable nor async generators
+# Types seen to be awaitable by their type alone (``__await__``, a registered Awaitable):
+# the compiled runtime's own coroutines are not ``types.CoroutineType``, and asking
+# ``inspect.isawaitable`` about them each time costs an ABC check (~4,000 instructions).
+# Generators are never learned: whether one is awaitable depends on its code's flags.
+AWAITABLE_TYPES: set[type] = set()
 
 
 def injection_kind(value: Any) -> int:
@@ -52,9 +57,12 @@ def injection_kind(value: Any) -> int:
 def needs_await(result: Any) -> bool:
     """Whether a factory's result must be awaited (learns plain types as it goes)."""
     kind = type(result)
-    if kind is CoroutineType or kind is AsyncGeneratorType:
+    if kind is CoroutineType or kind is AsyncGeneratorType or kind in AWAITABLE_TYPES:
         return True
-    if inspect.isawaitable(result) or isinstance(result, AsyncGeneratorType):
+    if inspect.isawaitable(result):
+        _learn_awaitable(kind)
+        return True
+    if isinstance(result, AsyncGeneratorType):
         return True
     if len(PLAIN_TYPES) < 4096:  # bounded: a type is only ever added once
         PLAIN_TYPES.add(type(result))
@@ -66,13 +74,19 @@ def is_awaitable(value: Any) -> bool:
     kind = type(value)
     if kind in PLAIN_TYPES:
         return False
-    if kind is CoroutineType:
+    if kind is CoroutineType or kind in AWAITABLE_TYPES:
         return True
     if inspect.isawaitable(value):
+        _learn_awaitable(kind)
         return True
     if kind is not AsyncGeneratorType and len(PLAIN_TYPES) < 4096:
         PLAIN_TYPES.add(kind)
     return False
+
+
+def _learn_awaitable(kind: type) -> None:
+    if kind is not GeneratorType and len(AWAITABLE_TYPES) < 4096:  # bounded, like PLAIN_TYPES
+        AWAITABLE_TYPES.add(kind)
 
 
 def compile_builder(
