@@ -106,7 +106,7 @@ async def run_cleanups_async(
             if kind == GEN:
                 _finish_generator(obj, exc, provider)
             elif kind == AGEN:
-                step = obj.__anext__() if exc is None else obj.athrow(exc)
+                step = anext(obj) if exc is None else obj.athrow(exc)
                 try:
                     try:  # inline until it first suspends (the common case never does)
                         yielded = step.send(None)

@@ -1,6 +1,7 @@
 # Augmenting declarations for _scopes.py (Cython pure-Python mode; the .py is the reference).
 cimport cython
 
+from userscope.container._cleanup cimport run_cleanups_sync
 from userscope.container._session cimport UserSession
 from userscope.container._state cimport ScopeState
 

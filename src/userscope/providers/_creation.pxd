@@ -3,6 +3,7 @@
 # reads its fields as C struct members and calls its helpers directly.
 cimport cython
 
+from userscope.container._cleanup cimport run_cleanups_sync
 from userscope._speedups cimport Lock
 from userscope.container._pending cimport PendingCreation
 from userscope.container._session cimport UserSession

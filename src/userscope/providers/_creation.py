@@ -27,12 +27,22 @@ import threading
 from types import AsyncGeneratorType, GeneratorType
 from typing import TYPE_CHECKING, Any, Final
 
+if TYPE_CHECKING:  # the declarations, as typed no-ops
+    from userscope import _nocython as cython
+else:
+    try:  # Cython's pure-Python mode: C types for the compiled build (see _nocython)
+        import cython
+    except ImportError:  # pragma: no cover - a pure install: no Cython, no-op declarations
+        from userscope import _nocython as cython
+
+from userscope._speedups import Lock
 from userscope.container import _flags, _locks
 from userscope.container._cleanup import run_cleanups_async, run_cleanups_sync
 from userscope.container._guard import GENERATION
 from userscope.container._guard import check as guard_check
 from userscope.container._pending import RETRY, PendingCreation
 from userscope.container._scope import ASYNC, SESSIONS, ActiveFrame, Scope
+from userscope.container._session import UserSession
 from userscope.container._state import AGEN, CLOSE, GEN, Finalizer, ScopeState, is_async_close
 from userscope.errors import (
     AsyncScopeRequiredError,
@@ -279,6 +289,7 @@ def _abandon(state: ScopeState, provider: ScopedProvider[Any], error: BaseExcept
         _settle_entry(entry, None, error)
 
 
+@cython.locals(state=ScopeState, session=UserSession, lock=Lock, pending=dict, finalizer=tuple)
 async def acreate(
     provider: ScopedProvider[Any],
     state: ScopeState,
@@ -354,7 +365,7 @@ async def acreate(
         if kind is AsyncGeneratorType:
             agen = value
             try:
-                value = await agen.__anext__()
+                value = await anext(agen)
             except StopAsyncIteration:
                 raise FactoryProtocolError(provider.name, "no_yield") from None
             finalizer = (AGEN, agen, provider)

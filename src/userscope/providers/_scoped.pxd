@@ -1,3 +1,4 @@
 # Augmenting declarations for _scoped.py (Cython pure-Python mode; the .py is the
 # reference): the compiled build calls the creation protocol as a C function.
 from userscope.providers._creation cimport create
+from userscope.container._state cimport ScopeState

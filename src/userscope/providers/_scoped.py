@@ -16,6 +16,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, overload
 from dependency_injector import providers
 from typing_extensions import TypeVar
 
+if TYPE_CHECKING:  # the declarations, as typed no-ops
+    from userscope import _nocython as cython
+else:
+    try:  # Cython's pure-Python mode: C types for the compiled build (see _nocython)
+        import cython
+    except ImportError:  # pragma: no cover - a pure install: no Cython, no-op declarations
+        from userscope import _nocython as cython
+
 from userscope.container import _guard
 from userscope.container._guard import GENERATION
 from userscope.container._scope import ACTIVE, CTX, ActiveFrame, Scope, innermost
@@ -228,6 +236,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
         self._copy_overridings(copied, memo)
         return copied
 
+    @cython.locals(state=ScopeState, frame=tuple)
     async def async_(self, *args: Any, **kwargs: Any) -> T:
         """Resolve for ``await``: the instance, created asynchronously when needed.
 
@@ -266,6 +275,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
     # dependency-injector's stub overloads __call__ twice with identical parameters (T and
     # Awaitable[T]); no single signature can match both, so the override is declared on R
     # (T, or Awaitable[T] for a provider typed over an async factory).
+    @cython.locals(state=ScopeState, frame=tuple)
     def __call__(self, *args: Any, **kwargs: Any) -> R:  # type: ignore[override]
         overriding = self.last_overriding
         if overriding is not None:
