@@ -27,12 +27,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["compiled", "locals"]
+__all__ = ["bint", "compiled", "locals"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 compiled = False
 """Whether this code runs compiled: never, here."""
+
+bint = bool
+"""Cython's C boolean: a ``bool`` here."""
 
 
 def locals(**types: Any) -> Callable[[F], F]:
