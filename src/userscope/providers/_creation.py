@@ -433,6 +433,7 @@ def run_plan(provider: ScopedProvider[Any], frame: ActiveFrame) -> Any:
 
     Returns what the factory returned, or an awaitable when an injection was async.
     """
+    state: ScopeState | None
     positional = []
     named = {}
     plain = True
@@ -443,7 +444,7 @@ def run_plan(provider: ScopedProvider[Any], frame: ActiveFrame) -> Any:
             if how == CONTEXT:
                 value = frame[0] if dependency.last_overriding is None else dependency()
             elif how == SCOPED:
-                state = frame[dependency.scope]
+                state = frame[dependency.scope]  # type: ignore[assignment]
                 if state is None or dependency.last_overriding is not None:
                     value = dependency()
                 else:
@@ -469,6 +470,7 @@ async def arun_plan(provider: ScopedProvider[Any], frame: ActiveFrame) -> Any:
     as a loop: each async injection is awaited in place, in plan order, then the
     factory's awaitable result. For plans with something to await (:func:`plan_awaits`).
     """
+    state: ScopeState | None
     positional = []
     named = {}
     for key, how, dependency in provider._plan:
@@ -478,7 +480,7 @@ async def arun_plan(provider: ScopedProvider[Any], frame: ActiveFrame) -> Any:
             if how == CONTEXT:
                 value = frame[0] if dependency.last_overriding is None else dependency()
             elif how == SCOPED:
-                state = frame[dependency.scope]
+                state = frame[dependency.scope]  # type: ignore[assignment]
                 if state is None or dependency.last_overriding is not None:
                     value = dependency()
                 else:
