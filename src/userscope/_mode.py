@@ -105,8 +105,8 @@ def source_digest(source: str) -> str:
         >>> with tempfile.TemporaryDirectory() as folder:
         ...     path = os.path.join(folder, "hot.py")
         ...     with open(path, "wb") as file:
-        ...         _ = file.write(b"VALUE = 1\n")
-        ...     _mode.source_digest(path) == hashlib.sha256(b"VALUE = 1\n").hexdigest()
+        ...         _ = file.write(b"VALUE = 1")
+        ...     _mode.source_digest(path) == hashlib.sha256(b"VALUE = 1").hexdigest()
         True
     """
     stem = source.removesuffix(".py")

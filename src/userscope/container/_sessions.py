@@ -93,7 +93,233 @@ _FINISH: Final = Release.FINISH
 _RECENT_FAILURES: Final = 20
 
 
-class UserSessions:
+class _SessionTable:
+    """The session table and its hold counting: the base of :class:`UserSessions` that
+    the scope classes and the creation protocol talk to (internal).
+
+    Its methods are the hot path of opening and leaving a scope. The compiled build
+    makes this class an extension type (``_sessions.pxd``): these fields become C struct
+    members and these methods C methods; :class:`UserSessions`, a plain Python subclass,
+    sets the fields in its ``__init__`` and keeps everything else.
+    """
+
+    # set by UserSessions.__init__
+    _users: OrderedDict[str | UserKey, UserSession]
+    _max_users: int | None
+    _max_age: float | None
+    _max_instances_per_user: int | None
+    _clock: Callable[[], float]
+    _lock: Any
+    _limited: bool
+    _closed: bool
+    _timed: bool
+    _idle_timeout: float | None
+    _observer: ScopeObserver | None
+    _cleanup_timeout: float | None
+    _open_states: set[ScopeCM]
+    _retired: set[UserSession]
+    _expiry: DeadlineHeap
+    _expired: int
+    _evictions: int
+    _refusals: Counter[str]
+    leak_check: bool
+
+    if TYPE_CHECKING:  # UserSessions binds these to the job modules' functions
+
+        def _limit_error(self, session: UserSession, kind: Scope) -> ScopeLimitError | None: ...
+        def _refused(self, error: ScopeLimitError, counted: bool = False) -> ScopeLimitError: ...
+        def _notify_opened(self, level: Scope, ctx: UserExecutionContext) -> object: ...
+        def _watch(self, suspects: list[_leaks.Suspect]) -> None: ...
+        def _remember(self, failures: list[BaseException]) -> None: ...
+
+    # -- holds: the scope classes' protocol (internal) --------------------------------
+
+    def _take_hold(self, session: UserSession, kind: Scope) -> ScopeLimitError | None:
+        """Count one more open scope of ``kind`` (session lock held); or the refusal."""
+        if self._limited:
+            error = self._limit_error(session, kind)
+            if error is not None:
+                return error
+            session.connections += kind is _CONNECTION
+            session.requests += kind is _REQUEST
+        session.active += 1
+        return None
+
+    def _hold_user(
+        self, ctx: UserExecutionContext, kind: Scope, async_: bool
+    ) -> tuple[UserSession, list[UserSession] | None]:
+        """Hold the user's session for a new top-level scope; returns the session and
+        the sessions evicted to make room (their cleanups are the caller's to run)."""
+        tenant_id = ctx.tenant_id
+        session = self._users.get(ctx.user_id if tenant_id is None else (tenant_id, ctx.user_id))
+        if session is not None and self._max_users is None:
+            lock = session.lock
+            lock.acquire()  # fast path: a live session, no LRU order to keep
+            try:
+                if session.retired or (not session.active and self._clock() >= session.expires_at):
+                    error: ScopeLimitError | None = None
+                    joined = False
+                elif self._limited:
+                    error = self._take_hold(session, kind)
+                    joined = error is None
+                else:
+                    session.active += 1  # `_take_hold` without a limit to check, inlined
+                    error = None
+                    joined = True
+            finally:
+                lock.release()
+            if error is not None:
+                raise self._refused(error)
+            if joined:
+                return session, None
+        return self._acquire(ctx, kind, async_)
+
+    def _acquire(
+        self, ctx: UserExecutionContext, kind: Scope, async_: bool
+    ) -> tuple[UserSession, list[UserSession] | None]:
+        """Slow path: create, replace or evict sessions under the table lock."""
+        key = (ctx.tenant_id, ctx.user_id)
+        slot = table_slot(*key)
+        now = self._clock()
+        evicted: list[UserSession] = []
+        created = False
+        error: ScopeLimitError | None = None
+        with self._lock:
+            if self._closed:
+                raise ScopeClosedError(None, ctx.user_id, None, ctx.tenant_id)
+            session = self._users.get(slot)
+            if session is not None and session.active == 0 and now >= session.expires_at:
+                self._retire(session)
+                self._retired.discard(session)
+                self._expired += 1
+                evicted.append(session)
+                session = None
+            if session is None:
+                if self._max_users is not None and len(self._users) >= self._max_users:
+                    victim = self._pick_victim(async_)
+                    if victim is None:
+                        error = ScopeLimitError(
+                            "max_users",
+                            ctx.user_id,
+                            len(self._users),
+                            self._max_users,
+                            ctx.tenant_id,
+                        )
+                    else:
+                        self._retire(victim)
+                        self._retired.discard(victim)
+                        self._evictions += 1
+                        evicted.append(victim)
+                if error is None:
+                    session = UserSession(key, now, self._max_age, self._max_instances_per_user)
+                    self._users[slot] = session
+                    created = True
+            if session is not None:
+                with session.lock:
+                    error = self._take_hold(session, kind)
+                if error is None and self._max_users is not None:
+                    self._users.move_to_end(slot)
+            if error is not None:
+                self._refusals[error.limit] += 1
+        if error is not None:
+            raise self._refused(error, counted=True)
+        assert session is not None
+        if created and self._observer is not None:
+            session.state.token = self._notify_opened(_USER, ctx)
+        return session, evicted or None
+
+    def _hold_nested(self, session: UserSession) -> None:
+        """Hold ``session`` for a request nested in one of its connections."""
+        with session.lock:
+            if self._closed:
+                raise ScopeClosedError(None, session.user_id, None, session.tenant_id)
+            error = self._take_hold(session, _REQUEST)
+        if error is not None:
+            raise self._refused(error)
+
+    def _unhold(self, session: UserSession, scope: ScopeCM | None) -> Release:
+        """Drop one hold (session lock held); say what the caller must do next."""
+        if self._limited and scope is not None:
+            session.connections -= scope.kind is _CONNECTION
+            session.requests -= scope.kind is _REQUEST
+        session.active -= 1
+        if session.active:
+            return _KEEP
+        if session.retired:
+            return _FINISH
+        idle = self._idle_timeout
+        if idle is not None:
+            session.expires_at = min(session.max_expiry, self._clock() + idle)
+        if session.scheduled or not self._timed:
+            return _KEEP
+        session.scheduled = True
+        return _SCHEDULE
+
+    def _leave(self, scope: ScopeCM) -> tuple[list[Finalizer] | None, Release]:
+        """Detach a closing scope's state; drop its hold unless finalizers must run first."""
+        self._open_states.discard(scope)
+        session = scope.session
+        watched: list[_leaks.Suspect] | None = None
+        session.lock.acquire()
+        try:
+            if self.leak_check and scope.cache:
+                watched = _suspects(scope)
+            pending = scope.pending
+            finalizers = scope.detach()
+            action = _KEEP if finalizers else self._unhold(session, scope)
+            woken = _fail_pending(pending, scope.level, session) if pending else None
+        finally:
+            session.lock.release()
+        if woken:
+            for creation in woken:
+                creation.wake()
+        if watched:
+            self._watch(watched)
+        if finalizers:
+            return finalizers, _KEEP
+        return None, action
+
+    def _schedule(self, session: UserSession) -> None:
+        with self._lock:
+            if not session.retired:
+                self._expiry.push(session)
+
+    def _release(
+        self, session: UserSession, scope: ScopeCM | None, ran: int, failures: list[BaseException]
+    ) -> Release:
+        """Drop one hold after cleanups ran; returns FINISH or KEEP."""
+        session.lock.acquire()
+        try:
+            if ran:
+                session.cleanups_run += ran
+                session.cleanups_failed += len(failures)
+            action = self._unhold(session, scope)
+        finally:
+            session.lock.release()
+        if failures:
+            self._remember(failures)
+        if action is _SCHEDULE:
+            self._schedule(session)
+            return _KEEP
+        return action
+
+    def _pick_victim(self, async_: bool) -> UserSession | None:
+        for session in self._users.values():  # least recently used first
+            if session.active == 0 and (async_ or not session.state.has_async_finalizers()):
+                return session
+        return None
+
+    def _retire(self, session: UserSession) -> None:
+        """Take a session out of the table (table lock held)."""
+        if self._users.get(session.slot) is session:
+            del self._users[session.slot]
+        with session.lock:
+            session.retired = True
+            self._expiry.ended(session)
+        self._retired.add(session)
+
+
+class UserSessions(_SessionTable):
     """The runtime that owns every USER scope and opens CONNECTION and REQUEST scopes.
 
     One per application (no module-level global): each instance is independent. A
@@ -291,202 +517,14 @@ class UserSessions:
         """
         return UserScopeCM(self, ctx)
 
-    # -- holds: the scope classes' protocol (internal) --------------------------------
+    # -- bound to the job modules' functions (the holds above call some) -------------
     _limit_error = _limits.limit_error  # the refusals: :mod:`userscope.container._limits`
     _refused = _limits.refused
-
-    def _take_hold(self, session: UserSession, kind: Scope) -> ScopeLimitError | None:
-        """Count one more open scope of ``kind`` (session lock held); or the refusal."""
-        if self._limited:
-            error = self._limit_error(session, kind)
-            if error is not None:
-                return error
-            session.connections += kind is _CONNECTION
-            session.requests += kind is _REQUEST
-        session.active += 1
-        return None
-
-    def _hold_user(
-        self, ctx: UserExecutionContext, kind: Scope, async_: bool
-    ) -> tuple[UserSession, list[UserSession] | None]:
-        """Hold the user's session for a new top-level scope; returns the session and
-        the sessions evicted to make room (their cleanups are the caller's to run)."""
-        tenant_id = ctx.tenant_id
-        session = self._users.get(ctx.user_id if tenant_id is None else (tenant_id, ctx.user_id))
-        if session is not None and self._max_users is None:
-            lock = session.lock
-            lock.acquire()  # fast path: a live session, no LRU order to keep
-            try:
-                if session.retired or (not session.active and self._clock() >= session.expires_at):
-                    error: ScopeLimitError | None = None
-                    joined = False
-                elif self._limited:
-                    error = self._take_hold(session, kind)
-                    joined = error is None
-                else:
-                    session.active += 1  # `_take_hold` without a limit to check, inlined
-                    error = None
-                    joined = True
-            finally:
-                lock.release()
-            if error is not None:
-                raise self._refused(error)
-            if joined:
-                return session, None
-        return self._acquire(ctx, kind, async_)
-
-    def _acquire(
-        self, ctx: UserExecutionContext, kind: Scope, async_: bool
-    ) -> tuple[UserSession, list[UserSession] | None]:
-        """Slow path: create, replace or evict sessions under the table lock."""
-        key = (ctx.tenant_id, ctx.user_id)
-        slot = table_slot(*key)
-        now = self._clock()
-        evicted: list[UserSession] = []
-        created = False
-        error: ScopeLimitError | None = None
-        with self._lock:
-            if self._closed:
-                raise ScopeClosedError(None, ctx.user_id, None, ctx.tenant_id)
-            session = self._users.get(slot)
-            if session is not None and session.active == 0 and now >= session.expires_at:
-                self._retire(session)
-                self._retired.discard(session)
-                self._expired += 1
-                evicted.append(session)
-                session = None
-            if session is None:
-                if self._max_users is not None and len(self._users) >= self._max_users:
-                    victim = self._pick_victim(async_)
-                    if victim is None:
-                        error = ScopeLimitError(
-                            "max_users",
-                            ctx.user_id,
-                            len(self._users),
-                            self._max_users,
-                            ctx.tenant_id,
-                        )
-                    else:
-                        self._retire(victim)
-                        self._retired.discard(victim)
-                        self._evictions += 1
-                        evicted.append(victim)
-                if error is None:
-                    session = UserSession(key, now, self._max_age, self._max_instances_per_user)
-                    self._users[slot] = session
-                    created = True
-            if session is not None:
-                with session.lock:
-                    error = self._take_hold(session, kind)
-                if error is None and self._max_users is not None:
-                    self._users.move_to_end(slot)
-            if error is not None:
-                self._refusals[error.limit] += 1
-        if error is not None:
-            raise self._refused(error, counted=True)
-        assert session is not None
-        if created and self._observer is not None:
-            session.state.token = self._notify_opened(_USER, ctx)
-        return session, evicted or None
-
-    def _hold_nested(self, session: UserSession) -> None:
-        """Hold ``session`` for a request nested in one of its connections."""
-        with session.lock:
-            if self._closed:
-                raise ScopeClosedError(None, session.user_id, None, session.tenant_id)
-            error = self._take_hold(session, _REQUEST)
-        if error is not None:
-            raise self._refused(error)
-
-    def _unhold(self, session: UserSession, scope: ScopeCM | None) -> Release:
-        """Drop one hold (session lock held); say what the caller must do next."""
-        if self._limited and scope is not None:
-            session.connections -= scope.kind is _CONNECTION
-            session.requests -= scope.kind is _REQUEST
-        session.active -= 1
-        if session.active:
-            return _KEEP
-        if session.retired:
-            return _FINISH
-        idle = self._idle_timeout
-        if idle is not None:
-            session.expires_at = min(session.max_expiry, self._clock() + idle)
-        if session.scheduled or not self._timed:
-            return _KEEP
-        session.scheduled = True
-        return _SCHEDULE
-
-    def _leave(self, scope: ScopeCM) -> tuple[list[Finalizer] | None, Release]:
-        """Detach a closing scope's state; drop its hold unless finalizers must run first."""
-        self._open_states.discard(scope)
-        session = scope.session
-        watched: list[_leaks.Suspect] | None = None
-        session.lock.acquire()
-        try:
-            if self.leak_check and scope.cache:
-                watched = _suspects(scope)
-            pending = scope.pending
-            finalizers = scope.detach()
-            action = _KEEP if finalizers else self._unhold(session, scope)
-            woken = _fail_pending(pending, scope.level, session) if pending else None
-        finally:
-            session.lock.release()
-        if woken:
-            for creation in woken:
-                creation.wake()
-        if watched:
-            self._watch(watched)
-        if finalizers:
-            return finalizers, _KEEP
-        return None, action
-
-    def _schedule(self, session: UserSession) -> None:
-        with self._lock:
-            if not session.retired:
-                self._expiry.push(session)
-
-    def _release(
-        self, session: UserSession, scope: ScopeCM | None, ran: int, failures: list[BaseException]
-    ) -> Release:
-        """Drop one hold after cleanups ran; returns FINISH or KEEP."""
-        session.lock.acquire()
-        try:
-            if ran:
-                session.cleanups_run += ran
-                session.cleanups_failed += len(failures)
-            action = self._unhold(session, scope)
-        finally:
-            session.lock.release()
-        if failures:
-            self._remember(failures)
-        if action is _SCHEDULE:
-            self._schedule(session)
-            return _KEEP
-        return action
-
-    def _pick_victim(self, async_: bool) -> UserSession | None:
-        for session in self._users.values():  # least recently used first
-            if session.active == 0 and (async_ or not session.state.has_async_finalizers()):
-                return session
-        return None
-
-    def _retire(self, session: UserSession) -> None:
-        """Take a session out of the table (table lock held)."""
-        if self._users.get(session.slot) is session:
-            del self._users[session.slot]
-        with session.lock:
-            session.retired = True
-            self._expiry.ended(session)
-        self._retired.add(session)
-
-    # -- observer (:mod:`userscope.container._observe`; never called under a lock) --
     _notify = _observe.notify
     _notify_opened = _observe.notify_opened
     _notify_closed = _observe.notify_closed
     _observe_cleanup = _observe.observe_cleanup
     _notify_created = _observe.notify_created
-
-    # -- leak watch, failure records (:mod:`._leaks`, :mod:`._stats`; the table lock) --
     _watch = _leaks.watch
     _remember = _stats.remember
 
