@@ -24,3 +24,8 @@ cpdef object create(
 
 @cython.locals(session=UserSession, lock=Lock)
 cdef object _abandon(ScopeState state, object provider, object error)
+
+@cython.locals(state=ScopeState, positional=list, named=dict, plain=cython.bint)
+cpdef object run_plan(object provider, tuple frame)
+
+cpdef bint plan_awaits(object provider) except -1

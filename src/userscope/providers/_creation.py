@@ -426,7 +426,6 @@ generates (the pure runtime: there the generated function is the faster one). Bo
 resolve the same injections in the same order; the tests run both."""
 
 
-@cython.locals(state=ScopeState, positional=list, named=dict, plain=cython.bint)
 def run_plan(provider: ScopedProvider[Any], frame: ActiveFrame) -> Any:
     """Resolve ``provider``'s injections and call its factory: the synchronous builder
     of :func:`~userscope.providers._plan.compile_builder`, as a loop over the plan.
@@ -504,7 +503,10 @@ async def arun_plan(provider: ScopedProvider[Any], frame: ActiveFrame) -> Any:
 def plan_awaits(provider: ScopedProvider[Any]) -> bool:
     """Whether a plan has a provider to call or a scoped dependency (something that may
     need awaiting); otherwise its async build is the synchronous one."""
-    return any(how in (CALL, SCOPED) for _, how, _ in provider._plan)
+    for _, how, _ in provider._plan:  # noqa: SIM110 - a loop compiles to C; any(...) to a closure
+        if how in (CALL, SCOPED):
+            return True
+    return False
 
 
 def _discard(result: Any) -> None:
