@@ -8,6 +8,7 @@ from userscope._speedups cimport Lock
 from userscope.container._pending cimport PendingCreation
 from userscope.container._session cimport UserSession
 from userscope.container._state cimport ScopeState
+from userscope.providers._plan cimport is_awaitable, needs_await
 
 cdef object _refuse(tuple frame, ScopeState state, object provider)
 cdef object _closed(ScopeState state, object provider)

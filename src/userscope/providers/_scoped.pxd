@@ -2,3 +2,4 @@
 # reference): the compiled build calls the creation protocol as a C function.
 from userscope.providers._creation cimport create
 from userscope.container._state cimport ScopeState
+from userscope.providers._plan cimport is_awaitable

@@ -267,7 +267,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
             if result is not _MISSING:
                 return result  # type: ignore[no-any-return]
             result = create(self, state, frame, args, kwargs, True)
-        if _is_awaitable(result):
+        if is_awaitable(result):
             result = await result
         return result  # type: ignore[no-any-return]
 
