@@ -3,5 +3,6 @@ from cpython.pythread cimport PyThread_type_lock
 
 cdef class Lock:
     cdef PyThread_type_lock _lock
+    cdef bint _held
     cpdef bint acquire(self, bint blocking=*, double timeout=*) except -1
     cpdef release(self)

@@ -48,6 +48,7 @@ cdef class Lock:
         cdef long long microseconds
         cdef _LockStatus got
         if PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+            self._held = True
             return True
         if not blocking:
             if timeout != -1:
@@ -62,20 +63,22 @@ cdef class Lock:
             if got == _INTR:
                 PyErr_CheckSignals()  # raises what a signal handler raised
                 continue
-            return got == _ACQUIRED
+            if got == _ACQUIRED:
+                self._held = True
+                return True
+            return False
 
     cpdef release(self):
-        if PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
-            PyThread_release_lock(self._lock)
+        # `_held` changes only while the lock is held, with the GIL held: no test-and-set
+        # of the lock itself is needed to refuse releasing an unlocked lock
+        if not self._held:
             raise RuntimeError("release unlocked lock")
+        self._held = False
         PyThread_release_lock(self._lock)
 
     def locked(self):
         """Whether some thread holds the lock."""
-        if PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
-            PyThread_release_lock(self._lock)
-            return False
-        return True
+        return self._held
 
     def __enter__(self):
         return self.acquire()
