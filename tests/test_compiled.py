@@ -262,6 +262,37 @@ class TestFinder:
             "pure (extension not built)",
         )
 
+    def test_one_stale_module_makes_every_listed_module_load_pure(self, package: Path) -> None:
+        # the compiled modules cimport each other's types: all compiled, or none
+        (package / "cold.py").write_text("VALUE = 2\n")
+        (package / "cold.pxd").write_text("cdef int VALUE\n")
+        suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+        for leaf in ("hot", "cold"):
+            (package / f"{leaf}{suffix}").write_bytes(b"\0")
+        stamps = {
+            self.NAME: {"source_sha256": _mode.source_digest(str(package / "hot.py"))},
+            # stamped before its .pxd changed: the digest covers the .py and the .pxd
+            "fakepkg.cold": {"source_sha256": hashlib.sha256(b"VALUE = 2\n").hexdigest()},
+        }
+        (package / "stamps.json").write_text(json.dumps(stamps))
+        finder = _mode._Finder(
+            [self.NAME, "fakepkg.cold"], pure=False, stamp_file=str(package / "stamps.json")
+        )
+        spec = finder.find_spec(self.NAME, [str(package)])
+        assert spec is not None
+        assert type(spec.loader).__name__ == "SourceFileLoader"
+        status = finder.status[self.NAME]
+        assert status.startswith("pure (all compiled modules load together; fakepkg.cold")
+        assert "is stale" in status
+
+    def test_the_digest_of_a_module_with_a_pxd_covers_both_files(self, package: Path) -> None:
+        alone = _mode.source_digest(str(package / "hot.py"))
+        assert alone == hashlib.sha256(b"VALUE = 1\n").hexdigest()
+        (package / "hot.pxd").write_text("cdef int VALUE\n")
+        with_pxd = _mode.source_digest(str(package / "hot.py"))
+        (package / "hot.pxd").write_text("cdef long VALUE\n")
+        assert len({alone, with_pxd, _mode.source_digest(str(package / "hot.py"))}) == 3
+
 
 # -- packaging: bounded subprocess builds into temporary directories ----------------------
 
