@@ -26,7 +26,10 @@ cpdef object create(
 @cython.locals(session=UserSession, lock=Lock)
 cdef object _abandon(ScopeState state, object provider, object error)
 
-@cython.locals(state=ScopeState, positional=list, named=dict, plain=cython.bint)
+@cython.locals(state=ScopeState)
+cdef inline object _injected(object how, object dependency, tuple frame, bint in_loop)
+
+@cython.locals(positional=list, named=dict, plain=cython.bint)
 cpdef object run_plan(object provider, tuple frame)
 
 cpdef bint plan_awaits(object provider) except -1

@@ -426,13 +426,30 @@ generates (the pure runtime: there the generated function is the faster one). Bo
 resolve the same injections in the same order; the tests run both."""
 
 
+def _injected(how: int, dependency: Any, frame: ActiveFrame, in_loop: bool) -> Any:
+    """The value of one injection of a plan that is not a plain value (the context, a
+    scoped dependency, or a provider to call), for :func:`run_plan` and :func:`arun_plan`;
+    it may be an awaitable. ``in_loop`` as for :func:`create`."""
+    state: ScopeState | None
+    if how == CONTEXT:
+        return frame[0] if dependency.last_overriding is None else dependency()
+    if how == SCOPED:
+        state = frame[dependency.scope]  # type: ignore[assignment]
+        if state is None or dependency.last_overriding is not None:
+            return dependency()
+        value = state.cache.get(dependency, MISSING)
+        if value is MISSING:
+            value = create(dependency, state, frame, _NO_ARGS, None, in_loop)
+        return value
+    return dependency()
+
+
 def run_plan(provider: ScopedProvider[Any], frame: ActiveFrame) -> Any:
     """Resolve ``provider``'s injections and call its factory: the synchronous builder
     of :func:`~userscope.providers._plan.compile_builder`, as a loop over the plan.
 
     Returns what the factory returned, or an awaitable when an injection was async.
     """
-    state: ScopeState | None
     positional = []
     named = {}
     plain = True
@@ -440,18 +457,7 @@ def run_plan(provider: ScopedProvider[Any], frame: ActiveFrame) -> Any:
         if how == VALUE:
             value = dependency
         else:
-            if how == CONTEXT:
-                value = frame[0] if dependency.last_overriding is None else dependency()
-            elif how == SCOPED:
-                state = frame[dependency.scope]  # type: ignore[assignment]
-                if state is None or dependency.last_overriding is not None:
-                    value = dependency()
-                else:
-                    value = state.cache.get(dependency, MISSING)
-                    if value is MISSING:
-                        value = create(dependency, state, frame, _NO_ARGS, None, False)
-            else:
-                value = dependency()
+            value = _injected(how, dependency, frame, False)
             if plain and type(value) not in PLAIN_TYPES:
                 plain = False
         if key is None:
@@ -463,31 +469,19 @@ def run_plan(provider: ScopedProvider[Any], frame: ActiveFrame) -> Any:
     return provider._provides(*positional, **named)
 
 
-@cython.locals(state=ScopeState, positional=list, named=dict)
+@cython.locals(positional=list, named=dict)
 async def arun_plan(provider: ScopedProvider[Any], frame: ActiveFrame) -> Any:
     """The asynchronous builder of :func:`~userscope.providers._plan.compile_builder`
     as a loop: each async injection is awaited in place, in plan order, then the
     factory's awaitable result. For plans with something to await (:func:`plan_awaits`).
     """
-    state: ScopeState | None
     positional = []
     named = {}
     for key, how, dependency in provider._plan:
         if how == VALUE:
             value = dependency
         else:
-            if how == CONTEXT:
-                value = frame[0] if dependency.last_overriding is None else dependency()
-            elif how == SCOPED:
-                state = frame[dependency.scope]  # type: ignore[assignment]
-                if state is None or dependency.last_overriding is not None:
-                    value = dependency()
-                else:
-                    value = state.cache.get(dependency, MISSING)
-                    if value is MISSING:
-                        value = create(dependency, state, frame, _NO_ARGS, None, True)
-            else:
-                value = dependency()
+            value = _injected(how, dependency, frame, True)
             if type(value) not in PLAIN_TYPES and is_awaitable(value):
                 value = await value
         if key is None:
