@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["bint", "compiled", "locals"]
+__all__ = ["bint", "compiled", "int", "locals"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,6 +36,9 @@ compiled = False
 
 bint = bool
 """Cython's C boolean: a ``bool`` here."""
+
+int = int  # the name of Cython's C int
+"""Cython's C int: an ``int`` here."""
 
 
 def locals(**types: Any) -> Callable[[F], F]:

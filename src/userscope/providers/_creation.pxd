@@ -10,6 +10,22 @@ from userscope.container._session cimport UserSession
 from userscope.container._state cimport ScopeState
 from userscope.providers._plan cimport is_awaitable, needs_await
 
+cdef class ProviderCore:
+    cdef public object provider
+    cdef public Py_ssize_t scope
+    cdef public tuple plan
+    cdef public object provides
+    cdef public object factory
+    cdef public bint is_async
+    cdef public bint closing
+    cdef public bint overridden
+    cdef public object guard
+    cdef public bint awaits
+    cdef public bint keywords
+
+    @cython.locals(how=cython.int)
+    cpdef set_plan(self, tuple plan)
+
 cdef object _refuse(tuple frame, ScopeState state, object provider)
 cdef object _closed(ScopeState state, object provider)
 cdef PendingCreation _waitable(ScopeState state, object provider, object entry)
@@ -20,16 +36,16 @@ cdef object _settle_entry(object entry, object value, object error)
     session=UserSession, lock=Lock, pending=dict, finalizer=tuple, creation=PendingCreation
 )
 cpdef object create(
-    object provider, ScopeState state, tuple frame, tuple args, dict kwargs, bint in_loop=*
+    ProviderCore core, ScopeState state, tuple frame, tuple args, dict kwargs, bint in_loop=*
 )
 
 @cython.locals(session=UserSession, lock=Lock)
 cdef object _abandon(ScopeState state, object provider, object error)
 
 @cython.locals(state=ScopeState)
-cdef inline object _injected(object how, object dependency, tuple frame, bint in_loop)
+cdef inline object _injected(
+    int how, object dependency, ProviderCore dependency_core, tuple frame, bint in_loop
+)
 
-@cython.locals(positional=list, named=dict, plain=cython.bint)
-cpdef object run_plan(object provider, tuple frame)
-
-cpdef bint plan_awaits(object provider) except -1
+@cython.locals(positional=list, named=dict, plain=cython.bint, step=tuple, how=cython.int)
+cpdef object run_plan(ProviderCore core, tuple frame)

@@ -67,7 +67,7 @@ from userscope.providers._plan import (
 if TYPE_CHECKING:
     from userscope.providers._scoped import ScopedProvider
 
-__all__ = ["acreate", "create", "will_create"]
+__all__ = ["ProviderCore", "acreate", "create", "will_create"]
 
 _get_ident = threading.get_ident
 _running_loop = asyncio._get_running_loop
@@ -81,6 +81,85 @@ _USER: Final = Scope.USER
 
 async def _ready(value: Any) -> Any:
     return value
+
+
+class ProviderCore:
+    """What the creation protocol reads of one provider, as C fields when compiled.
+
+    Each :class:`~userscope.providers._scoped.ScopedProvider` and
+    :class:`~userscope.CurrentContext` owns one (``provider._core``). The provider stays a
+    Python class subclassing dependency-injector's ``Provider`` (nothing here depends on
+    its binary layout); its private attributes ``_is_async``, ``_plan``, ``_provides``,
+    ``_closing`` and ``_us_guard`` are views of these fields, so the call and creation
+    paths read a struct member where they read an attribute of a Python object.
+
+    Attributes:
+        provider: the provider; the key of its instances in a scope's cache.
+        scope: the frame index of its level (``int(provider.scope)``).
+        plan: one ``(keyword or None, kind, dependency, its core or None)`` per
+            injection, in order (see :func:`~userscope.providers._plan.plan_entry`).
+        provides: the factory.
+        factory: a dependency-injector ``Factory`` of it, for calls with arguments.
+        is_async: whether it is built asynchronously (an async factory, or a factory
+            seen to return an awaitable).
+        closing: whether ``close()``/``aclose()`` is called at scope exit.
+        overridden: whether the provider has an overriding provider; kept by its
+            ``override``/``reset_last_overriding``/``reset_override`` and by copies.
+        guard: the validation generation it last passed (:mod:`~userscope.container._guard`).
+        awaits: whether the plan has an injection that may need awaiting (a provider to
+            call or a scoped dependency).
+        keywords: whether the plan has keyword injections.
+    """
+
+    __slots__ = (
+        "awaits",
+        "closing",
+        "factory",
+        "guard",
+        "is_async",
+        "keywords",
+        "overridden",
+        "plan",
+        "provider",
+        "provides",
+        "scope",
+    )
+
+    provider: Any
+    scope: int
+    plan: tuple[tuple[str | None, int, Any, ProviderCore | None], ...]
+    provides: Any
+    factory: Any
+    is_async: bool
+    closing: bool
+    overridden: bool
+    guard: object
+    awaits: bool
+    keywords: bool
+
+    def __init__(self, provider: Any, scope: int) -> None:
+        self.provider = provider
+        self.scope = scope
+        self.plan = ()
+        self.provides = None
+        self.factory = None
+        self.is_async = False
+        self.closing = False
+        self.overridden = False
+        self.guard = None
+        self.awaits = False
+        self.keywords = False
+
+    def set_plan(self, plan: tuple[tuple[str | None, int, Any, ProviderCore | None], ...]) -> None:
+        """Install an injection plan (and what the runners precompute about it)."""
+        self.plan = plan
+        self.awaits = False
+        self.keywords = False
+        for key, how, _, _ in plan:
+            if how in (CALL, SCOPED):
+                self.awaits = True
+            if key is not None:
+                self.keywords = True
 
 
 def will_create(provider: ScopedProvider[Any], state: ScopeState, frame: ActiveFrame) -> None:
@@ -156,22 +235,24 @@ def _settle_entry(entry: Any, value: Any, error: BaseException | None) -> None:
 
 
 def create(
-    provider: ScopedProvider[Any],
+    core: ProviderCore,
     state: ScopeState,
     frame: ActiveFrame,
     args: tuple[Any, ...],
     kwargs: dict[str, Any] | None,
     in_loop: bool = False,
 ) -> Any:
-    """Create the instance of ``state`` after a cache miss (synchronous resolve).
+    """Create the instance of ``core.provider`` in ``state`` after a cache miss
+    (synchronous resolve).
 
     Returns the instance, or an awaitable of it when the provider is async (or
     ``in_loop`` and the instance is being created by another task).
     """
-    if provider._is_async and not args and not kwargs:
+    provider = core.provider
+    if core.is_async and not args and not kwargs:
         if not frame[ASYNC]:
             raise AsyncScopeRequiredError(provider.name, state.level)
-        return acreate(provider, state, frame)
+        return acreate(core, state, frame)
     session = state.session
     lock = session.lock
     while True:
@@ -182,7 +263,7 @@ def create(
         value = state.cache.get(provider, MISSING)
         if value is not MISSING:
             lock.release()
-            return _ready(value) if provider._is_async else value
+            return _ready(value) if core.is_async else value
         pending = state.pending
         entry = pending.get(provider) if pending else None
         if entry is None:
@@ -201,7 +282,7 @@ def create(
         if in_loop:  # the async builder: wait without blocking the loop
             future = creation.async_waiter(asyncio.get_running_loop())
             lock.release()
-            return _await_retry(provider, state, frame, future)
+            return _await_retry(core, state, frame, future)
         error = _wait_error(provider, state, creation)
         if error is not None:
             lock.release()
@@ -211,24 +292,24 @@ def create(
         event.wait()
         value = creation.outcome()
         if value is not RETRY:
-            return _ready(value) if provider._is_async else value
+            return _ready(value) if core.is_async else value
     # build, with no lock held
     finalizer: Finalizer | None = None
     try:
-        if provider._us_guard is not GENERATION.token:  # first creation in this generation
+        if core.guard is not GENERATION.token:  # first creation in this generation
             guard_check(provider)  # validates its container(s): CaptiveDependencyError
         if before_create:
             will_create(provider, state, frame)
         if not args and not kwargs:
             if INTERPRET_PLANS:
-                result = run_plan(provider, frame)
+                result = run_plan(core, frame)
             else:
                 builder = provider._builder
                 if builder is None:
                     builder = provider._builder = compile_builder(provider, asynchronous=False)
                 result = builder(frame)
         else:
-            result = provider._factory(*args, **(kwargs or {}))
+            result = core.factory(*args, **(kwargs or {}))
         kind = type(result)
         if kind is GeneratorType:
             try:
@@ -240,12 +321,12 @@ def create(
             if not frame[ASYNC]:
                 _discard(result)
                 raise AsyncScopeRequiredError(provider.name, state.level)
-            provider._is_async = True  # from now on `acreate` builds it in one coroutine
+            core.is_async = True  # from now on `acreate` builds it in one coroutine
             provider.enable_async_mode()
-            return acreate(provider, state, frame, True, result)
+            return acreate(core, state, frame, True, result)
         else:
             value = result
-            if provider._closing:
+            if core.closing:
                 finalizer = provider._closer(result)
     except BaseException as error:
         _abandon(state, provider, error)
@@ -261,21 +342,22 @@ def create(
     state.cache[provider] = value
     if finalizer is not None:
         state.finalizers.append(finalizer)
-    entry = state.pending.pop(provider)  # type: ignore[union-attr]
+    pending = state.pending
+    entry = pending.pop(provider)  # type: ignore[union-attr]
     lock.release()
     if entry.__class__ is PendingCreation:
         _settle_entry(entry, value, None)
     if _flags.observing and frame[SESSIONS]._observer is not None:
         frame[SESSIONS]._notify_created(state, provider)
-    return _ready(value) if provider._is_async else value
+    return _ready(value) if core.is_async else value
 
 
 async def _await_retry(
-    provider: ScopedProvider[Any], state: ScopeState, frame: ActiveFrame, future: Any
+    core: ProviderCore, state: ScopeState, frame: ActiveFrame, future: Any
 ) -> Any:
     value = await future
     if value is RETRY:
-        value = create(provider, state, frame, _NO_ARGS, None, True)
+        value = create(core, state, frame, _NO_ARGS, None, True)
         if is_awaitable(value):
             value = await value
     return value
@@ -296,20 +378,34 @@ def _abandon(state: ScopeState, provider: ScopedProvider[Any], error: BaseExcept
         _settle_entry(entry, None, error)
 
 
-@cython.locals(state=ScopeState, session=UserSession, lock=Lock, pending=dict, finalizer=tuple)
+@cython.locals(
+    state=ScopeState,
+    session=UserSession,
+    lock=Lock,
+    pending=dict,
+    finalizer=tuple,
+    core=ProviderCore,
+    dependency_core=ProviderCore,
+    step=tuple,
+    positional=list,
+    named=dict,
+    how=cython.int,
+)
 async def acreate(
-    provider: ScopedProvider[Any],
+    core: ProviderCore,
     state: ScopeState,
     frame: ActiveFrame,
     reserved: bool = False,
     started: Any = MISSING,
 ) -> Any:
-    """Create the instance of ``state`` asynchronously, in this one coroutine.
+    """Create the instance of ``core.provider`` in ``state`` asynchronously, in this one
+    coroutine (the plan's injections are awaited here too, compiled).
 
     ``reserved`` and ``started`` come from :func:`create` when the factory turned out
     to be async (the budget is reserved and the factory called); without them this
     reserves (or waits for the task already creating the instance) and builds.
     """
+    provider = core.provider
     session = state.session
     lock = session.lock
     task = _task_of(_running_loop())
@@ -357,21 +453,38 @@ async def acreate(
     try:
         value = started
         if value is MISSING:
-            if provider._us_guard is not GENERATION.token:  # first creation in this generation
+            if core.guard is not GENERATION.token:  # first creation in this generation
                 guard_check(provider)  # validates its container(s): CaptiveDependencyError
             if before_create:
                 will_create(provider, state, frame)
-            if INTERPRET_PLANS:
-                value = (
-                    arun_plan(provider, frame)
-                    if plan_awaits(provider)
-                    else run_plan(provider, frame)
-                )
-            else:
+            if not INTERPRET_PLANS:
                 builder = provider._abuilder
                 if builder is None:
                     builder = provider._abuilder = compile_builder(provider, asynchronous=True)
                 value = builder(frame)
+            elif core.awaits:
+                # the plan runner's loop, in this coroutine: an async injection is awaited
+                # in place, in plan order; nothing that does not suspend adds a coroutine
+                positional: list[Any] = []
+                named: dict[str, Any] | None = {} if core.keywords else None
+                for step in core.plan:
+                    how = step[1]
+                    if how == VALUE:
+                        value = step[2]
+                    else:
+                        value = _injected(how, step[2], step[3], frame, True)
+                        if type(value) not in PLAIN_TYPES and is_awaitable(value):
+                            value = await value
+                    if step[0] is None:
+                        positional.append(value)
+                    else:
+                        named[step[0]] = value  # type: ignore[index]
+                if named is None:
+                    value = core.provides(*positional)
+                else:
+                    value = core.provides(*positional, **named)
+            else:
+                value = run_plan(core, frame)
         kind = type(value)
         if kind is not AsyncGeneratorType and kind not in PLAIN_TYPES and is_awaitable(value):
             value = await value
@@ -390,7 +503,7 @@ async def acreate(
             except StopIteration:
                 raise FactoryProtocolError(provider.name, "no_yield") from None
             finalizer = (GEN, gen, provider)
-        elif provider._closing:
+        elif core.closing:
             finalizer = provider._closer(value)
     except BaseException as error:
         _abandon(state, provider, error)
@@ -409,7 +522,8 @@ async def acreate(
             finalizer[0] == AGEN or (finalizer[0] == CLOSE and is_async_close(finalizer[1]))
         ):  # where this user's async cleanups can run if the last scope exits off-loop
             state.loop = _running_loop()
-    entry = state.pending.pop(provider)  # type: ignore[union-attr]
+    pending = state.pending
+    entry = pending.pop(provider)  # type: ignore[union-attr]
     lock.release()
     if entry.__class__ is PendingCreation:
         _settle_entry(entry, value, None)
@@ -419,88 +533,66 @@ async def acreate(
 
 
 INTERPRET_PLANS: Final = cython.compiled
-"""Whether creations run a provider's plan with :func:`run_plan`/:func:`arun_plan` (the
-compiled runtime: a C loop over the plan costs less than a call into a generated Python
-function) or with the function :func:`~userscope.providers._plan.compile_builder`
+"""Whether creations run a provider's plan with :func:`run_plan` and the same loop inside
+:func:`acreate` (the compiled runtime: a C loop over the plan costs less than a call into
+a generated Python function, and an async creation then needs no coroutine of its own for
+its plan) or with the function :func:`~userscope.providers._plan.compile_builder`
 generates (the pure runtime: there the generated function is the faster one). Both
 resolve the same injections in the same order; the tests run both."""
 
 
-def _injected(how: int, dependency: Any, frame: ActiveFrame, in_loop: bool) -> Any:
+def _injected(
+    how: int,
+    dependency: Any,
+    dependency_core: ProviderCore | None,
+    frame: ActiveFrame,
+    in_loop: bool,
+) -> Any:
     """The value of one injection of a plan that is not a plain value (the context, a
-    scoped dependency, or a provider to call), for :func:`run_plan` and :func:`arun_plan`;
+    scoped dependency, or a provider to call), for :func:`run_plan` and :func:`acreate`;
     it may be an awaitable. ``in_loop`` as for :func:`create`."""
     state: ScopeState | None
     if how == CONTEXT:
-        return frame[0] if dependency.last_overriding is None else dependency()
+        assert dependency_core is not None
+        return frame[0] if not dependency_core.overridden else dependency()
     if how == SCOPED:
-        state = frame[dependency.scope]  # type: ignore[assignment]
-        if state is None or dependency.last_overriding is not None:
+        assert dependency_core is not None
+        state = frame[dependency_core.scope]  # type: ignore[assignment]
+        if state is None or dependency_core.overridden:
             return dependency()
         value = state.cache.get(dependency, MISSING)
         if value is MISSING:
-            value = create(dependency, state, frame, _NO_ARGS, None, in_loop)
+            value = create(dependency_core, state, frame, _NO_ARGS, None, in_loop)
         return value
     return dependency()
 
 
-def run_plan(provider: ScopedProvider[Any], frame: ActiveFrame) -> Any:
-    """Resolve ``provider``'s injections and call its factory: the synchronous builder
+def run_plan(core: ProviderCore, frame: ActiveFrame) -> Any:
+    """Resolve ``core``'s injections and call its factory: the synchronous builder
     of :func:`~userscope.providers._plan.compile_builder`, as a loop over the plan.
 
     Returns what the factory returned, or an awaitable when an injection was async.
     """
-    positional = []
-    named = {}
+    positional: list[Any] = []
+    named: dict[str, Any] | None = {} if core.keywords else None
     plain = True
-    for key, how, dependency in provider._plan:
+    for step in core.plan:
+        how = step[1]
         if how == VALUE:
-            value = dependency
+            value = step[2]
         else:
-            value = _injected(how, dependency, frame, False)
+            value = _injected(how, step[2], step[3], frame, False)
             if plain and type(value) not in PLAIN_TYPES:
                 plain = False
-        if key is None:
+        if step[0] is None:
             positional.append(value)
         else:
-            named[key] = value
+            named[step[0]] = value  # type: ignore[index]
     if not plain:
-        return provider._call_factory(positional, named)
-    return provider._provides(*positional, **named)
-
-
-@cython.locals(positional=list, named=dict)
-async def arun_plan(provider: ScopedProvider[Any], frame: ActiveFrame) -> Any:
-    """The asynchronous builder of :func:`~userscope.providers._plan.compile_builder`
-    as a loop: each async injection is awaited in place, in plan order, then the
-    factory's awaitable result. For plans with something to await (:func:`plan_awaits`).
-    """
-    positional = []
-    named = {}
-    for key, how, dependency in provider._plan:
-        if how == VALUE:
-            value = dependency
-        else:
-            value = _injected(how, dependency, frame, True)
-            if type(value) not in PLAIN_TYPES and is_awaitable(value):
-                value = await value
-        if key is None:
-            positional.append(value)
-        else:
-            named[key] = value
-    result = provider._provides(*positional, **named)
-    if type(result) not in PLAIN_TYPES and is_awaitable(result):
-        result = await result
-    return result
-
-
-def plan_awaits(provider: ScopedProvider[Any]) -> bool:
-    """Whether a plan has a provider to call or a scoped dependency (something that may
-    need awaiting); otherwise its async build is the synchronous one."""
-    for _, how, _ in provider._plan:  # noqa: SIM110 - a loop compiles to C; any(...) to a closure
-        if how in (CALL, SCOPED):
-            return True
-    return False
+        return core.provider._call_factory(positional, {} if named is None else named)
+    if named is None:
+        return core.provides(*positional)
+    return core.provides(*positional, **named)
 
 
 def _discard(result: Any) -> None:

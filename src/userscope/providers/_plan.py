@@ -23,7 +23,14 @@ from userscope.container._scope import ActiveFrame
 if TYPE_CHECKING:
     from userscope.providers._scoped import ScopedProvider
 
-__all__ = ["MISSING", "PLAIN_TYPES", "compile_builder", "injection_kind", "is_awaitable"]
+__all__ = [
+    "MISSING",
+    "PLAIN_TYPES",
+    "compile_builder",
+    "injection_kind",
+    "is_awaitable",
+    "plan_entry",
+]
 
 MISSING: Final[Any] = object()
 
@@ -52,6 +59,23 @@ def injection_kind(value: Any) -> int:
     if providers.is_provider(value) and not providers.is_delegated(value):
         return CALL
     return VALUE
+
+
+def plan_entry(key: str | None, value: Any) -> tuple[str | None, int, Any, Any]:
+    """One entry of a provider's injection plan: ``(keyword or None, kind, value, core)``.
+
+    ``core`` is the dependency's :class:`~userscope.providers._creation.ProviderCore` for
+    the kinds read from the frame (the context, a scoped dependency), else ``None``. A
+    dependency without one yet (half-built while a container copy walks a dependency
+    cycle) is simply called, which resolves it the same way.
+    """
+    how = injection_kind(value)
+    core = None
+    if how in (CONTEXT, SCOPED):
+        core = getattr(value, "_core", None)
+        if core is None:
+            how = CALL
+    return (key, how, value, core)
 
 
 def needs_await(result: Any) -> bool:
@@ -100,39 +124,44 @@ def compile_builder(
     scoped dependencies wait for creations in flight without blocking the loop. A plan
     with no provider to call but the context gets the synchronous builder instead.
     """
+    from userscope.providers._creation import create
+
     namespace: dict[str, Any] = {
         "MISSING": MISSING,
         "PLAIN": PLAIN_TYPES,
         "awaitable": is_awaitable,
+        "create": create,
         "provides": provider._provides,
         "slow": provider._call_factory,
     }
-    if not any(how in (CALL, SCOPED) for _, how, _ in provider._plan):
+    if not any(how in (CALL, SCOPED) for _, how, _, _ in provider._plan):
         asynchronous = False  # nothing to await but an overridden context: the slow path does
     in_loop = "True" if asynchronous else "False"
     lines: list[str] = []
     values: list[str] = []  # expressions of the values, in plan order
     checked: list[str] = []  # values that may be awaitable
     keys: list[str | None] = []
-    for index, (key, how, dependency) in enumerate(provider._plan):
-        dep, var = f"d{index}", f"v{index}"
+    for index, (key, how, dependency, core) in enumerate(provider._plan):
+        dep, var, cor = f"d{index}", f"v{index}", f"c{index}"
         namespace[dep] = dependency
+        namespace[cor] = core
         keys.append(key)
         if how == VALUE:
             values.append(dep)
             continue
         values.append(var)
         if how == CONTEXT:
-            lines.append(f"    {var} = frame[0] if {dep}.last_overriding is None else {dep}()")
+            lines.append(f"    {var} = frame[0] if not {cor}.overridden else {dep}()")
         elif how == SCOPED:
+            assert core is not None  # plan_entry gives every scoped dependency its core
             lines += [
-                f"    s = frame[{int(dependency.scope)}]",
-                f"    if s is None or {dep}.last_overriding is not None:",
+                f"    s = frame[{core.scope}]",
+                f"    if s is None or {cor}.overridden:",
                 f"        {var} = {dep}()",
                 "    else:",
                 f"        {var} = s.cache.get({dep}, MISSING)",
                 f"        if {var} is MISSING:",
-                f"            {var} = {dep}._create(s, frame, (), None, {in_loop})",
+                f"            {var} = create({cor}, s, frame, (), None, {in_loop})",
             ]
         else:
             lines.append(f"    {var} = {dep}()")

@@ -1,5 +1,6 @@
 # Augmenting declarations for _scoped.py (Cython pure-Python mode; the .py is the
-# reference): the compiled build calls the creation protocol as a C function.
-from userscope.providers._creation cimport create
+# reference): the compiled build reads the provider's core as a C struct and calls the
+# creation protocol as a C function.
+from userscope.providers._creation cimport ProviderCore, create
 from userscope.container._state cimport ScopeState
 from userscope.providers._plan cimport is_awaitable

@@ -26,17 +26,17 @@ else:
 
 from userscope.container import _guard
 from userscope.container._guard import GENERATION
-from userscope.container._scope import ACTIVE, CTX, ActiveFrame, Scope, innermost
+from userscope.container._scope import ACTIVE, ASYNC, CTX, ActiveFrame, Scope, innermost
 from userscope.container._state import CLOSE, Finalizer, ScopeState
 from userscope.context import UserExecutionContext
 from userscope.errors import FactoryProtocolError, OutOfScopeError
-from userscope.providers._creation import acreate, create
+from userscope.providers._creation import ProviderCore, acreate, create
 from userscope.providers._plan import (
     MISSING,
     PLAIN_TYPES,
-    injection_kind,
     is_awaitable,
     needs_await,
+    plan_entry,
 )
 
 _is_awaitable = is_awaitable  # the name the FastAPI adapter imports
@@ -62,33 +62,55 @@ def _describe(obj: object) -> str:
 
 class _Named:
     """Mixin: remember the attribute name a provider got in its container class, and the
-    containers it belongs to (validated at its first creation, see `container._guard`)."""
+    containers it belongs to (validated at its first creation, see `container._guard`);
+    keep its core's ``overridden`` flag in step with dependency-injector's overriding."""
 
     _us_name: str | None
     _us_links: tuple[Any, ...]  # anchors of the containers holding it (`_guard`)
-    _us_guard: object  # the validation generation it last passed (`_guard.GENERATION`)
+    _core: ProviderCore  # what the call and creation paths read (`_creation.ProviderCore`)
 
     def __set_name__(self, owner: type, name: str) -> None:
         if getattr(self, "_us_name", None) is None:
             self._us_name = f"{owner.__name__}.{name}"
         _guard.link_owner(self, owner)
 
+    @property
+    def _us_guard(self) -> object:
+        """The validation generation it last passed (`_guard.GENERATION`)."""
+        return self._core.guard
+
+    @_us_guard.setter
+    def _us_guard(self, token: object) -> None:
+        self._core.guard = token
+
+    def _sync_overridden(self) -> None:
+        self._core.overridden = self.last_overriding is not None  # type: ignore[attr-defined]
+
     # Overriding a userscope provider starts a new validation generation.
     def override(self, provider: Any) -> Any:
         """Override like dependency-injector does; the container is validated again at its
         next scoped creation (the override may introduce a captive dependency)."""
-        context = super().override(provider)  # type: ignore[misc]
+        try:
+            context = super().override(provider)  # type: ignore[misc]
+        finally:
+            self._sync_overridden()
         _guard.invalidate()
         return context
 
     def reset_last_overriding(self) -> None:
         """Undo the last override; the container is validated again at its next creation."""
-        super().reset_last_overriding()  # type: ignore[misc]
+        try:
+            super().reset_last_overriding()  # type: ignore[misc]
+        finally:
+            self._sync_overridden()
         _guard.invalidate()
 
     def reset_override(self) -> None:
         """Undo every override; the container is validated again at its next creation."""
-        super().reset_override()  # type: ignore[misc]
+        try:
+            super().reset_override()  # type: ignore[misc]
+        finally:
+            self._sync_overridden()
         _guard.invalidate()
 
 
@@ -117,13 +139,8 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
         "_abuilder",
         "_args",
         "_builder",
-        "_closing",
-        "_factory",
-        "_is_async",
+        "_core",
         "_kwargs",
-        "_plan",
-        "_provides",
-        "_us_guard",
         "_us_links",
         "_us_name",
     )
@@ -149,24 +166,25 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
                 f"{provides!r}; to share a ready value use providers.Object(value)"
             )
         super().__init__()
-        self._provides = provides
+        core = self._core = ProviderCore(self, int(self.scope))
+        core.provides = provides
         self._args = args
         self._kwargs = kwargs
         # Full dependency-injector semantics for calls with extra arguments ...
-        self._factory = providers.Factory(provides, *args, **kwargs)
-        # ... and a precomputed plan for the common call with none: (call it?, value).
-        self._plan: tuple[tuple[str | None, int, Any], ...] = (
-            *((None, injection_kind(a), a) for a in args),
-            *((k, injection_kind(v), v) for k, v in kwargs.items()),
+        core.factory = providers.Factory(provides, *args, **kwargs)
+        # ... and a precomputed plan for the common call with none (see `plan_entry`).
+        core.set_plan(
+            (
+                *(plan_entry(None, a) for a in args),
+                *(plan_entry(k, v) for k, v in kwargs.items()),
+            )
         )
-        # the plan compiled on first use: synchronous, and for `_acreate` asynchronous
+        # the plan compiled on first use (the pure runtime): synchronous, and asynchronous
         self._builder: Callable[[ActiveFrame], Any] | None = None
         self._abuilder: Callable[[ActiveFrame], Any] | None = None
-        self._closing = False
         self._us_name = None
         self._us_links = ()
-        self._us_guard = None
-        self._is_async = inspect.iscoroutinefunction(provides) or inspect.isasyncgenfunction(
+        core.is_async = inspect.iscoroutinefunction(provides) or inspect.isasyncgenfunction(
             provides
         )
 
@@ -179,7 +197,38 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
     @property
     def provides(self) -> Callable[..., Any]:
         """The factory this provider calls to build an instance."""
-        return self._provides
+        return self._core.provides  # type: ignore[no-any-return]
+
+    # views of the core's fields (`_creation.ProviderCore`), under their historical names
+    @property
+    def _provides(self) -> Callable[..., Any]:
+        return self._core.provides  # type: ignore[no-any-return]
+
+    @property
+    def _factory(self) -> providers.Factory[Any]:
+        return self._core.factory  # type: ignore[no-any-return]
+
+    @property
+    def _plan(self) -> tuple[tuple[str | None, int, Any, ProviderCore | None], ...]:
+        return self._core.plan
+
+    @property
+    def _is_async(self) -> bool:
+        """Whether it builds asynchronously (an async factory, or one seen to return an
+        awaitable); set when a build turns out to be async."""
+        return self._core.is_async
+
+    @_is_async.setter
+    def _is_async(self, value: bool) -> None:
+        self._core.is_async = value
+
+    @property
+    def _closing(self) -> bool:
+        return self._core.closing
+
+    @_closing.setter
+    def _closing(self, value: bool) -> None:
+        self._core.closing = value
 
     @property
     def args(self) -> tuple[Any, ...]:
@@ -234,11 +283,15 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
         copied._us_links = _guard.copied_links(self._us_links, memo)
         copied._closing = self._closing
         self._copy_overridings(copied, memo)
+        copied._sync_overridden()
         return copied
 
-    @cython.locals(state=ScopeState, frame=tuple)
-    async def async_(self, *args: Any, **kwargs: Any) -> T:
+    @cython.locals(core=ProviderCore, state=ScopeState, frame=tuple)
+    def async_(self, *args: Any, **kwargs: Any) -> Awaitable[T]:
         """Resolve for ``await``: the instance, created asynchronously when needed.
+
+        A cached instance comes back as a ready awaitable, and the creation of an async
+        provider's instance as that creation's own coroutine (no extra layer).
 
         Example:
             >>> import asyncio, userscope as us
@@ -256,17 +309,38 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
             >>> asyncio.run(main())
             'client of a'
         """
+        core = self._core
+        if not core.overridden and not args and not kwargs:
+            frame = _get_active()
+            if frame is not None:
+                state: ScopeState | None = frame[core.scope]  # type: ignore[assignment]
+                if state is not None:
+                    value = state.cache.get(self, _MISSING)
+                    if value is not _MISSING:
+                        return _ready(value)
+                    if core.is_async:
+                        if not frame[ASYNC]:
+                            return self._async_resolve(args, kwargs)  # raises on await
+                        return acreate(core, state, frame)
+        return self._async_resolve(args, kwargs)
+
+    @cython.locals(core=ProviderCore, state=ScopeState, frame=tuple)
+    async def _async_resolve(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        """`async_` for everything but a cache hit or an async provider's creation: a
+        sync provider's creation (which may turn out async), an override, arguments, or
+        no scope (the error is raised on ``await``)."""
+        core = self._core
         state: ScopeState | None = None
-        frame = _get_active() if self.last_overriding is None and not args and not kwargs else None
+        frame = _get_active() if not core.overridden and not args and not kwargs else None
         if frame is not None:
-            state = frame[self.scope]  # type: ignore[assignment]
+            state = frame[core.scope]  # type: ignore[assignment]
         if frame is None or state is None:  # overridden, called with arguments, or out of scope
             result: Any = self(*args, **kwargs)
         else:
             result = state.cache.get(self, _MISSING)
             if result is not _MISSING:
                 return result  # type: ignore[no-any-return]
-            result = create(self, state, frame, args, kwargs, True)
+            result = create(core, state, frame, args, kwargs, True)
         if is_awaitable(result):
             result = await result
         return result  # type: ignore[no-any-return]
@@ -275,26 +349,24 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
     # dependency-injector's stub overloads __call__ twice with identical parameters (T and
     # Awaitable[T]); no single signature can match both, so the override is declared on R
     # (T, or Awaitable[T] for a provider typed over an async factory).
-    @cython.locals(state=ScopeState, frame=tuple)
+    @cython.locals(core=ProviderCore, state=ScopeState, frame=tuple)
     def __call__(self, *args: Any, **kwargs: Any) -> R:  # type: ignore[override]
-        overriding = self.last_overriding
-        if overriding is not None:
-            return overriding(*args, **kwargs)  # type: ignore[no-any-return]
+        core = self._core
+        if core.overridden:
+            overriding = self.last_overriding
+            if overriding is not None:
+                return overriding(*args, **kwargs)  # type: ignore[no-any-return]
         frame = _get_active()
         if frame is not None:
-            state: ScopeState | None = frame[self.scope]  # type: ignore[assignment]
+            state: ScopeState | None = frame[core.scope]  # type: ignore[assignment]
             if state is not None:
                 value = state.cache.get(self, _MISSING)
                 if value is _MISSING:
-                    return create(self, state, frame, args, kwargs)  # type: ignore[no-any-return]
-                if self._is_async:
+                    return create(core, state, frame, args, kwargs)  # type: ignore[no-any-return]
+                if core.is_async:
                     return _ready(value)  # type: ignore[return-value]
                 return value  # type: ignore[no-any-return]
         raise OutOfScopeError(self.name, self.scope, innermost(frame))
-
-    # the creation protocol (see `_creation`): bound as methods, no extra call layer
-    _create = create
-    _acreate = acreate
 
     def _call_factory(self, positional: list[Any], named: dict[str, Any]) -> Any:
         """Call the factory with resolved injections, awaiting the async ones first if any.
@@ -305,7 +377,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
         for value in (*positional, *named.values()):
             if type(value) not in PLAIN_TYPES and needs_await(value):
                 return self._build_async(positional, named)
-        return self._provides(*positional, **named)
+        return self._core.provides(*positional, **named)
 
     async def _build_async(self, positional: list[Any], named: dict[str, Any]) -> Any:
         """Await async injections one by one (no extra tasks), then call the factory."""
@@ -315,7 +387,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
         for key, value in named.items():
             if is_awaitable(value):
                 named[key] = await value
-        result = self._provides(*positional, **named)
+        result = self._core.provides(*positional, **named)
         if is_awaitable(result):
             result = await result
         return result
@@ -510,24 +582,27 @@ class CurrentContext(_Named, providers.Provider[UserExecutionContext]):
     """
 
     scope: ClassVar[Scope] = Scope.USER
-    __slots__ = ("_us_guard", "_us_links", "_us_name")
+    __slots__ = ("_core", "_us_links", "_us_name")
 
     def __init__(self) -> None:
         super().__init__()
+        self._core = ProviderCore(self, int(Scope.USER))
         self._us_name = None
         self._us_links = ()
-        self._us_guard = None
 
     @property
     def name(self) -> str:
         """Name used in errors."""
         return self._us_name or "CurrentContext()"
 
+    @cython.locals(core=ProviderCore)
     def __call__(self, *args: Any, **kwargs: Any) -> UserExecutionContext:  # type: ignore[override]
-        overriding = self.last_overriding
-        if overriding is not None:
-            return overriding(*args, **kwargs)  # type: ignore[no-any-return]
-        if self._us_guard is not GENERATION.token:  # a singleton must not capture a context
+        core = self._core
+        if core.overridden:
+            overriding = self.last_overriding
+            if overriding is not None:
+                return overriding(*args, **kwargs)  # type: ignore[no-any-return]
+        if core.guard is not GENERATION.token:  # a singleton must not capture a context
             _guard.check(self)
         frame = ACTIVE.get()
         if frame is None:
@@ -553,6 +628,7 @@ class CurrentContext(_Named, providers.Provider[UserExecutionContext]):
         copied._us_name = self._us_name
         copied._us_links = _guard.copied_links(self._us_links, memo)
         self._copy_overridings(copied, memo)
+        copied._sync_overridden()
         return copied
 
     def __repr__(self) -> str:
