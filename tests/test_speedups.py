@@ -6,6 +6,7 @@ assertion here holds for the C lock and for ``threading.Lock`` alike.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 
 import pytest
@@ -98,3 +99,38 @@ def test_checked_lock_is_a_runtime_lock_and_serves_a_session() -> None:
 
 def test_the_lock_is_the_c_lock_exactly_when_compiled() -> None:
     assert (_speedups.Lock is threading.Lock) is (not userscope.COMPILED)
+
+
+def test_thread_ident_is_threading_get_ident() -> None:
+    seen: list[int] = []
+    worker = threading.Thread(target=lambda: seen.append(_speedups.thread_ident()))
+    worker.start()
+    worker.join(timeout=10)
+    assert _speedups.thread_ident() == threading.get_ident()
+    assert seen == [worker.ident]
+    assert seen[0] != threading.get_ident()
+
+
+def test_context_value_reads_the_value_then_the_default_then_refuses() -> None:
+    with_default: contextvars.ContextVar[str] = contextvars.ContextVar("d", default="dflt")
+    without: contextvars.ContextVar[str] = contextvars.ContextVar("n")
+    assert _speedups.context_value(with_default) == "dflt"
+    token = with_default.set("set")
+    assert _speedups.context_value(with_default) == "set"
+    with_default.reset(token)
+    assert _speedups.context_value(with_default) == "dflt"
+    with pytest.raises(LookupError):
+        _speedups.context_value(without)
+    assert contextvars.copy_context().run(lambda: without.set("x") and None) is None
+    with pytest.raises(LookupError):
+        _speedups.context_value(without)  # set in another context only
+
+
+def test_call_passes_positional_and_keyword_arguments() -> None:
+    def pair(*args: object, **kwargs: object) -> tuple[object, object]:
+        return args, kwargs
+
+    assert _speedups.call(pair, (1, 2), {"a": 3, "class": 4}) == ((1, 2), {"a": 3, "class": 4})
+    assert _speedups.call(pair, (), {}) == ((), {})
+    with pytest.raises(TypeError):
+        _speedups.call(len, (), {"x": 1})

@@ -6,3 +6,7 @@ cdef class Lock:
     cdef bint _held
     cpdef bint acquire(self, bint blocking=*, double timeout=*) except -1
     cpdef release(self)
+
+cpdef object thread_ident()
+cpdef object context_value(object var)
+cpdef object call(object function, tuple args, dict kwargs)

@@ -7,6 +7,9 @@
 * ``LockBase``: the base of the lock-order checker's lock (here: ``Lock`` itself, so a
   checked lock is accepted wherever the compiled runtime expects a ``Lock``; it
   overrides ``acquire``/``release`` in Python).
+* ``thread_ident()``, ``context_value(var)``, ``call(function, args, kwargs)``: C API
+  calls the compiled providers make directly (``threading.get_ident()``,
+  ``var.get()``, ``function(*args, **kwargs)`` without copying ``kwargs``).
 """
 
 from cpython.pythread cimport (
@@ -25,9 +28,13 @@ cdef extern from "pythread.h":
         PyThread_type_lock lock, long long microseconds, int intr_flag
     ) nogil
 
+from cpython.contextvars cimport PyContextVar_Get
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.object cimport PyObject_Call
+from cpython.pythread cimport PyThread_get_thread_ident
+from cpython.ref cimport PyObject, Py_XDECREF
 
-__all__ = ["Lock", "LockBase"]
+__all__ = ["Lock", "LockBase", "call", "context_value", "thread_ident"]
 
 
 cdef class Lock:
@@ -88,3 +95,25 @@ cdef class Lock:
 
 
 LockBase = Lock
+
+
+cpdef object thread_ident():
+    """``threading.get_ident()``: the current thread's identifier."""
+    return PyThread_get_thread_ident()
+
+
+cpdef object context_value(object var):
+    """``var.get()``: the variable's value, or its default (``LookupError`` if neither)."""
+    cdef PyObject *value = NULL
+    PyContextVar_Get(var, NULL, &value)
+    if value is NULL:
+        raise LookupError(var)
+    result = <object>value
+    Py_XDECREF(value)  # PyContextVar_Get returned a new reference
+    return result
+
+
+cpdef object call(object function, tuple args, dict kwargs):
+    """``function(*args, **kwargs)``, handing ``kwargs`` over as it is (not copied): the
+    caller must not use it afterwards."""
+    return PyObject_Call(function, args, kwargs)

@@ -4,11 +4,13 @@
 cimport cython
 
 from userscope.container._cleanup cimport run_cleanups_sync
-from userscope._speedups cimport Lock
+from userscope._speedups cimport Lock, call, thread_ident
 from userscope.container._pending cimport PendingCreation
 from userscope.container._session cimport UserSession
 from userscope.container._state cimport ScopeState
 from userscope.providers._plan cimport is_awaitable, needs_await
+
+cdef int _VALUE, _CONTEXT, _SCOPED
 
 cdef class ProviderCore:
     cdef public object provider

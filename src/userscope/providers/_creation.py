@@ -23,7 +23,6 @@ loop on a creation owned by a task of that same loop is a
 from __future__ import annotations
 
 import asyncio
-import threading
 from types import AsyncGeneratorType, GeneratorType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -35,7 +34,7 @@ else:
     except ImportError:  # pragma: no cover - a pure install: no Cython, no-op declarations
         from userscope import _nocython as cython
 
-from userscope._speedups import Lock
+from userscope._speedups import Lock, call, thread_ident
 from userscope.container import _flags, _locks
 from userscope.container._cleanup import run_cleanups_async, run_cleanups_sync
 from userscope.container._guard import GENERATION
@@ -69,14 +68,18 @@ if TYPE_CHECKING:
 
 __all__ = ["ProviderCore", "acreate", "create", "will_create"]
 
-_get_ident = threading.get_ident
 _running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
 # asyncio.current_task is a Python function before 3.12; its loop -> task dict is C
 _tasks_by_loop = getattr(asyncio.tasks, "_current_tasks", None)
 _task_of: Any = _tasks_by_loop.get if isinstance(_tasks_by_loop, dict) else asyncio.current_task
+_anext = anext  # a global: compiled, a builtin Cython does not know is looked up per use
 _NO_ARGS: Final[tuple[Any, ...]] = ()
 _USER: Final = Scope.USER
+# the injection kinds again, as C ints compiled (see the .pxd): the plan loops compare them
+_VALUE: Final = VALUE
+_CONTEXT: Final = CONTEXT
+_SCOPED: Final = SCOPED
 
 
 async def _ready(value: Any) -> Any:
@@ -218,7 +221,7 @@ def _wait_error(
 ) -> Exception | None:
     """Why this thread must not block on ``pending`` (None: it may)."""
     if pending.task is None:
-        if pending.thread == _get_ident():
+        if pending.thread == thread_ident():
             return DependencyCycleError(provider.name, provider.scope)
         return None
     if pending.task.get_loop() is not _running_loop():
@@ -273,9 +276,9 @@ def create(
                 raise _refuse(frame, state, provider)
             session.instances += 1
             if pending is None:
-                state.pending = {provider: _get_ident()}
+                state.pending = {provider: thread_ident()}
             else:
-                pending[provider] = _get_ident()
+                pending[provider] = thread_ident()
             lock.release()
             break
         creation = _waitable(state, provider, entry)
@@ -345,7 +348,7 @@ def create(
     pending = state.pending
     entry = pending.pop(provider)  # type: ignore[union-attr]
     lock.release()
-    if entry.__class__ is PendingCreation:
+    if type(entry) is PendingCreation:
         _settle_entry(entry, value, None)
     if _flags.observing and frame[SESSIONS]._observer is not None:
         frame[SESSIONS]._notify_created(state, provider)
@@ -409,7 +412,7 @@ async def acreate(
     session = state.session
     lock = session.lock
     task = _task_of(_running_loop())
-    owner: Any = _get_ident() if task is None else task
+    owner: Any = thread_ident() if task is None else task
     while not reserved:
         lock.acquire()
         if state.closed:
@@ -469,7 +472,7 @@ async def acreate(
                 named: dict[str, Any] | None = {} if core.keywords else None
                 for step in core.plan:
                     how = step[1]
-                    if how == VALUE:
+                    if how == _VALUE:
                         value = step[2]
                     else:
                         value = _injected(how, step[2], step[3], frame, True)
@@ -482,7 +485,7 @@ async def acreate(
                 if named is None:
                     value = core.provides(*positional)
                 else:
-                    value = core.provides(*positional, **named)
+                    value = call(core.provides, tuple(positional), named)
             else:
                 value = run_plan(core, frame)
         kind = type(value)
@@ -492,7 +495,7 @@ async def acreate(
         if kind is AsyncGeneratorType:
             agen = value
             try:
-                value = await anext(agen)
+                value = await _anext(agen)
             except StopAsyncIteration:
                 raise FactoryProtocolError(provider.name, "no_yield") from None
             finalizer = (AGEN, agen, provider)
@@ -525,7 +528,7 @@ async def acreate(
     pending = state.pending
     entry = pending.pop(provider)  # type: ignore[union-attr]
     lock.release()
-    if entry.__class__ is PendingCreation:
+    if type(entry) is PendingCreation:
         _settle_entry(entry, value, None)
     if _flags.observing and frame[SESSIONS]._observer is not None:
         frame[SESSIONS]._notify_created(state, provider)
@@ -552,10 +555,10 @@ def _injected(
     scoped dependency, or a provider to call), for :func:`run_plan` and :func:`acreate`;
     it may be an awaitable. ``in_loop`` as for :func:`create`."""
     state: ScopeState | None
-    if how == CONTEXT:
+    if how == _CONTEXT:
         assert dependency_core is not None
         return frame[0] if not dependency_core.overridden else dependency()
-    if how == SCOPED:
+    if how == _SCOPED:
         assert dependency_core is not None
         state = frame[dependency_core.scope]  # type: ignore[assignment]
         if state is None or dependency_core.overridden:
@@ -578,7 +581,7 @@ def run_plan(core: ProviderCore, frame: ActiveFrame) -> Any:
     plain = True
     for step in core.plan:
         how = step[1]
-        if how == VALUE:
+        if how == _VALUE:
             value = step[2]
         else:
             value = _injected(how, step[2], step[3], frame, False)
@@ -592,7 +595,7 @@ def run_plan(core: ProviderCore, frame: ActiveFrame) -> Any:
         return core.provider._call_factory(positional, {} if named is None else named)
     if named is None:
         return core.provides(*positional)
-    return core.provides(*positional, **named)
+    return call(core.provides, tuple(positional), named)
 
 
 def _discard(result: Any) -> None:

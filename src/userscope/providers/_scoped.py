@@ -24,6 +24,7 @@ else:
     except ImportError:  # pragma: no cover - a pure install: no Cython, no-op declarations
         from userscope import _nocython as cython
 
+from userscope._speedups import context_value
 from userscope.container import _guard
 from userscope.container._guard import GENERATION
 from userscope.container._scope import ACTIVE, ASYNC, CTX, ActiveFrame, Scope, innermost
@@ -53,7 +54,6 @@ async def _ready(value: T) -> T:
 
 
 _MISSING: Any = MISSING
-_get_active = ACTIVE.get
 
 
 def _describe(obj: object) -> str:
@@ -311,7 +311,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
         """
         core = self._core
         if not core.overridden and not args and not kwargs:
-            frame = _get_active()
+            frame: ActiveFrame | None = context_value(ACTIVE)
             if frame is not None:
                 state: ScopeState | None = frame[core.scope]  # type: ignore[assignment]
                 if state is not None:
@@ -331,7 +331,9 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
         no scope (the error is raised on ``await``)."""
         core = self._core
         state: ScopeState | None = None
-        frame = _get_active() if not core.overridden and not args and not kwargs else None
+        frame: ActiveFrame | None = None
+        if not core.overridden and not args and not kwargs:
+            frame = context_value(ACTIVE)
         if frame is not None:
             state = frame[core.scope]  # type: ignore[assignment]
         if frame is None or state is None:  # overridden, called with arguments, or out of scope
@@ -356,7 +358,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
             overriding = self.last_overriding
             if overriding is not None:
                 return overriding(*args, **kwargs)  # type: ignore[no-any-return]
-        frame = _get_active()
+        frame: ActiveFrame | None = context_value(ACTIVE)
         if frame is not None:
             state: ScopeState | None = frame[core.scope]  # type: ignore[assignment]
             if state is not None:
