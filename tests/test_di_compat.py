@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
@@ -164,3 +165,77 @@ def test_scoped_provider_needs_a_callable() -> None:
 def test_repr_names_the_provider(Container: Any) -> None:
     assert repr(Container.agent) == "<RequestScoped Container.agent of Agent>"
     assert us.UserScoped(dict).name == "UserScoped(dict)"
+
+
+def test_copies_of_overridden_providers_stay_overridden(Container: Any, sessions: Any) -> None:
+    # the call path reads the provider's core, whose `overridden` flag must follow every
+    # way dependency-injector changes overriding: here the copy a container instance makes
+    fake = Bridge("fake")
+    Container.bridge.override(providers.Object(fake))
+    Container.context.override(providers.Object(ctx_for("stub")))
+    try:
+        container = Container()
+        assert container.bridge.last_overriding is not None
+        with sessions.request(ctx_for("alice")):
+            assert container.agent().bridge is fake
+            assert container.context().user_id == "stub"
+            assert container.registry().user_id == "stub"  # its plan reads the context
+        copied = copy.deepcopy(container.bridge)
+        assert copied() is fake
+    finally:
+        Container.bridge.reset_override()
+        Container.context.reset_override()
+    container = Container()
+    with sessions.request(ctx_for("alice")):
+        assert container.agent().bridge is not fake
+        assert container.context().user_id == "alice"
+
+
+def test_every_override_path_is_seen_by_calls_and_plans(Container: Any, sessions: Any) -> None:
+    container = Container()
+    fake, other = Bridge("fake"), Bridge("other")
+    ctx = ctx_for("alice")
+    with sessions.request(ctx):
+        real = container.bridge()
+    container.bridge.override(providers.Object(fake))
+    container.bridge.override(providers.Object(other))
+    with sessions.request(ctx.for_request()):
+        assert container.bridge() is other
+        assert container.agent().bridge is other
+    container.bridge.reset_last_overriding()
+    with sessions.request(ctx.for_request()):
+        assert container.agent().bridge is fake
+    container.bridge.reset_override()
+    with container.bridge.override(providers.Object(other)), sessions.request(ctx.for_request()):
+        assert container.agent().bridge is other
+    with sessions.request(ctx.for_request()):
+        assert container.agent().bridge not in (fake, other, real)
+    container.override_providers(bridge=providers.Object(fake))
+    with sessions.request(ctx.for_request()):
+        assert container.agent().bridge is fake
+    container.reset_override()
+    with pytest.raises(us.OutOfScopeError):
+        container.bridge()
+
+
+async def test_async_resolve_gives_a_coroutine_on_every_path(sessions: Any) -> None:
+    async def open_client(ctx: us.UserExecutionContext) -> str:
+        return f"client of {ctx.user_id}"
+
+    class C(containers.DeclarativeContainer):
+        context = us.CurrentContext()
+        client = us.RequestScoped(open_client, context)
+        plain = us.RequestScoped(dict, who=context)
+
+    async with sessions.request(ctx_for("alice")):
+        # an async provider's creation, a sync provider's creation, then both cached:
+        # each can become a task like any coroutine
+        created = await asyncio.create_task(C.client.async_())
+        assert created == "client of alice"
+        built = await asyncio.create_task(C.plain.async_())
+        assert built["who"].user_id == "alice"
+        assert await asyncio.create_task(C.client.async_()) == created
+        assert await asyncio.create_task(C.plain.async_()) is built
+    pending = C.client.async_()  # out of scope: the error comes with the await
+    with pytest.raises(us.OutOfScopeError):
+        await pending
