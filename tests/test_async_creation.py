@@ -1,7 +1,7 @@
 """Asynchronous creation of scoped instances: one coroutine per instance, every outcome.
 
 A provider whose factory (or one of whose dependencies) is asynchronous is created by
-`ScopedProvider._acreate`: concurrent resolvers in other tasks wait for the one
+`_creation.acreate`: concurrent resolvers in other tasks wait for the one
 creation, a failure reaches all of them, and an instance that cannot be handed out is
 cleaned up at once. These tests pin each of those paths.
 """
