@@ -6,3 +6,8 @@ cdef class Lock:
     cdef bint _held
     cpdef bint acquire(self, bint blocking=*, double timeout=*) except -1
     cpdef release(self)
+
+cdef class Ready:
+    cdef object value
+
+cpdef object ready(object value)

@@ -9,6 +9,8 @@ in step: a name added here is added there.
   (about 400 instructions per acquire) and that typed callers call directly.
 * :class:`LockBase` — what the lock-order checker's lock subclasses, so that in the
   compiled build a checked lock goes wherever a :data:`Lock` goes.
+* :func:`ready` and :data:`DONE` — awaitables already done, which the async scope
+  methods hand back when nothing suspends (compiled: no coroutine frame at all).
 
 Example:
     >>> from userscope import _speedups
@@ -25,9 +27,12 @@ Example:
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Awaitable, Generator
+from typing import TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["Lock", "LockBase"]
+__all__ = ["DONE", "Lock", "LockBase", "ready"]
+
+T = TypeVar("T")
 
 Lock: Any = threading.Lock
 """Make a runtime lock: non-reentrant, ``acquire(blocking=True, timeout=-1)``,
@@ -44,3 +49,47 @@ class LockBase:
     """
 
     __slots__ = ()
+
+
+async def ready(value: T) -> T:
+    """An awaitable already done: awaiting it gives ``value`` without suspending.
+
+    Pure: a coroutine (the cheapest such object in Python). Compiled: a small object of
+    the extension's ``Ready`` type, taken from a free list, with no coroutine frame.
+
+    Example:
+        >>> import asyncio
+        >>> from userscope._speedups import ready
+        >>> async def main():
+        ...     return await ready(42)
+        >>> asyncio.run(main())
+        42
+    """
+    return value
+
+
+class _Done:
+    """The type of :data:`DONE`: awaiting it gives ``None`` at once, all in C (its
+    ``__await__`` hands back an exhausted iterator)."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        def __await__(self) -> Generator[Any, None, None]: ...
+
+    else:
+        __await__ = iter(()).__iter__
+
+
+DONE: Awaitable[None] = _Done()
+"""An awaitable already done with ``None`` (the async scope exit's common result).
+
+Example:
+    >>> import asyncio
+    >>> from userscope._speedups import DONE
+    >>> async def main():
+    ...     return await DONE
+    >>> asyncio.run(main()) is None
+    True
+"""

@@ -7,7 +7,14 @@
 * ``LockBase``: the base of the lock-order checker's lock (here: ``Lock`` itself, so a
   checked lock is accepted wherever the compiled runtime expects a ``Lock``; it
   overrides ``acquire``/``release`` in Python).
+* ``ready(value)``: an awaitable that is already done (awaiting it gives ``value`` and
+  never suspends), and ``DONE``, the one that gives ``None``: what the async scope
+  methods hand back when nothing suspends, instead of a new coroutine. Awaiting one
+  makes no coroutine frame and no exception object: the iterator stops by setting
+  ``StopIteration``'s value the way CPython's own generators do.
 """
+
+cimport cython
 
 from cpython.pythread cimport (
     NOWAIT_LOCK,
@@ -25,9 +32,15 @@ cdef extern from "pythread.h":
         PyThread_type_lock lock, long long microseconds, int intr_flag
     ) nogil
 
-from cpython.exc cimport PyErr_CheckSignals
+from cpython.exc cimport PyErr_CheckSignals, PyErr_SetObject
+from cpython.object cimport PyObject
 
-__all__ = ["Lock", "LockBase"]
+cdef extern from "Python.h":
+    ctypedef PyObject* (*_iternextfunc "iternextfunc")(PyObject*)
+    ctypedef struct _TypeObject "PyTypeObject":
+        _iternextfunc tp_iternext
+
+__all__ = ["DONE", "Lock", "LockBase", "ready"]
 
 
 cdef class Lock:
@@ -88,3 +101,41 @@ cdef class Lock:
 
 
 LockBase = Lock
+
+
+@cython.freelist(16)
+cdef class Ready:
+    """An awaitable that is already done: ``await ready(value)`` gives ``value``.
+
+    Its own iterator (``__await__`` returns it); the first step stops at once.
+    """
+
+    def __await__(self):
+        return self
+
+
+cdef PyObject* _ready_next(PyObject* self) noexcept:
+    # tp_iternext of Ready: stop at once with the value. NULL with no error set stops
+    # with None; a tuple or an exception as the value must travel inside a
+    # StopIteration instance, anything else is set as StopIteration's bare value
+    # (CPython's own `_PyGen_SetStopIterationValue` makes the same choice).
+    value = (<Ready>self).value
+    if value is None:
+        return NULL
+    if isinstance(value, (tuple, BaseException)):
+        value = StopIteration(value)
+    PyErr_SetObject(StopIteration, value)
+    return NULL
+
+
+(<_TypeObject*>Ready).tp_iternext = _ready_next
+
+
+cpdef object ready(object value):
+    """An awaitable already done with ``value`` (allocated from a free list)."""
+    cdef Ready done = Ready.__new__(Ready)
+    done.value = value
+    return done
+
+
+DONE = ready(None)

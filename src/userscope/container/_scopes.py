@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import Awaitable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-from userscope.container._cleanup import run_cleanups_async, run_cleanups_sync, settle
+from userscope._speedups import DONE, ready
+from userscope.container._cleanup import (
+    Suspended,
+    finish_cleanups,
+    run_cleanups_sync,
+    settle,
+    start_cleanups,
+)
 from userscope.container._scope import (
     ACTIVE,
     CONNECTION_STATE,
@@ -27,6 +35,7 @@ from userscope.errors import IsolationError, ScopeClosedError, ScopeReuseError
 
 if TYPE_CHECKING:
     from userscope.container._sessions import UserSessions
+    from userscope.container._state import Finalizer
 
 __all__ = ["ScopeCM", "UserScopeCM", "check_context"]
 
@@ -134,17 +143,24 @@ class ScopeCM(ScopeState):
             self._owner._finish_evicted_sync(evicted)
         return self._ctx
 
-    async def __aenter__(self) -> UserExecutionContext:
+    def __aenter__(self) -> Awaitable[UserExecutionContext]:
+        # a plain method: with no evicted user to clean up nothing suspends, and the
+        # context comes back as a ready awaitable (compiled; a coroutine pure)
         evicted = self._open(True)
         if evicted:
-            try:
-                cancelled = await self._owner._finish_evicted_async(evicted)
-            except BaseException as exc:
-                await self.__aexit__(type(exc), exc, exc.__traceback__)
-                raise
-            if cancelled is not None:  # every evicted cleanup finished; now it propagates
-                await self.__aexit__(None, None, None)
-                raise cancelled
+            return self._enter_evicted(evicted)
+        return ready(self._ctx)
+
+    async def _enter_evicted(self, evicted: list[UserSession]) -> UserExecutionContext:
+        """Finish the users evicted to make room, then hand back the context."""
+        try:
+            cancelled = await self._owner._finish_evicted_async(evicted)
+        except BaseException as exc:
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        if cancelled is not None:  # every evicted cleanup finished; now it propagates
+            await self.__aexit__(None, None, None)
+            raise cancelled
         return self._ctx
 
     # -- leaving --------------------------------------------------------------------
@@ -185,14 +201,19 @@ class ScopeCM(ScopeState):
         if failures:
             settle(exc, failures, self.level, session.key)
 
-    async def __aexit__(
+    def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
-        # restore the outer frame (inlined: the hot path), then detach this scope's state:
-        # with finalizers to run the session is still held and `_release` drops it after
+    ) -> Awaitable[None]:
+        # A plain method: the exit runs here, synchronously, as long as nothing suspends
+        # (the common case: no finalizer, or finalizers that finish inline, no observer,
+        # the user not finishing) and hands back a ready awaitable; from the first
+        # cleanup that suspends on, the rest runs in a coroutine (`_exit_async`).
+        # Restore the outer frame (inlined: the hot path), then detach this scope's
+        # state: with finalizers to run the session is still held and `_release` drops
+        # it after.
         token, self._token = self._token, None
         if token is None:
             raise ScopeReuseError(self.kind.name.lower(), "not_open")
@@ -202,18 +223,60 @@ class ScopeCM(ScopeState):
             _restore(token)
         owner = self._owner
         finalizers, action = owner._leave(self)
-        if finalizers is None and action is _KEEP and owner._observer is None:
-            return
-        session = self.session
+        if finalizers is None:
+            if owner._observer is None:
+                if action is _KEEP:
+                    return DONE
+                if action is _SCHEDULE:
+                    owner._schedule(self.session)
+                    return DONE
+            return self._exit_async(exc, None, 0, action, [], None)
+        ran = len(finalizers)
+        if owner._observer is not None:  # timed cleanups and notifications: the full path
+            return self._exit_async(exc, finalizers, ran, action, [], None)
         failures: list[BaseException] = []
+        try:
+            suspended = start_cleanups(finalizers, exc, failures)
+        except BaseException:
+            owner._release(self.session, self, ran, failures)
+            raise
+        if suspended is not None:
+            return self._exit_async(exc, finalizers, ran, action, failures, suspended)
+        session = self.session
+        if owner._release(session, self, ran, failures) is _FINISH:
+            return self._exit_async(exc, None, 0, _FINISH, failures, None)
+        if failures:
+            settle(exc, failures, self.level, session.key)
+        return DONE
+
+    async def _exit_async(
+        self,
+        exc: BaseException | None,
+        finalizers: list[Finalizer] | None,
+        ran: int,
+        action: Release,
+        failures: list[BaseException],
+        suspended: Suspended | None,
+    ) -> None:
+        """The part of an async exit that may suspend.
+
+        ``ran``: how many finalizers this exit runs (0: none, or they already ran and the
+        hold was released); ``finalizers``: those not started yet; ``suspended``: the
+        cleanup :func:`start_cleanups` left suspended, or ``None`` to start them here.
+        """
+        owner = self._owner
+        session = self.session
         cancelled: asyncio.CancelledError | None = None
-        if finalizers:
-            ran = len(finalizers)
+        if ran:
+            assert finalizers is not None
             try:
                 observe = None if owner._observer is None else owner._observe_cleanup(self)
-                failures, cancelled = await run_cleanups_async(
-                    finalizers, exc, owner._cleanup_timeout, observe
-                )
+                if suspended is None:
+                    suspended = start_cleanups(finalizers, exc, failures, observe)
+                if suspended is not None:
+                    cancelled = await finish_cleanups(
+                        finalizers, exc, owner._cleanup_timeout, failures, suspended, observe
+                    )
             finally:
                 action = owner._release(session, self, ran, failures)
         elif action is _SCHEDULE:
