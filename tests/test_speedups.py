@@ -6,6 +6,7 @@ assertion here holds for the C lock and for ``threading.Lock`` alike.
 
 from __future__ import annotations
 
+import inspect
 import threading
 
 import pytest
@@ -98,3 +99,25 @@ def test_checked_lock_is_a_runtime_lock_and_serves_a_session() -> None:
 
 def test_the_lock_is_the_c_lock_exactly_when_compiled() -> None:
     assert (_speedups.Lock is threading.Lock) is (not userscope.COMPILED)
+
+
+async def test_ready_gives_its_value_without_suspending() -> None:
+    error = ValueError("a value, not raised")
+    for value in (42, None, (1, 2), error, StopIteration("inside")):
+        got = await _speedups.ready(value)
+        assert got is value
+
+
+async def test_done_gives_none_every_time() -> None:
+    assert await _speedups.DONE is None
+    assert await _speedups.DONE is None
+    assert inspect.isawaitable(_speedups.DONE)
+
+
+def test_ready_awaitables_never_yield_to_the_loop() -> None:
+    # driven by hand, no event loop: the first step already finishes with the value
+    for awaitable, expected in ((_speedups.ready("v"), "v"), (_speedups.DONE, None)):
+        step = awaitable.__await__()
+        with pytest.raises(StopIteration) as info:
+            next(step)
+        assert info.value.value == expected
