@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Literal, NoReturn, cast
 
 from starlette.websockets import WebSocket
 
 import userscope as us
 from userscope._log import fields
+from userscope._speedups import DONE
+from userscope.container._scope import Scope
+from userscope.container._scopes import ScopeCM
 
 from ._errors import CredentialsExpiredError, NotInstalledError
 from ._middleware import ConnectionState
@@ -21,6 +24,8 @@ from ._state import STATE_KEY
 __all__ = ["message_scope"]
 
 logger = logging.getLogger("userscope.adapters.fastapi")
+
+_REQUEST = Scope.REQUEST
 
 #: the event sent to the client when the cleanup after its message failed
 CLEANUP_FAILED_EVENT = {
@@ -68,55 +73,72 @@ def message_scope(websocket: WebSocket) -> AbstractAsyncContextManager[us.UserEx
         ...         async with message_scope(websocket) as ctx:
         ...             await websocket.send_text(f"{ctx.user_id}: {text}")
     """
-    return _MessageScope(websocket)
+    # typed as the standard protocol: `async with` and `await` treat it as one, its
+    # methods just hand back awaitables that need not be coroutines
+    return cast("AbstractAsyncContextManager[us.UserExecutionContext]", _MessageScope(websocket))
 
 
 class _MessageScope:
     """`message_scope`'s context manager: a plain class over the core scope (one per
-    message, so no generator and no `contextlib` layer on this path)."""
+    message, so no generator and no `contextlib` layer on this path). Both methods are
+    plain methods handing back the core scope's own awaitables: while nothing suspends
+    (the common case) no coroutine of ours is made on the way in or out."""
 
-    __slots__ = ("_ctx", "_scope", "_state", "_used", "_websocket")
+    __slots__ = ("_ctx", "_scope", "_state", "_websocket")
+
+    _state: ConnectionState  # set when the scope opens
+    _ctx: us.UserExecutionContext
 
     def __init__(self, websocket: WebSocket) -> None:
         self._websocket = websocket
-        self._state: ConnectionState | None = None
-        self._ctx: us.UserExecutionContext | None = None
-        self._scope: AbstractAsyncContextManager[us.UserExecutionContext] | None = None
-        self._used = False
+        self._scope: ScopeCM | Literal[False] | None = None  # False: entered (or refused)
 
-    def __aenter__(self) -> Coroutine[Any, Any, us.UserExecutionContext]:
-        # a plain method handing back the core scope's own `__aenter__` coroutine: no
-        # coroutine layer of ours on the way in
-        if self._used:
+    def __aenter__(self) -> Awaitable[us.UserExecutionContext]:
+        if self._scope is not None:
             raise us.ScopeReuseError("request", "used")
-        self._used = True
+        self._scope = False
         state = self._websocket.scope.get(STATE_KEY)
-        if not isinstance(state, ConnectionState):
+        if state.__class__ is not ConnectionState and not isinstance(state, ConnectionState):
             raise NotInstalledError("message_scope()", self._websocket.url.path)
         expires_at = state.expires_at
         if expires_at is not None and time.time() >= expires_at:
             return _refuse_expired(state, expires_at)
         child = state.context.for_request()
-        scope = state.sessions.request(child)
+        scope = ScopeCM(state.sessions, child, _REQUEST)  # what `sessions.request()` makes
         self._state, self._ctx, self._scope = state, child, scope
         return scope.__aenter__()
 
-    async def __aexit__(
+    def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
-        scope, state, ctx = self._scope, self._state, self._ctx
-        if scope is None or state is None or ctx is None:
+    ) -> Awaitable[None]:
+        scope = self._scope
+        if not scope:
             raise us.ScopeReuseError("request", "not_open")
-        self._scope = self._ctx = None
+        self._scope = False
         try:
-            await scope.__aexit__(exc_type, exc, tb)
+            leaving = scope.__aexit__(exc_type, exc, tb)
         except us.CleanupError as failure:
             if exc is not None:
                 raise  # the block failed too: its exception carries the cleanup's notes
-            await _report_cleanup_failure(self._websocket, state, ctx, failure)
+            return self._report(failure)
+        if leaving is DONE:
+            return DONE
+        return self._leave(leaving, exc)
+
+    async def _leave(self, leaving: Awaitable[None], exc: BaseException | None) -> None:
+        """Await an exit whose cleanups suspend; report a cleanup failure to the client."""
+        try:
+            await leaving
+        except us.CleanupError as failure:
+            if exc is not None:
+                raise
+            await self._report(failure)
+
+    def _report(self, failure: us.CleanupError) -> Awaitable[None]:
+        return _report_cleanup_failure(self._websocket, self._state, self._ctx, failure)
 
 
 async def _refuse_expired(state: ConnectionState, expires_at: float) -> NoReturn:
