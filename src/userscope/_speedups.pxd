@@ -11,3 +11,7 @@ cdef class Ready:
     cdef object value
 
 cpdef object ready(object value)
+
+cpdef object var_get(object var)
+cpdef object var_set(object var, object value)
+cpdef object var_reset(object var, object token)

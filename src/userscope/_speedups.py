@@ -11,6 +11,9 @@ in step: a name added here is added there.
   compiled build a checked lock goes wherever a :data:`Lock` goes.
 * :func:`ready` and :data:`DONE` — awaitables already done, which the async scope
   methods hand back when nothing suspends (compiled: no coroutine frame at all).
+* :func:`var_get`, :func:`var_set`, :func:`var_reset` — ``ContextVar.get``/``set``/
+  ``reset`` called with the variable first (here: the methods themselves; compiled:
+  C calls).
 
 Example:
     >>> from userscope import _speedups
@@ -27,10 +30,11 @@ Example:
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable, Callable, Generator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["DONE", "Lock", "LockBase", "ready"]
+__all__ = ["DONE", "Lock", "LockBase", "ready", "var_get", "var_reset", "var_set"]
 
 T = TypeVar("T")
 
@@ -93,3 +97,23 @@ Example:
     >>> asyncio.run(main()) is None
     True
 """
+
+
+var_get: Callable[[ContextVar[Any]], Any] = ContextVar.get
+"""``var_get(var)`` is ``var.get()``.
+
+Example:
+    >>> from contextvars import ContextVar
+    >>> from userscope._speedups import var_get, var_reset, var_set
+    >>> var = ContextVar("example", default=None)
+    >>> token = var_set(var, 1); var_get(var)
+    1
+    >>> var_reset(var, token); var_get(var) is None
+    True
+"""
+
+var_set: Callable[[ContextVar[Any], Any], Any] = ContextVar.set
+"""``var_set(var, value)`` is ``var.set(value)`` (returns the token)."""
+
+var_reset: Callable[[ContextVar[Any], Any], None] = ContextVar.reset
+"""``var_reset(var, token)`` is ``var.reset(token)``."""

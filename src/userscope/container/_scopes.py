@@ -13,7 +13,7 @@ from collections.abc import Awaitable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-from userscope._speedups import DONE, ready
+from userscope._speedups import DONE, ready, var_get, var_reset, var_set
 from userscope.container._cleanup import (
     Suspended,
     finish_cleanups,
@@ -45,9 +45,6 @@ _REQUEST: Final = Scope.REQUEST
 _KEEP: Final = Release.KEEP
 _SCHEDULE: Final = Release.SCHEDULE
 _FINISH: Final = Release.FINISH
-_get_active = ACTIVE.get
-_set_active = ACTIVE.set
-_reset_active = ACTIVE.reset
 
 
 def check_context(ctx: object) -> None:
@@ -63,9 +60,9 @@ def _restore(token: contextvars.Token[Any]) -> None:
     """Restore the frame ``token`` replaced; also when the scope is left in another
     context (``ContextVar.reset`` refuses that; e.g. a generator-based wrapper)."""
     try:
-        _reset_active(token)
+        var_reset(ACTIVE, token)
     except ValueError:
-        _set_active(None if token.old_value is token.MISSING else token.old_value)
+        var_set(ACTIVE, None if token.old_value is token.MISSING else token.old_value)
 
 
 def _refuse_other_user(frame: Any, ctx: UserExecutionContext) -> None:
@@ -110,7 +107,7 @@ class ScopeCM(ScopeState):
         request = self.kind is _REQUEST
         evicted: list[UserSession] | None = None
         conn: ScopeState | None = None  # the connection a request nests in, if any
-        frame = _get_active()
+        frame = var_get(ACTIVE)
         if frame is not None and frame[SESSIONS] is owner:
             session = frame[USER_STATE].session
             if session.user_id != ctx.user_id or session.tenant_id != ctx.tenant_id:
@@ -130,8 +127,8 @@ class ScopeCM(ScopeState):
         self.session = session
         self.async_ = async_
         owner._open_states.add(self)
-        self._token = _set_active(
-            (ctx, self if request else None, conn, session.state, owner, async_)
+        self._token = var_set(
+            ACTIVE, (ctx, self if request else None, conn, session.state, owner, async_)
         )
         if owner._observer is not None:
             self.token = owner._notify_opened(self.kind, ctx)
@@ -176,7 +173,7 @@ class ScopeCM(ScopeState):
         if token is None:
             raise ScopeReuseError(self.kind.name.lower(), "not_open")
         try:
-            _reset_active(token)
+            var_reset(ACTIVE, token)
         except ValueError:
             _restore(token)
         owner = self._owner
@@ -218,7 +215,7 @@ class ScopeCM(ScopeState):
         if token is None:
             raise ScopeReuseError(self.kind.name.lower(), "not_open")
         try:
-            _reset_active(token)
+            var_reset(ACTIVE, token)
         except ValueError:
             _restore(token)
         owner = self._owner
@@ -326,14 +323,14 @@ class UserScopeCM:
             raise ScopeReuseError("user", "open")
         owner = self._owner
         ctx = self._ctx
-        frame = _get_active()
+        frame = var_get(ACTIVE)
         if frame is not None and frame[SESSIONS] is owner:
             outer = frame[USER_STATE].session
             if outer.user_id != ctx.user_id or outer.tenant_id != ctx.tenant_id:
                 _refuse_other_user(frame, ctx)
         session, evicted = owner._hold_user(ctx, _USER, async_)
         self._session = session
-        self._token = _set_active((ctx, None, None, session.state, owner, async_))
+        self._token = var_set(ACTIVE, (ctx, None, None, session.state, owner, async_))
         return evicted
 
     def __enter__(self) -> UserExecutionContext:

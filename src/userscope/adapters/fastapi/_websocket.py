@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Literal, NoReturn, cast
+from typing import Literal, NoReturn
 
 from starlette.websockets import WebSocket
 
@@ -73,9 +73,9 @@ def message_scope(websocket: WebSocket) -> AbstractAsyncContextManager[us.UserEx
         ...         async with message_scope(websocket) as ctx:
         ...             await websocket.send_text(f"{ctx.user_id}: {text}")
     """
-    # typed as the standard protocol: `async with` and `await` treat it as one, its
-    # methods just hand back awaitables that need not be coroutines
-    return cast("AbstractAsyncContextManager[us.UserExecutionContext]", _MessageScope(websocket))
+    # the standard protocol as far as `async with` is concerned; its methods hand back
+    # awaitables that need not be coroutines
+    return _MessageScope(websocket)  # type: ignore[return-value]
 
 
 class _MessageScope:
