@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Literal, NoReturn
+from typing import NoReturn
 
 from starlette.websockets import WebSocket
 
@@ -73,40 +73,34 @@ def message_scope(websocket: WebSocket) -> AbstractAsyncContextManager[us.UserEx
         ...         async with message_scope(websocket) as ctx:
         ...             await websocket.send_text(f"{ctx.user_id}: {text}")
     """
-    # the standard protocol as far as `async with` is concerned; its methods hand back
-    # awaitables that need not be coroutines
-    return _MessageScope(websocket)  # type: ignore[return-value]
+    # Both results are async context managers as far as `async with` is concerned; their
+    # methods hand back awaitables that need not be coroutines (hence the ignores).
+    state = websocket.scope.get(STATE_KEY)
+    if state.__class__ is not ConnectionState and not isinstance(state, ConnectionState):
+        error = NotInstalledError("message_scope()", websocket.url.path)
+        return _Refused(error)  # type: ignore[return-value]
+    expires_at = state.expires_at
+    if expires_at is not None and time.time() >= expires_at:
+        return _Refused(None, state, expires_at)  # type: ignore[return-value]
+    # the core's own REQUEST scope (what `sessions.request()` makes), plus the socket
+    scope = _MessageScope(state.sessions, state.context.for_request(), _REQUEST)
+    scope._websocket = websocket
+    scope._state = state
+    return scope  # type: ignore[return-value]
 
 
-class _MessageScope:
-    """`message_scope`'s context manager: a plain class over the core scope (one per
-    message, so no generator and no `contextlib` layer on this path). Both methods are
-    plain methods handing back the core scope's own awaitables: while nothing suspends
-    (the common case) no coroutine of ours is made on the way in or out."""
+class _MessageScope(ScopeCM):
+    """`message_scope`'s context manager: the core REQUEST scope itself (entering it is
+    the core's own `__aenter__`), whose exit reports a cleanup failure to the client.
+    Its exit hands back the core's awaitable: while nothing suspends (the common case)
+    no coroutine is made on the way in or out."""
 
-    __slots__ = ("_ctx", "_scope", "_state", "_websocket")
+    __slots__ = ("_state", "_websocket")
 
-    _state: ConnectionState  # set when the scope opens
-    _ctx: us.UserExecutionContext
-
-    def __init__(self, websocket: WebSocket) -> None:
-        self._websocket = websocket
-        self._scope: ScopeCM | Literal[False] | None = None  # False: entered (or refused)
-
-    def __aenter__(self) -> Awaitable[us.UserExecutionContext]:
-        if self._scope is not None:
-            raise us.ScopeReuseError("request", "used")
-        self._scope = False
-        state = self._websocket.scope.get(STATE_KEY)
-        if state.__class__ is not ConnectionState and not isinstance(state, ConnectionState):
-            raise NotInstalledError("message_scope()", self._websocket.url.path)
-        expires_at = state.expires_at
-        if expires_at is not None and time.time() >= expires_at:
-            return _refuse_expired(state, expires_at)
-        child = state.context.for_request()
-        scope = ScopeCM(state.sessions, child, _REQUEST)  # what `sessions.request()` makes
-        self._state, self._ctx, self._scope = state, child, scope
-        return scope.__aenter__()
+    # set by `message_scope` right after construction (no `__init__` of ours: the
+    # core's runs as it is)
+    _state: ConnectionState
+    _websocket: WebSocket
 
     def __aexit__(
         self,
@@ -114,12 +108,8 @@ class _MessageScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Awaitable[None]:
-        scope = self._scope
-        if not scope:
-            raise us.ScopeReuseError("request", "not_open")
-        self._scope = False
         try:
-            leaving = scope.__aexit__(exc_type, exc, tb)
+            leaving = _scope_exit(self, exc_type, exc, tb)
         except us.CleanupError as failure:
             if exc is not None:
                 raise  # the block failed too: its exception carries the cleanup's notes
@@ -139,6 +129,44 @@ class _MessageScope:
 
     def _report(self, failure: us.CleanupError) -> Awaitable[None]:
         return _report_cleanup_failure(self._websocket, self._state, self._ctx, failure)
+
+
+_scope_exit = ScopeCM.__aexit__
+
+
+class _Refused:
+    """What `message_scope` returns when it cannot open a scope: entering it raises
+    ``error``, or (``error`` is ``None``: the token expired) closes the socket first."""
+
+    __slots__ = ("_error", "_expires_at", "_state", "_used")
+
+    def __init__(
+        self,
+        error: Exception | None,
+        state: ConnectionState | None = None,
+        expires_at: float = 0.0,
+    ) -> None:
+        self._error = error
+        self._state = state
+        self._expires_at = expires_at
+        self._used = False
+
+    def __aenter__(self) -> Awaitable[us.UserExecutionContext]:
+        if self._used:
+            raise us.ScopeReuseError("request", "used")
+        self._used = True
+        if self._error is not None:
+            raise self._error
+        assert self._state is not None
+        return _refuse_expired(self._state, self._expires_at)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        raise us.ScopeReuseError("request", "not_open")  # never entered: refused
 
 
 async def _refuse_expired(state: ConnectionState, expires_at: float) -> NoReturn:
