@@ -15,6 +15,7 @@ from userscope.adapters.fastapi import NotInstalledError, message_scope
 from userscope.adapters.fastapi._middleware import ConnectionState
 from userscope.adapters.fastapi._state import STATE_KEY
 
+
 class _Url:
     path = "/ws"
 
