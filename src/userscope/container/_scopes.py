@@ -31,7 +31,7 @@ from userscope.container._scope import (
 from userscope.container._session import Release, UserSession
 from userscope.container._state import ScopeState
 from userscope.context import UserExecutionContext
-from userscope.errors import IsolationError, ScopeClosedError, ScopeReuseError
+from userscope.errors import CleanupError, IsolationError, ScopeClosedError, ScopeReuseError
 
 if TYPE_CHECKING:
     from userscope.container._sessions import UserSessions
@@ -243,8 +243,17 @@ class ScopeCM(ScopeState):
         if owner._release(session, self, ran, failures) is _FINISH:
             return self._exit_async(exc, None, 0, _FINISH, failures, None)
         if failures:
-            settle(exc, failures, self.level, session.key)
+            try:
+                settle(exc, failures, self.level, session.key)
+            except CleanupError as error:
+                return self._cleanups_failed(error)
         return DONE
+
+    def _cleanups_failed(self, error: CleanupError) -> Awaitable[None]:
+        """What an async exit does when only its cleanups failed: raise their
+        :class:`CleanupError` (contract 3). A subclass may report it instead and hand
+        back an awaitable (the FastAPI adapter's WebSocket message scope does)."""
+        raise error
 
     async def _exit_async(
         self,
@@ -287,7 +296,10 @@ class ScopeCM(ScopeState):
         if cancelled is not None and not isinstance(exc, asyncio.CancelledError):
             raise _cancelled(cancelled, failures, self.level, session)
         if failures:
-            settle(exc, failures, self.level, session.key)
+            try:
+                settle(exc, failures, self.level, session.key)
+            except CleanupError as error:
+                await self._cleanups_failed(error)
 
 
 def _cancelled(

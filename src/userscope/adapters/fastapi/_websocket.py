@@ -13,7 +13,6 @@ from starlette.websockets import WebSocket
 
 import userscope as us
 from userscope._log import fields
-from userscope._speedups import DONE
 from userscope.container._scope import Scope
 from userscope.container._scopes import ScopeCM
 
@@ -90,10 +89,10 @@ def message_scope(websocket: WebSocket) -> AbstractAsyncContextManager[us.UserEx
 
 
 class _MessageScope(ScopeCM):
-    """`message_scope`'s context manager: the core REQUEST scope itself (entering it is
-    the core's own `__aenter__`), whose exit reports a cleanup failure to the client.
-    Its exit hands back the core's awaitable: while nothing suspends (the common case)
-    no coroutine is made on the way in or out."""
+    """`message_scope`'s context manager: the core REQUEST scope itself (entering and
+    leaving it are the core's own methods, which hand back ready awaitables while
+    nothing suspends), except that a cleanup failure after a block that succeeded is
+    reported to the client rather than raised."""
 
     __slots__ = ("_state", "_websocket")
 
@@ -102,36 +101,8 @@ class _MessageScope(ScopeCM):
     _state: ConnectionState
     _websocket: WebSocket
 
-    def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> Awaitable[None]:
-        try:
-            leaving = _scope_exit(self, exc_type, exc, tb)
-        except us.CleanupError as failure:
-            if exc is not None:
-                raise  # the block failed too: its exception carries the cleanup's notes
-            return self._report(failure)
-        if leaving is DONE:
-            return DONE
-        return self._leave(leaving, exc)
-
-    async def _leave(self, leaving: Awaitable[None], exc: BaseException | None) -> None:
-        """Await an exit whose cleanups suspend; report a cleanup failure to the client."""
-        try:
-            await leaving
-        except us.CleanupError as failure:
-            if exc is not None:
-                raise
-            await self._report(failure)
-
-    def _report(self, failure: us.CleanupError) -> Awaitable[None]:
-        return _report_cleanup_failure(self._websocket, self._state, self._ctx, failure)
-
-
-_scope_exit = ScopeCM.__aexit__
+    def _cleanups_failed(self, error: us.CleanupError) -> Awaitable[None]:
+        return _report_cleanup_failure(self._websocket, self._state, self._ctx, error)
 
 
 class _Refused:
