@@ -40,7 +40,8 @@ def message_scope(websocket: WebSocket) -> AbstractAsyncContextManager[us.UserEx
     The scope belongs to the connection's verified user and gets a fresh
     ``request_id`` (``ctx.for_request()``); `RequestScoped` providers resolved
     inside it are cleaned up when the block exits. If the connection's token
-    has expired, the socket is closed with ``1008`` and no scope is opened.
+    has expired when ``message_scope()`` is called, entering the block closes the
+    socket with ``1008`` and opens no scope.
 
     When the block succeeded but a cleanup failed (the scope's `CleanupError`),
     the failure is logged and reported to this client as an error event,
