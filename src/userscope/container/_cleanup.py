@@ -46,6 +46,18 @@ MISSING: Any = object()
 Observe = Callable[[object, float, BaseException | None], None]
 """Called after each finalizer: ``(provider, seconds, error)`` (only with an observer)."""
 
+_checking = False
+"""Whether the lock-order checker is on (followed through :func:`_locks.on_switch`: a
+module global is one dict lookup compiled, the checker module's attribute a getattr)."""
+
+
+def _follow_lock_check(on: bool) -> None:
+    global _checking
+    _checking = on
+
+
+_locks.on_switch(_follow_lock_check)
+
 
 def run_cleanups_sync(
     finalizers: list[Finalizer],
@@ -53,7 +65,7 @@ def run_cleanups_sync(
     observe: Observe | None = None,
 ) -> list[BaseException]:
     """Run finalizers in reverse creation order; return every failure."""
-    if _locks._enabled:
+    if _checking:
         _locks.assert_unlocked("a cleanup")
     failures: list[BaseException] = []
     while finalizers:
@@ -133,11 +145,12 @@ def start_cleanups(
     (the common case: no coroutine, no task, no loop iteration), else the cleanup that
     suspended, for :func:`finish_cleanups` (the rest stay in ``finalizers``).
     """
-    if _locks._enabled:
+    if _checking:
         _locks.assert_unlocked("a cleanup")
     started = 0.0
     while finalizers:
-        kind, obj, provider = finalizers.pop()
+        kind, obj, provider = finalizers[-1]
+        del finalizers[-1]  # not pop(): compiled, pop() of a short list is a method call
         if observe is not None:
             started = time.perf_counter()
         error: BaseException | None = None
