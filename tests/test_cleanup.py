@@ -307,3 +307,99 @@ async def test_async_user_cleanups_need_aclose(sessions: Any, alice: Any) -> Non
     await sessions.aclose_user("alice")
     assert log == ["open reg", "close reg"]
     await sessions.aclose()
+
+
+# -- the async exit runs inline while no cleanup suspends ---------------------------------
+
+
+def inline(name: str, log: list[str], fail: bool = False) -> Any:
+    """An async generator factory whose cleanup finishes without suspending."""
+
+    async def factory() -> AsyncIterator[str]:
+        log.append(f"open {name}")
+        try:
+            yield name
+        finally:
+            log.append(f"close {name}")
+            if fail:
+                raise ValueError(f"{name} cleanup failed")
+
+    return factory
+
+
+async def test_async_exit_without_suspending_cleanups_runs_them_before_the_await(
+    sessions: Any, alice: Any
+) -> None:
+    log: list[str] = []
+
+    class C(containers.DeclarativeContainer):
+        a = us.RequestScoped(inline("a", log))
+        b = us.RequestScoped(tracked("b", log))
+
+    scope = sessions.request(alice)
+    await scope.__aenter__()
+    await C.a.async_()
+    C.b()
+    leaving = scope.__aexit__(None, None, None)
+    # every cleanup already ran, in reverse order, and the scope let go of its user
+    assert log == ["open a", "open b", "close b", "close a"]
+    assert sessions.stats().connections == 0
+    assert await leaving is None
+    assert sessions.stats().cleanups_run == 2
+
+
+async def test_a_suspending_cleanup_continues_in_the_awaited_exit_in_reverse_order(
+    sessions: Any, alice: Any
+) -> None:
+    log: list[str] = []
+
+    class C(containers.DeclarativeContainer):
+        a = us.RequestScoped(inline("a", log, fail=True))
+        b = us.RequestScoped(atracked("b", log))  # suspends in its cleanup
+        c = us.RequestScoped(inline("c", log, fail=True))
+
+    scope = sessions.request(alice)
+    await scope.__aenter__()
+    for provider in (C.a, C.b, C.c):
+        await provider.async_()
+    leaving = scope.__aexit__(None, None, None)
+    assert log[-1] == "close c"  # ran inline; b suspended, a has not started
+    assert "close a" not in log
+    with pytest.raises(us.CleanupError) as info:
+        await leaving
+    assert log[3:] == ["close c", "close b", "close a"]
+    assert [str(e) for e in info.value.exceptions] == ["c cleanup failed", "a cleanup failed"]
+    assert sessions.stats().cleanups_run == 3
+    assert sessions.stats().connections == 0
+
+
+async def test_async_generator_yielding_twice_is_a_cleanup_failure(
+    sessions: Any, alice: Any
+) -> None:
+    closed: list[str] = []
+
+    def twice(suspend: bool) -> Any:
+        async def factory() -> AsyncIterator[int]:
+            try:
+                yield 1
+                if suspend:
+                    await asyncio.sleep(0)
+                yield 2
+            finally:
+                closed.append("suspending" if suspend else "inline")
+
+        return factory
+
+    class C(containers.DeclarativeContainer):
+        inline_twice = us.RequestScoped(twice(False))
+        suspending_twice = us.RequestScoped(twice(True))
+
+    with pytest.raises(us.CleanupError) as info:
+        async with sessions.request(alice):
+            await C.inline_twice.async_()
+            await C.suspending_twice.async_()
+    assert [(e.provider, e.problem) for e in info.value.exceptions] == [
+        ("C.suspending_twice", "yielded_twice"),
+        ("C.inline_twice", "yielded_twice"),
+    ]
+    assert closed == ["suspending", "inline"]  # each one closed after its second yield

@@ -7,6 +7,7 @@ assertion here holds for the C lock and for ``threading.Lock`` alike.
 from __future__ import annotations
 
 import contextvars
+import inspect
 import threading
 
 import pytest
@@ -111,19 +112,19 @@ def test_thread_ident_is_threading_get_ident() -> None:
     assert seen[0] != threading.get_ident()
 
 
-def test_context_value_reads_the_value_then_the_default_then_refuses() -> None:
+def test_var_get_reads_the_value_then_the_default_then_refuses() -> None:
     with_default: contextvars.ContextVar[str] = contextvars.ContextVar("d", default="dflt")
     without: contextvars.ContextVar[str] = contextvars.ContextVar("n")
-    assert _speedups.context_value(with_default) == "dflt"
+    assert _speedups.var_get(with_default) == "dflt"
     token = with_default.set("set")
-    assert _speedups.context_value(with_default) == "set"
+    assert _speedups.var_get(with_default) == "set"
     with_default.reset(token)
-    assert _speedups.context_value(with_default) == "dflt"
+    assert _speedups.var_get(with_default) == "dflt"
     with pytest.raises(LookupError):
-        _speedups.context_value(without)
+        _speedups.var_get(without)
     assert contextvars.copy_context().run(lambda: without.set("x") and None) is None
     with pytest.raises(LookupError):
-        _speedups.context_value(without)  # set in another context only
+        _speedups.var_get(without)  # set in another context only
 
 
 def test_call_passes_positional_and_keyword_arguments() -> None:
@@ -134,3 +135,25 @@ def test_call_passes_positional_and_keyword_arguments() -> None:
     assert _speedups.call(pair, (), {}) == ((), {})
     with pytest.raises(TypeError):
         _speedups.call(len, (), {"x": 1})
+
+
+async def test_ready_gives_its_value_without_suspending() -> None:
+    error = ValueError("a value, not raised")
+    for value in (42, None, (1, 2), error, StopIteration("inside")):
+        got = await _speedups.ready(value)
+        assert got is value
+
+
+async def test_done_gives_none_every_time() -> None:
+    assert await _speedups.DONE is None
+    assert await _speedups.DONE is None
+    assert inspect.isawaitable(_speedups.DONE)
+
+
+def test_ready_awaitables_never_yield_to_the_loop() -> None:
+    # driven by hand, no event loop: the first step already finishes with the value
+    for awaitable, expected in ((_speedups.ready("v"), "v"), (_speedups.DONE, None)):
+        step = awaitable.__await__()
+        with pytest.raises(StopIteration) as info:
+            next(step)
+        assert info.value.value == expected

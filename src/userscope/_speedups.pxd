@@ -8,5 +8,12 @@ cdef class Lock:
     cpdef release(self)
 
 cpdef object thread_ident()
-cpdef object context_value(object var)
 cpdef object call(object function, tuple args, dict kwargs)
+cdef class Ready:
+    cdef object value
+
+cpdef object ready(object value)
+
+cpdef object var_get(object var)
+cpdef object var_set(object var, object value)
+cpdef object var_reset(object var, object token)

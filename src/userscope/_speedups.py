@@ -9,9 +9,14 @@ in step: a name added here is added there.
   (about 400 instructions per acquire) and that typed callers call directly.
 * :class:`LockBase` — what the lock-order checker's lock subclasses, so that in the
   compiled build a checked lock goes wherever a :data:`Lock` goes.
-* :func:`thread_ident`, :func:`context_value`, :func:`call` — ``threading.get_ident()``,
-  ``var.get()`` and ``function(*args, **kwargs)``; in C, direct C API calls (no bound
-  method, no copy of ``kwargs``) that the compiled providers call as C functions.
+* :func:`thread_ident`, :func:`call` — ``threading.get_ident()`` and
+  ``function(*args, **kwargs)``; in C, direct C API calls (no bound method, no copy of
+  ``kwargs``) that the compiled providers call as C functions.
+* :func:`ready` and :data:`DONE` — awaitables already done, which the async scope
+  methods hand back when nothing suspends (compiled: no coroutine frame at all).
+* :func:`var_get`, :func:`var_set`, :func:`var_reset` — ``ContextVar.get``/``set``/
+  ``reset`` called with the variable first (here: the methods themselves; compiled:
+  C calls).
 
 Example:
     >>> from userscope import _speedups
@@ -27,11 +32,24 @@ Example:
 
 from __future__ import annotations
 
-import contextvars
 import threading
-from typing import Any
+from collections.abc import Awaitable, Callable, Generator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["Lock", "LockBase", "call", "context_value", "thread_ident"]
+__all__ = [
+    "DONE",
+    "Lock",
+    "LockBase",
+    "call",
+    "ready",
+    "thread_ident",
+    "var_get",
+    "var_reset",
+    "var_set",
+]
+
+T = TypeVar("T")
 
 Lock: Any = threading.Lock
 """Make a runtime lock: non-reentrant, ``acquire(blocking=True, timeout=-1)``,
@@ -53,10 +71,6 @@ class LockBase:
 thread_ident = threading.get_ident
 """The current thread's identifier (``threading.get_ident``)."""
 
-context_value: Any = contextvars.ContextVar.get
-"""``context_value(var)`` is ``var.get()``: the variable's value, or its default
-(``LookupError`` if neither)."""
-
 
 def call(function: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """``function(*args, **kwargs)``; compiled, ``kwargs`` is handed over without a copy.
@@ -67,3 +81,67 @@ def call(function: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         {'a': 1}
     """
     return function(*args, **kwargs)
+
+
+async def ready(value: T) -> T:
+    """An awaitable already done: awaiting it gives ``value`` without suspending.
+
+    Pure: a coroutine (the cheapest such object in Python). Compiled: a small object of
+    the extension's ``Ready`` type, taken from a free list, with no coroutine frame.
+
+    Example:
+        >>> import asyncio
+        >>> from userscope._speedups import ready
+        >>> async def main():
+        ...     return await ready(42)
+        >>> asyncio.run(main())
+        42
+    """
+    return value
+
+
+class _Done:
+    """The type of :data:`DONE`: awaiting it gives ``None`` at once, all in C (its
+    ``__await__`` hands back an exhausted iterator)."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        def __await__(self) -> Generator[Any, None, None]: ...
+
+    else:
+        __await__ = iter(()).__iter__
+
+
+DONE: Awaitable[None] = _Done()
+"""An awaitable already done with ``None`` (the async scope exit's common result).
+
+Example:
+    >>> import asyncio
+    >>> from userscope._speedups import DONE
+    >>> async def main():
+    ...     return await DONE
+    >>> asyncio.run(main()) is None
+    True
+"""
+
+
+var_get: Callable[[ContextVar[Any]], Any] = ContextVar.get
+"""``var_get(var)`` is ``var.get()``.
+
+Example:
+    >>> from contextvars import ContextVar
+    >>> from userscope._speedups import var_get, var_reset, var_set
+    >>> var = ContextVar("example", default=None)
+    >>> token = var_set(var, 1); var_get(var)
+    1
+    >>> var_reset(var, token); var_get(var) is None
+    True
+"""
+
+var_set: Callable[[ContextVar[Any], Any], Any] = ContextVar.set
+"""``var_set(var, value)`` is ``var.set(value)`` (returns the token)."""
+
+var_reset: Callable[[ContextVar[Any], Any], None] = ContextVar.reset
+"""``var_reset(var, token)`` is ``var.reset(token)``."""

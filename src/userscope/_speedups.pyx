@@ -7,10 +7,20 @@
 * ``LockBase``: the base of the lock-order checker's lock (here: ``Lock`` itself, so a
   checked lock is accepted wherever the compiled runtime expects a ``Lock``; it
   overrides ``acquire``/``release`` in Python).
-* ``thread_ident()``, ``context_value(var)``, ``call(function, args, kwargs)``: C API
-  calls the compiled providers make directly (``threading.get_ident()``,
-  ``var.get()``, ``function(*args, **kwargs)`` without copying ``kwargs``).
+* ``thread_ident()``, ``call(function, args, kwargs)``: C API calls the compiled
+  providers make directly (``threading.get_ident()``, ``function(*args, **kwargs)``
+  without copying ``kwargs``).
+* ``ready(value)``: an awaitable that is already done (awaiting it gives ``value`` and
+  never suspends), and ``DONE``, the one that gives ``None``: what the async scope
+  methods hand back when nothing suspends, instead of a new coroutine. Awaiting one
+  makes no coroutine frame and no exception object: the iterator stops by setting
+  ``StopIteration``'s value the way CPython's own generators do.
+* ``var_get``/``var_set``/``var_reset``: ``ContextVar.get()``/``.set()``/``.reset()``
+  as C calls (the scope classes switch the active frame with them; a Python-level call
+  of the bound method costs about three times as much).
 """
+
+cimport cython
 
 from cpython.pythread cimport (
     NOWAIT_LOCK,
@@ -28,13 +38,28 @@ cdef extern from "pythread.h":
         PyThread_type_lock lock, long long microseconds, int intr_flag
     ) nogil
 
-from cpython.contextvars cimport PyContextVar_Get
-from cpython.exc cimport PyErr_CheckSignals
-from cpython.object cimport PyObject_Call
+from cpython.contextvars cimport PyContextVar_Get, PyContextVar_Reset, PyContextVar_Set
+from cpython.exc cimport PyErr_CheckSignals, PyErr_SetObject
+from cpython.object cimport PyObject, PyObject_Call
 from cpython.pythread cimport PyThread_get_thread_ident
-from cpython.ref cimport PyObject, Py_XDECREF
+from cpython.ref cimport Py_DECREF
 
-__all__ = ["Lock", "LockBase", "call", "context_value", "thread_ident"]
+cdef extern from "Python.h":
+    ctypedef PyObject* (*_iternextfunc "iternextfunc")(PyObject*)
+    ctypedef struct _TypeObject "PyTypeObject":
+        _iternextfunc tp_iternext
+
+__all__ = [
+    "DONE",
+    "Lock",
+    "LockBase",
+    "call",
+    "ready",
+    "thread_ident",
+    "var_get",
+    "var_reset",
+    "var_set",
+]
 
 
 cdef class Lock:
@@ -102,18 +127,64 @@ cpdef object thread_ident():
     return PyThread_get_thread_ident()
 
 
-cpdef object context_value(object var):
-    """``var.get()``: the variable's value, or its default (``LookupError`` if neither)."""
-    cdef PyObject *value = NULL
-    PyContextVar_Get(var, NULL, &value)
-    if value is NULL:
-        raise LookupError(var)
-    result = <object>value
-    Py_XDECREF(value)  # PyContextVar_Get returned a new reference
-    return result
-
-
 cpdef object call(object function, tuple args, dict kwargs):
     """``function(*args, **kwargs)``, handing ``kwargs`` over as it is (not copied): the
     caller must not use it afterwards."""
     return PyObject_Call(function, args, kwargs)
+@cython.freelist(16)
+cdef class Ready:
+    """An awaitable that is already done: ``await ready(value)`` gives ``value``.
+
+    Its own iterator (``__await__`` returns it); the first step stops at once.
+    """
+
+    def __await__(self):
+        return self
+
+
+cdef PyObject* _ready_next(PyObject* self) noexcept:
+    # tp_iternext of Ready: stop at once with the value. NULL with no error set stops
+    # with None; a tuple or an exception as the value must travel inside a
+    # StopIteration instance, anything else is set as StopIteration's bare value
+    # (CPython's own `_PyGen_SetStopIterationValue` makes the same choice).
+    value = (<Ready>self).value
+    if value is None:
+        return NULL
+    if isinstance(value, (tuple, BaseException)):
+        value = StopIteration(value)
+    PyErr_SetObject(StopIteration, value)
+    return NULL
+
+
+(<_TypeObject*>Ready).tp_iternext = _ready_next
+
+
+cpdef object ready(object value):
+    """An awaitable already done with ``value`` (allocated from a free list)."""
+    cdef Ready done = Ready.__new__(Ready)
+    done.value = value
+    return done
+
+
+DONE = ready(None)
+
+
+cpdef object var_get(object var):
+    """``var.get()``: its value in the current context, else its default."""
+    cdef PyObject* value = NULL
+    PyContextVar_Get(var, NULL, &value)
+    if value == NULL:
+        raise LookupError(var)
+    result = <object>value
+    Py_DECREF(result)  # PyContextVar_Get handed over a reference; `result` took its own
+    return result
+
+
+cpdef object var_set(object var, object value):
+    """``var.set(value)``: returns the token."""
+    return PyContextVar_Set(var, value)
+
+
+cpdef object var_reset(object var, object token):
+    """``var.reset(token)``."""
+    PyContextVar_Reset(var, token)

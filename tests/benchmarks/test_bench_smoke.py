@@ -24,13 +24,13 @@ def _has(module: str, attribute: str | None = None) -> bool:
     return attribute is None or hasattr(loaded, attribute)
 
 
-def _run(script: str, *extra: str, env: dict[str, str] | None = None) -> str:
+def _run(script: str, *extra: str, env: dict[str, str] | None = None, timeout: float = 120) -> str:
     proc = subprocess.run(
         [sys.executable, str(BENCH / script), "--smoke", *extra],
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     assert proc.returncode == 0, f"{script} failed:\n{proc.stdout}\n{proc.stderr}"
@@ -244,3 +244,12 @@ def test_stress_runtime_reports_a_clean_verdict() -> None:
     output = _run("stress_runtime.py")
     assert "verdict: ok" in output, output
     assert "not_closed_once: 0" in output, output
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
+def test_ws_instructions_counts_the_floor_and_userscope_per_message() -> None:
+    output = _run("ws_instructions.py", timeout=300)  # FastAPI imports slowly under valgrind
+    counts = {cells[0]: int(cells[1].replace(",", "")) for cells in _table(output)[2:]}
+    assert set(counts) == {"ws:bare", "ws:userscope"}, output
+    # a real count: thousands of instructions per message, the floor doing the least work
+    assert 1_000 < counts["ws:bare"] < counts["ws:userscope"], counts

@@ -16,7 +16,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, Final
 
 from userscope._log import fields
 from userscope.container import _locks
@@ -29,7 +29,15 @@ from userscope.errors import (
     FactoryProtocolError,
 )
 
-__all__ = ["Observe", "run_cleanups_async", "run_cleanups_sync", "settle"]
+__all__ = [
+    "Observe",
+    "Suspended",
+    "finish_cleanups",
+    "run_cleanups_async",
+    "run_cleanups_sync",
+    "settle",
+    "start_cleanups",
+]
 
 logger = logging.getLogger("userscope")
 
@@ -38,6 +46,18 @@ MISSING: Any = object()
 Observe = Callable[[object, float, BaseException | None], None]
 """Called after each finalizer: ``(provider, seconds, error)`` (only with an observer)."""
 
+_checking = False
+"""Whether the lock-order checker is on (followed through :func:`_locks.on_switch`: a
+module global is one dict lookup compiled, the checker module's attribute a getattr)."""
+
+
+def _follow_lock_check(on: bool) -> None:
+    global _checking
+    _checking = on
+
+
+_locks.on_switch(_follow_lock_check)
+
 
 def run_cleanups_sync(
     finalizers: list[Finalizer],
@@ -45,7 +65,7 @@ def run_cleanups_sync(
     observe: Observe | None = None,
 ) -> list[BaseException]:
     """Run finalizers in reverse creation order; return every failure."""
-    if _locks._enabled:
+    if _checking:
         _locks.assert_unlocked("a cleanup")
     failures: list[BaseException] = []
     while finalizers:
@@ -92,39 +112,69 @@ async def run_cleanups_async(
     still identifies who cancelled, e.g. an anyio cancel scope); the caller re-raises it
     after its own bookkeeping.
     ``bound`` (seconds) bounds each cleanup that suspends.
+
+    The two halves, for a caller that must not make a coroutine when nothing suspends
+    (the async scope exit): :func:`start_cleanups` runs the finalizers inline until one
+    suspends, :func:`finish_cleanups` awaits that one and runs the rest.
     """
-    if _locks._enabled:
-        _locks.assert_unlocked("a cleanup")
     failures: list[BaseException] = []
-    cancelled: list[asyncio.CancelledError] | None = None  # made when a cleanup suspends
+    suspended = start_cleanups(finalizers, exc, failures, observe)
+    if suspended is None:
+        return failures, None
+    return failures, await finish_cleanups(finalizers, exc, bound, failures, suspended, observe)
+
+
+# How a suspended cleanup continues (the first field of a `Suspended`).
+_RESUME_AGEN: Final = 0  # an async generator's step: then it must have finished
+_RESUME_CLOSE: Final = 1  # an `aclose()` coroutine
+_CLOSE_AGAIN: Final = 2  # an async generator that yielded twice: await its aclose(), refuse
+
+Suspended = tuple[int, Any, Any, object, Any, float]
+"""A cleanup that suspended: ``(how, step, yielded, provider, agen, started)``."""
+
+
+def start_cleanups(
+    finalizers: list[Finalizer],
+    exc: BaseException | None,
+    failures: list[BaseException],
+    observe: Observe | None = None,
+) -> Suspended | None:
+    """Run finalizers in reverse creation order, inline, until one suspends.
+
+    Appends every failure to ``failures``. Returns ``None`` when every finalizer ran
+    (the common case: no coroutine, no task, no loop iteration), else the cleanup that
+    suspended, for :func:`finish_cleanups` (the rest stay in ``finalizers``).
+    """
+    if _checking:
+        _locks.assert_unlocked("a cleanup")
+    started = 0.0
     while finalizers:
-        kind, obj, provider = finalizers.pop()
+        kind, obj, provider = finalizers[-1]
+        del finalizers[-1]  # not pop(): compiled, pop() of a short list is a method call
         if observe is not None:
             started = time.perf_counter()
-            error: BaseException | None = None
+        error: BaseException | None = None
         try:
-            if kind == GEN:
-                _finish_generator(obj, exc, provider)
-            elif kind == AGEN:
-                step = anext(obj) if exc is None else obj.athrow(exc)
-                try:
-                    try:  # inline until it first suspends (the common case never does)
-                        yielded = step.send(None)
-                    except StopIteration:
-                        pass  # it yielded again: refused below
-                    else:
-                        if cancelled is None:
-                            cancelled = []
-                        await _shielded(step, bound, provider, cancelled, yielded)
+            if kind == AGEN:
+                step = obj.__anext__() if exc is None else obj.athrow(exc)
+                try:  # inline until it first suspends (the common case never does)
+                    yielded = step.send(None)
                 except StopAsyncIteration:
                     pass
+                except StopIteration:  # it yielded again: refused once it is closed
+                    return (_CLOSE_AGAIN, obj, None, provider, obj, started)
                 else:
-                    await obj.aclose()
-                    raise FactoryProtocolError(provider_name(provider), "yielded_twice")
+                    return (_RESUME_AGEN, step, yielded, provider, obj, started)
+            elif kind == GEN:
+                _finish_generator(obj, exc, provider)
             elif is_async_close(obj):
-                if cancelled is None:
-                    cancelled = []
-                await _shielded(obj.aclose(), bound, provider, cancelled)
+                step = obj.aclose()
+                try:
+                    yielded = step.send(None)
+                except StopIteration:
+                    pass
+                else:
+                    return (_RESUME_CLOSE, step, yielded, provider, None, started)
             else:
                 obj.close()
         except BaseException as failure:
@@ -134,7 +184,49 @@ async def run_cleanups_async(
                 failures.append(failure)
         if observe is not None:
             observe(provider, time.perf_counter() - started, error)
-    return failures, (cancelled[0] if cancelled else None)
+    return None
+
+
+async def finish_cleanups(
+    finalizers: list[Finalizer],
+    exc: BaseException | None,
+    bound: float | None,
+    failures: list[BaseException],
+    suspended: Suspended | None,
+    observe: Observe | None = None,
+) -> asyncio.CancelledError | None:
+    """Continue :func:`start_cleanups`: await the cleanup that suspended (shielded, and
+    bounded by ``bound``), then run the rest the same way.
+
+    Appends every failure to ``failures``; returns the cancellation of the awaiting task
+    that arrived meanwhile, if any (the caller re-raises it after its bookkeeping).
+    """
+    cancelled: list[asyncio.CancelledError] = []
+    while suspended is not None:
+        how, step, yielded, provider, agen, started = suspended
+        error: BaseException | None = None
+        try:
+            if how == _CLOSE_AGAIN:
+                await agen.aclose()
+                raise FactoryProtocolError(provider_name(provider), "yielded_twice")
+            try:
+                await _shielded(step, bound, provider, cancelled, yielded)
+            except StopAsyncIteration:
+                if how != _RESUME_AGEN:
+                    raise
+            else:
+                if how == _RESUME_AGEN:  # it yielded again
+                    await agen.aclose()
+                    raise FactoryProtocolError(provider_name(provider), "yielded_twice")
+        except BaseException as failure:
+            if failure is not exc:
+                error = failure
+                record(failure, provider_name(provider))
+                failures.append(failure)
+        if observe is not None:
+            observe(provider, time.perf_counter() - started, error)
+        suspended = start_cleanups(finalizers, exc, failures, observe)
+    return cancelled[0] if cancelled else None
 
 
 async def _shielded(

@@ -1,7 +1,8 @@
 # Augmenting declarations for _scopes.py (Cython pure-Python mode; the .py is the reference).
 cimport cython
 
-from userscope.container._cleanup cimport run_cleanups_sync
+from userscope._speedups cimport ready, var_get, var_reset, var_set
+from userscope.container._cleanup cimport run_cleanups_sync, start_cleanups
 from userscope.container._session cimport UserSession
 from userscope.container._sessions cimport _SessionTable
 from userscope.container._state cimport ScopeState

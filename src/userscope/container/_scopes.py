@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import Awaitable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-from userscope.container._cleanup import run_cleanups_async, run_cleanups_sync, settle
+from userscope._speedups import DONE, ready, var_get, var_reset, var_set
+from userscope.container._cleanup import (
+    Suspended,
+    finish_cleanups,
+    run_cleanups_sync,
+    settle,
+    start_cleanups,
+)
 from userscope.container._scope import (
     ACTIVE,
     CONNECTION_STATE,
@@ -23,10 +31,11 @@ from userscope.container._scope import (
 from userscope.container._session import Release, UserSession
 from userscope.container._state import ScopeState
 from userscope.context import UserExecutionContext
-from userscope.errors import IsolationError, ScopeClosedError, ScopeReuseError
+from userscope.errors import CleanupError, IsolationError, ScopeClosedError, ScopeReuseError
 
 if TYPE_CHECKING:
     from userscope.container._sessions import UserSessions
+    from userscope.container._state import Finalizer
 
 __all__ = ["ScopeCM", "UserScopeCM", "check_context"]
 
@@ -36,9 +45,6 @@ _REQUEST: Final = Scope.REQUEST
 _KEEP: Final = Release.KEEP
 _SCHEDULE: Final = Release.SCHEDULE
 _FINISH: Final = Release.FINISH
-_get_active = ACTIVE.get
-_set_active = ACTIVE.set
-_reset_active = ACTIVE.reset
 
 
 def check_context(ctx: object) -> None:
@@ -54,9 +60,9 @@ def _restore(token: contextvars.Token[Any]) -> None:
     """Restore the frame ``token`` replaced; also when the scope is left in another
     context (``ContextVar.reset`` refuses that; e.g. a generator-based wrapper)."""
     try:
-        _reset_active(token)
+        var_reset(ACTIVE, token)
     except ValueError:
-        _set_active(None if token.old_value is token.MISSING else token.old_value)
+        var_set(ACTIVE, None if token.old_value is token.MISSING else token.old_value)
 
 
 def _refuse_other_user(frame: Any, ctx: UserExecutionContext) -> None:
@@ -101,7 +107,7 @@ class ScopeCM(ScopeState):
         request = self.kind is _REQUEST
         evicted: list[UserSession] | None = None
         conn: ScopeState | None = None  # the connection a request nests in, if any
-        frame = _get_active()
+        frame = var_get(ACTIVE)
         if frame is not None and frame[SESSIONS] is owner:
             session = frame[USER_STATE].session
             if session.user_id != ctx.user_id or session.tenant_id != ctx.tenant_id:
@@ -121,8 +127,8 @@ class ScopeCM(ScopeState):
         self.session = session
         self.async_ = async_
         owner._open_states.add(self)
-        self._token = _set_active(
-            (ctx, self if request else None, conn, session.state, owner, async_)
+        self._token = var_set(
+            ACTIVE, (ctx, self if request else None, conn, session.state, owner, async_)
         )
         if owner._observer is not None:
             self.token = owner._notify_opened(self.kind, ctx)
@@ -134,17 +140,24 @@ class ScopeCM(ScopeState):
             self._owner._finish_evicted_sync(evicted)
         return self._ctx
 
-    async def __aenter__(self) -> UserExecutionContext:
+    def __aenter__(self) -> Awaitable[UserExecutionContext]:
+        # a plain method: with no evicted user to clean up nothing suspends, and the
+        # context comes back as a ready awaitable (compiled; a coroutine pure)
         evicted = self._open(True)
         if evicted:
-            try:
-                cancelled = await self._owner._finish_evicted_async(evicted)
-            except BaseException as exc:
-                await self.__aexit__(type(exc), exc, exc.__traceback__)
-                raise
-            if cancelled is not None:  # every evicted cleanup finished; now it propagates
-                await self.__aexit__(None, None, None)
-                raise cancelled
+            return self._enter_evicted(evicted)
+        return ready(self._ctx)
+
+    async def _enter_evicted(self, evicted: list[UserSession]) -> UserExecutionContext:
+        """Finish the users evicted to make room, then hand back the context."""
+        try:
+            cancelled = await self._owner._finish_evicted_async(evicted)
+        except BaseException as exc:
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        if cancelled is not None:  # every evicted cleanup finished; now it propagates
+            await self.__aexit__(None, None, None)
+            raise cancelled
         return self._ctx
 
     # -- leaving --------------------------------------------------------------------
@@ -160,7 +173,7 @@ class ScopeCM(ScopeState):
         if token is None:
             raise ScopeReuseError(self.kind.name.lower(), "not_open")
         try:
-            _reset_active(token)
+            var_reset(ACTIVE, token)
         except ValueError:
             _restore(token)
         owner = self._owner
@@ -185,35 +198,91 @@ class ScopeCM(ScopeState):
         if failures:
             settle(exc, failures, self.level, session.key)
 
-    async def __aexit__(
+    def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
-        # restore the outer frame (inlined: the hot path), then detach this scope's state:
-        # with finalizers to run the session is still held and `_release` drops it after
+    ) -> Awaitable[None]:
+        # A plain method: the exit runs here, synchronously, as long as nothing suspends
+        # (the common case: no finalizer, or finalizers that finish inline, no observer,
+        # the user not finishing) and hands back a ready awaitable; from the first
+        # cleanup that suspends on, the rest runs in a coroutine (`_exit_async`).
+        # Restore the outer frame (inlined: the hot path), then detach this scope's
+        # state: with finalizers to run the session is still held and `_release` drops
+        # it after.
         token, self._token = self._token, None
         if token is None:
             raise ScopeReuseError(self.kind.name.lower(), "not_open")
         try:
-            _reset_active(token)
+            var_reset(ACTIVE, token)
         except ValueError:
             _restore(token)
         owner = self._owner
         finalizers, action = owner._leave(self)
-        if finalizers is None and action is _KEEP and owner._observer is None:
-            return
-        session = self.session
+        if finalizers is None:
+            if owner._observer is None:
+                if action is _KEEP:
+                    return DONE
+                if action is _SCHEDULE:
+                    owner._schedule(self.session)
+                    return DONE
+            return self._exit_async(exc, None, 0, action, [], None)
+        ran = len(finalizers)
+        if owner._observer is not None:  # timed cleanups and notifications: the full path
+            return self._exit_async(exc, finalizers, ran, action, [], None)
         failures: list[BaseException] = []
+        try:
+            suspended = start_cleanups(finalizers, exc, failures)
+        except BaseException:
+            owner._release(self.session, self, ran, failures)
+            raise
+        if suspended is not None:
+            return self._exit_async(exc, finalizers, ran, action, failures, suspended)
+        session = self.session
+        if owner._release(session, self, ran, failures) is _FINISH:
+            return self._exit_async(exc, None, 0, _FINISH, failures, None)
+        if failures:
+            try:
+                settle(exc, failures, self.level, session.key)
+            except CleanupError as error:
+                return self._cleanups_failed(error)
+        return DONE
+
+    def _cleanups_failed(self, error: CleanupError) -> Awaitable[None]:
+        """What an async exit does when only its cleanups failed: raise their
+        :class:`CleanupError` (contract 3). A subclass may report it instead and hand
+        back an awaitable (the FastAPI adapter's WebSocket message scope does)."""
+        raise error
+
+    async def _exit_async(
+        self,
+        exc: BaseException | None,
+        finalizers: list[Finalizer] | None,
+        ran: int,
+        action: Release,
+        failures: list[BaseException],
+        suspended: Suspended | None,
+    ) -> None:
+        """The part of an async exit that may suspend.
+
+        ``ran``: how many finalizers this exit runs (0: none, or they already ran and the
+        hold was released); ``finalizers``: those not started yet; ``suspended``: the
+        cleanup :func:`start_cleanups` left suspended, or ``None`` to start them here.
+        """
+        owner = self._owner
+        session = self.session
         cancelled: asyncio.CancelledError | None = None
-        if finalizers:
-            ran = len(finalizers)
+        if ran:
+            assert finalizers is not None
             try:
                 observe = None if owner._observer is None else owner._observe_cleanup(self)
-                failures, cancelled = await run_cleanups_async(
-                    finalizers, exc, owner._cleanup_timeout, observe
-                )
+                if suspended is None:
+                    suspended = start_cleanups(finalizers, exc, failures, observe)
+                if suspended is not None:
+                    cancelled = await finish_cleanups(
+                        finalizers, exc, owner._cleanup_timeout, failures, suspended, observe
+                    )
             finally:
                 action = owner._release(session, self, ran, failures)
         elif action is _SCHEDULE:
@@ -227,7 +296,10 @@ class ScopeCM(ScopeState):
         if cancelled is not None and not isinstance(exc, asyncio.CancelledError):
             raise _cancelled(cancelled, failures, self.level, session)
         if failures:
-            settle(exc, failures, self.level, session.key)
+            try:
+                settle(exc, failures, self.level, session.key)
+            except CleanupError as error:
+                await self._cleanups_failed(error)
 
 
 def _cancelled(
@@ -263,14 +335,14 @@ class UserScopeCM:
             raise ScopeReuseError("user", "open")
         owner = self._owner
         ctx = self._ctx
-        frame = _get_active()
+        frame = var_get(ACTIVE)
         if frame is not None and frame[SESSIONS] is owner:
             outer = frame[USER_STATE].session
             if outer.user_id != ctx.user_id or outer.tenant_id != ctx.tenant_id:
                 _refuse_other_user(frame, ctx)
         session, evicted = owner._hold_user(ctx, _USER, async_)
         self._session = session
-        self._token = _set_active((ctx, None, None, session.state, owner, async_))
+        self._token = var_set(ACTIVE, (ctx, None, None, session.state, owner, async_))
         return evicted
 
     def __enter__(self) -> UserExecutionContext:

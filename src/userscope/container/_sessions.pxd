@@ -35,6 +35,7 @@ cdef class _SessionTable:
     @cython.locals(session=UserSession, lock=Lock, joined=cython.bint)
     cpdef tuple _hold_user(self, object ctx, object kind, bint async_)
 
+    @cython.locals(lock=Lock)
     cpdef object _hold_nested(self, UserSession session)
 
     cpdef object _unhold(self, UserSession session, ScopeCM scope)

@@ -230,10 +230,18 @@ class _SessionTable:
 
     def _hold_nested(self, session: UserSession) -> None:
         """Hold ``session`` for a request nested in one of its connections."""
-        with session.lock:
+        lock = session.lock
+        lock.acquire()  # not `with`: the context-manager protocol costs more than the hold
+        try:
             if self._closed:
                 raise ScopeClosedError(None, session.user_id, None, session.tenant_id)
-            error = self._take_hold(session, _REQUEST)
+            if self._limited:
+                error = self._take_hold(session, _REQUEST)
+            else:
+                session.active += 1  # `_take_hold` without a limit to check, inlined
+                error = None
+        finally:
+            lock.release()
         if error is not None:
             raise self._refused(error)
 

@@ -3,5 +3,5 @@
 # creation protocol as a C function.
 from userscope.providers._creation cimport ProviderCore, create
 from userscope.container._state cimport ScopeState
-from userscope._speedups cimport context_value
+from userscope._speedups cimport var_get
 from userscope.providers._plan cimport is_awaitable

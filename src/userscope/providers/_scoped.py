@@ -24,7 +24,7 @@ else:
     except ImportError:  # pragma: no cover - a pure install: no Cython, no-op declarations
         from userscope import _nocython as cython
 
-from userscope._speedups import context_value
+from userscope._speedups import var_get
 from userscope.container import _guard
 from userscope.container._guard import GENERATION
 from userscope.container._scope import ACTIVE, ASYNC, CTX, ActiveFrame, Scope, innermost
@@ -311,7 +311,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
         """
         core = self._core
         if not core.overridden and not args and not kwargs:
-            frame: ActiveFrame | None = context_value(ACTIVE)
+            frame: ActiveFrame | None = var_get(ACTIVE)
             if frame is not None:
                 state: ScopeState | None = frame[core.scope]  # type: ignore[assignment]
                 if state is not None:
@@ -333,7 +333,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
         state: ScopeState | None = None
         frame: ActiveFrame | None = None
         if not core.overridden and not args and not kwargs:
-            frame = context_value(ACTIVE)
+            frame = var_get(ACTIVE)
         if frame is not None:
             state = frame[core.scope]  # type: ignore[assignment]
         if frame is None or state is None:  # overridden, called with arguments, or out of scope
@@ -358,7 +358,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
             overriding = self.last_overriding
             if overriding is not None:
                 return overriding(*args, **kwargs)  # type: ignore[no-any-return]
-        frame: ActiveFrame | None = context_value(ACTIVE)
+        frame: ActiveFrame | None = var_get(ACTIVE)
         if frame is not None:
             state: ScopeState | None = frame[core.scope]  # type: ignore[assignment]
             if state is not None:

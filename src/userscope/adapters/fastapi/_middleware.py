@@ -390,19 +390,24 @@ class UserscopeMiddleware:
                 state.closed = True
             return message
 
-        async def guarded_send(message: Message) -> None:
+        def guarded_send(message: Message) -> Awaitable[None]:
+            # a plain function: a message within its connection's credentials goes out
+            # as the server's own `send(...)` awaitable, no coroutine layer of ours
+            if message["type"] == "websocket.send" and not state.closed:
+                expires_at = state.expires_at
+                if expires_at is None or time.time() < expires_at:
+                    return send(message)
+            return guarded_send_slow(message)
+
+        async def guarded_send_slow(message: Message) -> None:
             kind = message["type"]
             if state.closed:
                 if kind == "websocket.close":
                     return
                 raise WebSocketDisconnect(code=state.close_code or 1000)
-            if kind == "websocket.send":  # the per-message path first
-                expires_at = state.expires_at
-                if expires_at is not None and time.time() >= expires_at:
-                    await state.close_expired()
-                    raise WebSocketDisconnect(code=WS_POLICY_VIOLATION)
-                await send(message)
-                return
+            if kind == "websocket.send":  # its credentials expired
+                await state.close_expired()
+                raise WebSocketDisconnect(code=WS_POLICY_VIOLATION)
             if (
                 kind == "websocket.accept"
                 and state.bearer_offered

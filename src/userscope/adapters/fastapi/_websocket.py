@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from starlette.websockets import WebSocket
 
 import userscope as us
 from userscope._log import fields
+from userscope.container._scope import Scope
+from userscope.container._scopes import ScopeCM
 
 from ._errors import CredentialsExpiredError, NotInstalledError
 from ._middleware import ConnectionState
@@ -21,6 +23,8 @@ from ._state import STATE_KEY
 __all__ = ["message_scope"]
 
 logger = logging.getLogger("userscope.adapters.fastapi")
+
+_REQUEST = Scope.REQUEST
 
 #: the event sent to the client when the cleanup after its message failed
 CLEANUP_FAILED_EVENT = {
@@ -36,7 +40,8 @@ def message_scope(websocket: WebSocket) -> AbstractAsyncContextManager[us.UserEx
     The scope belongs to the connection's verified user and gets a fresh
     ``request_id`` (``ctx.for_request()``); `RequestScoped` providers resolved
     inside it are cleaned up when the block exits. If the connection's token
-    has expired, the socket is closed with ``1008`` and no scope is opened.
+    has expired when ``message_scope()`` is called, entering the block closes the
+    socket with ``1008`` and opens no scope.
 
     When the block succeeded but a cleanup failed (the scope's `CleanupError`),
     the failure is logged and reported to this client as an error event,
@@ -68,38 +73,64 @@ def message_scope(websocket: WebSocket) -> AbstractAsyncContextManager[us.UserEx
         ...         async with message_scope(websocket) as ctx:
         ...             await websocket.send_text(f"{ctx.user_id}: {text}")
     """
-    return _MessageScope(websocket)
+    # Both results are async context managers as far as `async with` is concerned; their
+    # methods hand back awaitables that need not be coroutines (hence the ignores).
+    state = websocket.scope.get(STATE_KEY)
+    if state.__class__ is not ConnectionState and not isinstance(state, ConnectionState):
+        error = NotInstalledError("message_scope()", websocket.url.path)
+        return _Refused(error)  # type: ignore[return-value]
+    expires_at = state.expires_at
+    if expires_at is not None and time.time() >= expires_at:
+        return _Refused(None, state, expires_at)  # type: ignore[return-value]
+    # the core's own REQUEST scope (what `sessions.request()` makes), plus the socket
+    scope = _MessageScope(state.sessions, state.context.for_request(), _REQUEST)
+    scope._websocket = websocket
+    scope._state = state
+    return scope  # type: ignore[return-value]
 
 
-class _MessageScope:
-    """`message_scope`'s context manager: a plain class over the core scope (one per
-    message, so no generator and no `contextlib` layer on this path)."""
+class _MessageScope(ScopeCM):
+    """`message_scope`'s context manager: the core REQUEST scope itself (entering and
+    leaving it are the core's own methods, which hand back ready awaitables while
+    nothing suspends), except that a cleanup failure after a block that succeeded is
+    reported to the client rather than raised."""
 
-    __slots__ = ("_ctx", "_scope", "_state", "_used", "_websocket")
+    __slots__ = ("_state", "_websocket")
 
-    def __init__(self, websocket: WebSocket) -> None:
-        self._websocket = websocket
-        self._state: ConnectionState | None = None
-        self._ctx: us.UserExecutionContext | None = None
-        self._scope: AbstractAsyncContextManager[us.UserExecutionContext] | None = None
+    # set by `message_scope` right after construction (no `__init__` of ours: the
+    # core's runs as it is)
+    _state: ConnectionState
+    _websocket: WebSocket
+
+    def _cleanups_failed(self, error: us.CleanupError) -> Awaitable[None]:
+        return _report_cleanup_failure(self._websocket, self._state, self._ctx, error)
+
+
+class _Refused:
+    """What `message_scope` returns when it cannot open a scope: entering it raises
+    ``error``, or (``error`` is ``None``: the token expired) closes the socket first."""
+
+    __slots__ = ("_error", "_expires_at", "_state", "_used")
+
+    def __init__(
+        self,
+        error: Exception | None,
+        state: ConnectionState | None = None,
+        expires_at: float = 0.0,
+    ) -> None:
+        self._error = error
+        self._state = state
+        self._expires_at = expires_at
         self._used = False
 
-    def __aenter__(self) -> Coroutine[Any, Any, us.UserExecutionContext]:
-        # a plain method handing back the core scope's own `__aenter__` coroutine: no
-        # coroutine layer of ours on the way in
+    def __aenter__(self) -> Awaitable[us.UserExecutionContext]:
         if self._used:
             raise us.ScopeReuseError("request", "used")
         self._used = True
-        state = self._websocket.scope.get(STATE_KEY)
-        if not isinstance(state, ConnectionState):
-            raise NotInstalledError("message_scope()", self._websocket.url.path)
-        expires_at = state.expires_at
-        if expires_at is not None and time.time() >= expires_at:
-            return _refuse_expired(state, expires_at)
-        child = state.context.for_request()
-        scope = state.sessions.request(child)
-        self._state, self._ctx, self._scope = state, child, scope
-        return scope.__aenter__()
+        if self._error is not None:
+            raise self._error
+        assert self._state is not None
+        return _refuse_expired(self._state, self._expires_at)
 
     async def __aexit__(
         self,
@@ -107,16 +138,7 @@ class _MessageScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        scope, state, ctx = self._scope, self._state, self._ctx
-        if scope is None or state is None or ctx is None:
-            raise us.ScopeReuseError("request", "not_open")
-        self._scope = self._ctx = None
-        try:
-            await scope.__aexit__(exc_type, exc, tb)
-        except us.CleanupError as failure:
-            if exc is not None:
-                raise  # the block failed too: its exception carries the cleanup's notes
-            await _report_cleanup_failure(self._websocket, state, ctx, failure)
+        raise us.ScopeReuseError("request", "not_open")  # never entered: refused
 
 
 async def _refuse_expired(state: ConnectionState, expires_at: float) -> NoReturn:

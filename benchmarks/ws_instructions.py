@@ -1,0 +1,136 @@
+"""Instructions per WebSocket message under callgrind: bench_fastapi's ``ws:`` rows,
+counted instead of timed.
+
+Run::
+
+    .venv/bin/python benchmarks/ws_instructions.py [--n N] [--app APP ...] [--smoke]
+
+Each app runs in its own ``valgrind --tool=callgrind`` process (``PYTHONHASHSEED=0``)
+driving one connection of ``N`` text messages through bench_fastapi's own driver
+(``drive_ws``: direct ASGI calls, the same endpoint work per message), after a warm-up
+connection outside the collected step; only one ``itertools.starmap`` step wrapping the
+measured connection is collected, minus the driver's own ``gc.collect()``. The count per
+message includes the connection's set-up and tear-down spread over ``N`` messages (one
+connection each), so use a large ``N`` (the default 2,000 leaves ~1 %). Quote these as
+the steady signal next to bench_fastapi's noisy microseconds.
+
+Needs valgrind; without it the script says so and exits 2.
+"""
+
+import argparse
+import asyncio
+import gc
+import itertools
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _graph as g
+import bench_fastapi as bf
+
+#: callgrind function whose cost is the driver's gc.collect(), not the app's
+GC_FUNCTION = "gc_collect_main"
+
+
+def inner(name: str, n: int) -> int:
+    """The measured process: one warm-up connection, then ``n`` messages in one step."""
+    notes: list[str] = []
+    apps = [app for app in bf.load_ws_apps(notes) if app.name == name]
+    if not apps:
+        raise RuntimeError(f"{name} did not load: {notes}")
+    bench = apps[0]
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(bench.startup())
+        loop.run_until_complete(bf.drive_ws(bench, max(n // 5, 10)))  # warm-up
+        gc.collect()
+        list(itertools.starmap(loop.run_until_complete, [(bf.drive_ws(bench, n),)]))
+        loop.run_until_complete(bench.shutdown())
+    finally:
+        loop.close()
+    return 0
+
+
+def count(valgrind: str, name: str, n: int) -> int:
+    """Instructions of ``n`` messages of app ``name`` (the driver's gc excluded)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        proc = subprocess.run(
+            [
+                valgrind,
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                "--collect-atstart=no",
+                "--toggle-collect=starmap_next",
+                sys.executable,
+                __file__,
+                "--inner",
+                name,
+                str(n),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+        text = out.read_text() if out.exists() else ""
+        annotate = shutil.which("callgrind_annotate")
+        gc_cost = 0
+        if annotate is not None and out.exists():
+            report = subprocess.run(
+                [annotate, "--inclusive=yes", str(out)], capture_output=True, text=True
+            ).stdout
+            found = re.search(rf"^\s*([\d,]+) .*:{GC_FUNCTION} ", report, re.MULTILINE)
+            gc_cost = int(found.group(1).replace(",", "")) if found else 0
+    totals = re.search(r"^summary: (\d+)", text, re.MULTILINE)
+    if proc.returncode != 0 or totals is None:
+        raise RuntimeError(f"{name} failed under callgrind:\n{proc.stderr[-2000:]}")
+    return int(totals.group(1)) - gc_cost
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=2_000, help="messages per connection")
+    parser.add_argument("--app", action="append", help="ws apps (default: all importable)")
+    parser.add_argument("--smoke", action="store_true", help="ws:bare and ws:userscope, tiny N")
+    parser.add_argument("--inner", nargs=2, metavar=("APP", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.inner:
+        return inner(args.inner[0], int(args.inner[1]))
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("valgrind not found: install it (Debian: apt-get install valgrind)")
+        return 2
+    n = 20 if args.smoke else args.n
+    notes: list[str] = []
+    available = [app.name for app in bf.load_ws_apps(notes)]
+    wanted = ["ws:bare", "ws:userscope"] if args.smoke else (args.app or available)
+    names = [name for name in wanted if name in available]
+    print("# ws_instructions")
+    print()
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in g.versions().items()))
+    print(f"n={n} messages over one connection, callgrind instruction counts")
+    for note in notes:
+        print(f"note: {note}")
+    print()
+    print("| app | instructions / message | over ws:bare |")
+    print("|---|---:|---:|")
+    with ThreadPoolExecutor(max_workers=2) as pool:  # one valgrind process per app
+        totals = list(pool.map(lambda name: count(valgrind, name, n), names))
+    per_message = {name: total / n for name, total in zip(names, totals, strict=True)}
+    floor = per_message.get("ws:bare")
+    for name, value in per_message.items():
+        over = f"{value - floor:,.0f}" if floor is not None else "n/a"
+        print(f"| {name} | {value:,.0f} | {over} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
