@@ -117,7 +117,7 @@ def _refuse(frame: ActiveFrame, state: ScopeState, provider: ScopedProvider[Any]
     error = ScopeLimitError(
         "max_instances_per_user", session.user_id, session.instances, limit, session.tenant_id
     )
-    return frame[SESSIONS]._refused(error)
+    return frame[SESSIONS].refused(error)
 
 
 def _closed(state: ScopeState, provider: ScopedProvider[Any]) -> ScopeClosedError:
@@ -265,8 +265,8 @@ def create(
     lock.release()
     if entry.__class__ is PendingCreation:
         _settle_entry(entry, value, None)
-    if _flags.observing and frame[SESSIONS]._observer is not None:
-        frame[SESSIONS]._notify_created(state, provider)
+    if _flags.observing and frame[SESSIONS].observer is not None:
+        frame[SESSIONS].notify_created(state, provider)
     return _ready(value) if provider._is_async else value
 
 
@@ -413,8 +413,8 @@ async def acreate(
     lock.release()
     if entry.__class__ is PendingCreation:
         _settle_entry(entry, value, None)
-    if _flags.observing and frame[SESSIONS]._observer is not None:
-        frame[SESSIONS]._notify_created(state, provider)
+    if _flags.observing and frame[SESSIONS].observer is not None:
+        frame[SESSIONS].notify_created(state, provider)
     return value
 
 
