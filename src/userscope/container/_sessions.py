@@ -133,7 +133,13 @@ class UserSessions:
 
     @property
     def leak_check(self) -> bool:
-        """Whether closed scopes' instances are watched for leaks (settable)."""
+        """Whether closed scopes' instances are watched for leaks (settable).
+
+        Example:
+            >>> import userscope as us
+            >>> us.UserSessions(leak_check=True).leak_check
+            True
+        """
         return self._table.leak_check
 
     @leak_check.setter
@@ -142,7 +148,13 @@ class UserSessions:
 
     @property
     def leaks(self) -> list[LeakReport]:
-        """Every leak report so far (:meth:`check_leaks` appends to this list)."""
+        """Every leak report so far (:meth:`check_leaks` appends to this list).
+
+        Example:
+            >>> import userscope as us
+            >>> us.UserSessions(leak_check=True).leaks
+            []
+        """
         return self._table.leaks
 
     # -- limits (fixed at construction) ----------------------------------------------
