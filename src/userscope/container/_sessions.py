@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from userscope._durations import Duration, to_seconds_or_none
 from userscope.container import _closing, _expiry, _leaks, _limits, _stats
@@ -29,6 +29,14 @@ from userscope.container._stats import SessionStats
 from userscope.container._table import SessionTable
 from userscope.context import UserExecutionContext
 
+if TYPE_CHECKING:  # the declarations, as typed no-ops
+    from userscope import _nocython as cython
+else:
+    try:  # Cython's pure-Python mode: C types for the compiled build (see _nocython)
+        import cython
+    except ImportError:  # pragma: no cover - a pure install: no Cython, no-op declarations
+        from userscope import _nocython as cython
+
 __all__ = ["LeakReport", "SessionStats", "UserSessions", "table_of"]
 
 _HOUR: Final = 3600.0
@@ -37,7 +45,20 @@ _CONNECTION: Final = Scope.CONNECTION
 _REQUEST: Final = Scope.REQUEST
 
 
-class UserSessions:
+class _TableHolder:
+    """The base of :class:`UserSessions` that holds its :class:`SessionTable` (internal).
+
+    Only so that opening a scope reads the table without an attribute lookup: the
+    compiled build makes this an extension type (``_sessions.pxd``) whose one field is a
+    C struct member, which ``request``/``connection``/``user`` read through a local
+    typed as this class. It has no behaviour; :class:`UserSessions` is a Python class
+    (public, its ``__module__`` is rewritten) and holds the table here.
+    """
+
+    _table: SessionTable
+
+
+class UserSessions(_TableHolder):
     """The runtime that owns every USER scope and opens CONNECTION and REQUEST scopes.
 
     One per application (no module-level global): each instance is independent. A
@@ -194,6 +215,7 @@ class UserSessions:
         return self._table.cleanup_timeout
 
     # -- opening scopes ---------------------------------------------------------------
+    @cython.locals(holder=_TableHolder)
     def request(self, ctx: UserExecutionContext) -> ScopeCM:
         """Open a REQUEST scope (``with`` or ``async with``).
 
@@ -213,8 +235,10 @@ class UserSessions:
             ...     us.current_scope()
             <Scope.REQUEST: 1>
         """
-        return ScopeCM(self._table, ctx, _REQUEST)
+        holder = self  # compiled: the table is a C field, no lookup
+        return ScopeCM(holder._table, ctx, _REQUEST)
 
+    @cython.locals(holder=_TableHolder)
     def connection(self, ctx: UserExecutionContext) -> ScopeCM:
         """Open a CONNECTION scope (one long-lived connection, e.g. a WebSocket).
 
@@ -227,8 +251,10 @@ class UserSessions:
             ...     us.current_scope()
             <Scope.CONNECTION: 2>
         """
-        return ScopeCM(self._table, ctx, _CONNECTION)
+        holder = self  # compiled: the table is a C field, no lookup
+        return ScopeCM(holder._table, ctx, _CONNECTION)
 
+    @cython.locals(holder=_TableHolder)
     def user(self, ctx: UserExecutionContext) -> UserScopeCM:
         """Enter only the user's USER scope (background jobs that serve one user).
 
@@ -239,7 +265,8 @@ class UserSessions:
             ...     us.current_scope()
             <Scope.USER: 3>
         """
-        return UserScopeCM(self._table, ctx)
+        holder = self
+        return UserScopeCM(holder._table, ctx)
 
     # -- closing --------------------------------------------------------------------
     def close_user(self, user_id: str, tenant_id: str | None = None) -> None:
