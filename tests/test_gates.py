@@ -146,3 +146,87 @@ def test_pre_commit_config_is_valid() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- the session table's members stay its own ------------------------------------------
+_TABLE_MODULES = ("container/_sessions.py", "container/_table.py")
+
+
+def _members(tree: ast.Module) -> set[str]:
+    """The names a module's classes define: methods, class attributes, ``self.x = ...``."""
+    names: set[str] = set()
+    for cls in (node for node in tree.body if isinstance(node, ast.ClassDef)):
+        for node in cls.body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                names.add(node.name)
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names.add(node.target.id)
+            elif isinstance(node, ast.Assign):
+                names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        for node in ast.walk(cls):
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            if isinstance(node, ast.AnnAssign | ast.AugAssign):
+                targets = [node.target]
+            for target in targets:
+                if (
+                    isinstance(target, ast.Attribute)
+                    and isinstance(target.value, ast.Name)
+                    and target.value.id == "self"
+                ):
+                    names.add(target.attr)
+    return names
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def foreign_table_reads(package: Path) -> list[str]:
+    """Every ``x._name`` in a module of ``package`` where ``_name`` is an underscore
+    member of the session table's classes defined in *another* module (``self``/``cls``
+    receivers excepted: a class's own members): ``"path:line: x._name"``."""
+    owned = {
+        module: {n for n in _members(ast.parse((package / module).read_text())) if _private(n)}
+        for module in _TABLE_MODULES
+        if (package / module).is_file()
+    }
+    assert any(owned.values()), f"no session table class found under {package}"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        module = path.relative_to(package).as_posix()
+        foreign = set().union(*(names for owner, names in owned.items() if owner != module))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Attribute) or node.attr not in foreign:
+                continue
+            if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                continue
+            found.append(f"{module}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_module_reads_the_session_tables_underscore_members() -> None:
+    """The scopes, the creation protocol and the job modules use the session table's
+    public protocol (``SessionTable.hold_user``, ``leave``, ``release``, ...), never
+    another module's private members of it (issue 13)."""
+    found = foreign_table_reads(ROOT / "src" / "userscope")
+    assert not found, (
+        "these modules reach into the session table's private members; give the "
+        f"operation a public name on SessionTable (container/_table.py): {found}"
+    )
+
+
+def test_the_table_gate_catches_a_private_read(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    (package / "container").mkdir(parents=True)
+    (package / "container" / "_table.py").write_text(
+        "class SessionTable:\n"
+        "    def _acquire(self):\n        self._users = {}\n"
+        "    def hold(self):\n        return self._acquire()\n"
+    )
+    (package / "container" / "_scopes.py").write_text(
+        "def open(owner, frame):\n    owner._acquire()\n    return frame[4]._users, owner.hold()\n"
+    )
+    assert foreign_table_reads(package) == [
+        "container/_scopes.py:2: owner._acquire",
+        "container/_scopes.py:3: frame[4]._users",
+    ]

@@ -13,6 +13,7 @@ from dependency_injector import containers
 
 import userscope as us
 from support import ctx_for
+from userscope.container._sessions import table_of
 
 
 class Clock:
@@ -268,10 +269,10 @@ def test_sweep_cost_follows_the_expired_sessions() -> None:
             pass
         if i == 9:
             clock.now += 50  # the first ten are older
-    assert len(sessions._expiry) == 1000  # one entry per idle session, never more
+    assert len(table_of(sessions).expiry) == 1000  # one entry per idle session, never more
     clock.now += 60  # only the first ten are past their deadline
     assert sessions.sweep() == 10
-    assert len(sessions._expiry) == 990  # the rest were not touched
+    assert len(table_of(sessions).expiry) == 990  # the rest were not touched
     sessions.close()
 
 

@@ -22,6 +22,7 @@ from dependency_injector import containers
 
 import userscope as us
 from support import ctx_for
+from userscope.container._sessions import table_of
 
 BOUND = 10.0  # seconds a bounded step may take before it counts as a hang
 
@@ -386,10 +387,7 @@ async def test_v8_user_cleanups_run_when_the_last_scope_exits_after_an_aclose_ti
 
 # -- V9: ended sessions stayed in the deadline heap until their deadline ---------------
 def _deadline_entries(sessions: us.UserSessions) -> int:
-    expiry = getattr(sessions, "_expiry", None)
-    if expiry is not None:
-        return len(expiry)
-    return len(sessions._deadlines)  # type: ignore[attr-defined]  # the runtime before v2
+    return len(table_of(sessions).expiry)
 
 
 def test_v9_ended_sessions_leave_the_deadline_structure() -> None:
@@ -406,10 +404,7 @@ def test_v9_ended_sessions_leave_the_deadline_structure() -> None:
 
 # -- V10: the leak watch list grew without bound; cleanup failures were false leaks -----
 def _watched(sessions: us.UserSessions) -> int:
-    watch = getattr(sessions, "_leak_watch", None)
-    if watch is not None:
-        return len(watch)
-    return len(sessions._suspects)  # type: ignore[attr-defined]  # the runtime before v2
+    return len(table_of(sessions).leak_watch)
 
 
 def test_v10_leak_watch_list_stays_bounded() -> None:

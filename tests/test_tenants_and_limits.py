@@ -12,6 +12,7 @@ import pytest
 from dependency_injector import containers
 
 import userscope as us
+from userscope.container._sessions import table_of
 
 
 def ctx(user: str, tenant: str | None = None, request: str = "r-1") -> us.UserExecutionContext:
@@ -175,11 +176,11 @@ def test_the_lock_checker_is_on_under_the_plugin_and_catches_a_broken_order() ->
     sessions = us.UserSessions()
     with sessions.request(ctx("alice")):
         pass
-    session = sessions._users["alice"]
+    session = table_of(sessions).users["alice"]
     assert isinstance(session.lock, _locks.CheckedLock)
     with session.lock:
         with pytest.raises(LockOrderError) as info:
-            sessions._lock.acquire()  # session -> table: the forbidden order
+            table_of(sessions).lock.acquire()  # session -> table: the forbidden order
         with pytest.raises(LockOrderError):
             _locks.assert_unlocked("a factory")
     assert info.value.held == ("session lock",)

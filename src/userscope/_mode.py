@@ -54,6 +54,7 @@ COMPILED_MODULES: Final[tuple[str, ...]] = (
     "userscope.container._cleanup",
     "userscope.container._session",
     "userscope.container._scopes",
+    "userscope.container._table",
     "userscope.container._sessions",
     "userscope.providers._plan",
     "userscope.providers._creation",

@@ -70,6 +70,7 @@ import pytest
 from userscope import _mode
 from userscope.container import UserSessions, _locks
 from userscope.container._scope import ACTIVE, SESSIONS
+from userscope.container._sessions import table_of
 from userscope.context import UserExecutionContext
 from userscope.errors import (
     AsyncCleanupRequiredError,
@@ -150,7 +151,7 @@ class _Watch:
                 "`with`/`async with sessions...` block must exit before the test ends"
             )
         frame = ACTIVE.get()
-        if frame is not None and frame[SESSIONS] is self.sessions:
+        if frame is not None and frame[SESSIONS] is table_of(self.sessions):
             ACTIVE.set(None)  # do not let the abandoned scope leak into the next test
 
     @property

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Final
 from userscope._durations import Duration, to_seconds_or_none
 from userscope._log import fields
 from userscope.container._finish import finish_user_async, finish_user_sync, log_failures
+from userscope.container._leaks import check_leaks
 from userscope.container._observe import notify
 from userscope.container._session import UserSession
 
 if TYPE_CHECKING:
-    from userscope.container._sessions import UserSessions
+    from userscope.container._table import SessionTable
 
 __all__ = ["DeadlineHeap", "asweep", "start_reaper", "sweep"]
 
@@ -101,13 +102,13 @@ class DeadlineHeap:
         self._dead = 0
 
 
-def pop_expired(sessions: UserSessions, async_: bool) -> list[UserSession]:
+def pop_expired(table: SessionTable, async_: bool) -> list[UserSession]:
     """Retire the idle sessions past their deadline (table lock, then each session lock)."""
-    now = sessions._clock()
+    now = table.clock()
     due: list[UserSession] = []
     requeued: list[UserSession] = []
-    with sessions._lock:
-        while (session := sessions._expiry.pop_due(now)) is not None:
+    with table.lock:
+        while (session := table.expiry.pop_due(now)) is not None:
             with session.lock:
                 session.scheduled = False
                 if session.active:
@@ -118,65 +119,65 @@ def pop_expired(sessions: UserSessions, async_: bool) -> list[UserSession]:
                     session.scheduled = True  # used since, or needs the async sweep
                     requeued.append(session)
                     continue
-            sessions._retire(session)
-            sessions._retired.discard(session)
-            sessions._expired += 1
+            table.retire(session)
+            table.retired.discard(session)
+            table.expired += 1
             due.append(session)
         for session in requeued:  # after the loop: an entry due now must not be popped again
-            sessions._expiry.push(session)
+            table.expiry.push(session)
     return due
 
 
-def sweep(sessions: UserSessions) -> int:
+def sweep(table: SessionTable) -> int:
     """``UserSessions.sweep()``."""
     started = time.perf_counter()
-    due = pop_expired(sessions, async_=False)
+    due = pop_expired(table, async_=False)
     for session in due:
-        log_failures(session, "expired", finish_user_sync(sessions, session, reason="expired"))
-    sessions.check_leaks()
-    if sessions._observer is not None:
-        notify(sessions, "swept", len(due), time.perf_counter() - started)
+        log_failures(session, "expired", finish_user_sync(table, session, reason="expired"))
+    check_leaks(table)
+    if table.observer is not None:
+        notify(table, "swept", len(due), time.perf_counter() - started)
     return len(due)
 
 
-async def asweep(sessions: UserSessions) -> int:
+async def asweep(table: SessionTable) -> int:
     """``UserSessions.asweep()``."""
     started = time.perf_counter()
-    due = pop_expired(sessions, async_=True)
+    due = pop_expired(table, async_=True)
     cancelled: asyncio.CancelledError | None = None
     for session in due:
-        failures, stopped = await finish_user_async(sessions, session, reason="expired")
+        failures, stopped = await finish_user_async(table, session, reason="expired")
         cancelled = cancelled or stopped
         log_failures(session, "expired", failures)
-    sessions.check_leaks()
-    if sessions._observer is not None:
-        notify(sessions, "swept", len(due), time.perf_counter() - started)
+    check_leaks(table)
+    if table.observer is not None:
+        notify(table, "swept", len(due), time.perf_counter() - started)
     if cancelled is not None:
         raise cancelled
     return len(due)
 
 
 def start_reaper(
-    sessions: UserSessions, interval: Duration | None = None
+    table: SessionTable, interval: Duration | None = None
 ) -> asyncio.Task[None] | None:
     """``UserSessions.start_reaper()``."""
     period = to_seconds_or_none("interval", interval)
-    limits = [v for v in (sessions._idle_timeout, sessions._max_age) if v is not None]
+    limits = [v for v in (table.idle_timeout, table.max_age) if v is not None]
     if not limits:
         return None
-    if sessions._reaper is not None and not sessions._reaper.done():
-        return sessions._reaper
+    if table.reaper is not None and not table.reaper.done():
+        return table.reaper
     if period is None:
         period = min(60.0, max(1.0, min(limits) / 4))
-    sessions._reaper = asyncio.get_running_loop().create_task(reap(sessions, period))
-    return sessions._reaper
+    table.reaper = asyncio.get_running_loop().create_task(reap(table, period))
+    return table.reaper
 
 
-async def reap(sessions: UserSessions, period: float) -> None:
-    """The reaper task: ``sessions.asweep()`` every ``period`` seconds until cancelled."""
+async def reap(table: SessionTable, period: float) -> None:
+    """The reaper task: :func:`asweep` every ``period`` seconds until cancelled."""
     while True:
         await asyncio.sleep(period)
         try:
-            await sessions.asweep()
+            await asweep(table)
         except Exception:  # the reaper must outlive one bad sweep
             logger.exception("userscope reaper sweep failed", extra=fields("reaper_failed"))

@@ -1,13 +1,15 @@
 """Finishing a user: running the USER cleanups of a session that left the table.
 
-A session leaves the table (:meth:`UserSessions._retire`) when it is closed, evicted,
-expired or shut down; whoever took it out, or the last scope leaving it, finishes it
-here: its USER state is detached (:func:`detach_user`: the session lock, then the
-table lock, one after the other, never nested), its cleanups run with no lock held
-(in this thread, in this task, or deferred to an event loop when a sync caller meets
-async cleanups: :func:`defer_async`), the outcome is counted (:func:`._stats.count`,
-the table lock) and the observer is told. :func:`fail_pending` settles the creations
-still in flight in a closing scope (its caller holds that scope's session lock).
+A session leaves the table (:meth:`~userscope.container._table.SessionTable.retire`)
+when it is closed, evicted, expired or shut down; whoever took it out, or the last
+scope leaving it, finishes it here: its USER state is detached (:func:`detach_user`:
+the session lock, then the table lock, one after the other, never nested), its
+cleanups run with no lock held (in this thread, in this task, or deferred to an event
+loop when a sync caller meets async cleanups: :func:`defer_async`), the outcome is
+counted (:func:`._stats.count`, the table lock) and the observer is told.
+:func:`fail_pending` settles the creations still in flight in a closing scope (its
+caller holds that scope's session lock). Each function takes the runtime's
+:class:`~userscope.container._table.SessionTable`.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from userscope.errors import ScopeClosedError
 
 if TYPE_CHECKING:
     from userscope.container._session import UserSession
-    from userscope.container._sessions import UserSessions
     from userscope.container._state import Finalizer
+    from userscope.container._table import SessionTable
 
 __all__ = [
     "defer_async",
@@ -48,12 +50,12 @@ logger = logging.getLogger("userscope")
 _USER: Final = Scope.USER
 
 
-def detach_user(sessions: UserSessions, session: UserSession) -> list[Finalizer]:
+def detach_user(table: SessionTable, session: UserSession) -> list[Finalizer]:
     """Close a finished session's USER state; fold its counters into the totals."""
     watched: list[_leaks.Suspect] | None = None
     with session.lock:
         state = session.state
-        if sessions.leak_check and state.cache:
+        if table.leak_check and state.cache:
             watched = _suspects(state)
         pending = state.pending
         finalizers = state.detach()
@@ -62,27 +64,27 @@ def detach_user(sessions: UserSessions, session: UserSession) -> list[Finalizer]
         woken = fail_pending(pending, _USER, session) if pending else []
     for creation in woken:
         creation.wake()
-    with sessions._lock:
-        sessions._retired.discard(session)
-        sessions._cleanups_run += ran
-        sessions._cleanups_failed += failed
+    with table.lock:
+        table.retired.discard(session)
+        table.cleanups_run += ran
+        table.cleanups_failed += failed
         if watched:
-            sessions._leak_watch.add(watched)
+            table.leak_watch.add(watched)
     return finalizers
 
 
 def user_ended(
-    sessions: UserSessions, session: UserSession, reason: str, failures: list[BaseException]
+    table: SessionTable, session: UserSession, reason: str, failures: list[BaseException]
 ) -> None:
     """Tell the observer that the USER scope closed and why the user ended."""
-    if sessions._observer is not None:
+    if table.observer is not None:
         error = failures[0] if failures else None
-        notify(sessions, "scope_closed", session.state.token, _USER, error)
-        notify(sessions, "user_ended", session.key, reason)
+        notify(table, "scope_closed", session.state.token, _USER, error)
+        notify(table, "user_ended", session.key, reason)
 
 
 def finish_user_sync(
-    sessions: UserSessions,
+    table: SessionTable,
     session: UserSession,
     *,
     exc: BaseException | None = None,
@@ -90,17 +92,17 @@ def finish_user_sync(
 ) -> list[BaseException]:
     """Run a retired session's USER cleanups in this thread (async ones: elsewhere)."""
     if session.state.has_async_finalizers():
-        return defer_async(sessions, session, reason)
-    finalizers = detach_user(sessions, session)
+        return defer_async(table, session, reason)
+    finalizers = detach_user(table, session)
     ran = len(finalizers)
-    failures = run_cleanups_sync(finalizers, exc, observe_cleanup(sessions, session.state))
-    count(sessions, ran, failures)
-    user_ended(sessions, session, reason, failures)
+    failures = run_cleanups_sync(finalizers, exc, observe_cleanup(table, session.state))
+    count(table, ran, failures)
+    user_ended(table, session, reason, failures)
     return failures
 
 
 async def finish_user_async(
-    sessions: UserSessions,
+    table: SessionTable,
     session: UserSession,
     *,
     exc: BaseException | None = None,
@@ -108,26 +110,26 @@ async def finish_user_async(
     within: float | None = None,
 ) -> tuple[list[BaseException], asyncio.CancelledError | None]:
     """Async twin of :func:`finish_user_sync`: ``(failures, cancellation)``."""
-    finalizers = detach_user(sessions, session)
+    finalizers = detach_user(table, session)
     ran = len(finalizers)
-    bound = sessions._cleanup_timeout
+    bound = table.cleanup_timeout
     if within is not None:
         bound = within if bound is None else min(bound, within)
     failures, cancelled = await run_cleanups_async(
-        finalizers, exc, bound, observe_cleanup(sessions, session.state)
+        finalizers, exc, bound, observe_cleanup(table, session.state)
     )
-    count(sessions, ran, failures)
-    user_ended(sessions, session, reason, failures)
+    count(table, ran, failures)
+    user_ended(table, session, reason, failures)
     return failures, cancelled
 
 
-async def finish_quietly(sessions: UserSessions, session: UserSession, reason: str) -> None:
+async def finish_quietly(table: SessionTable, session: UserSession, reason: str) -> None:
     """:func:`finish_user_async` in a background task: failures are logged, not raised."""
-    failures, _ = await finish_user_async(sessions, session, reason=reason)
+    failures, _ = await finish_user_async(table, session, reason=reason)
     log_failures(session, reason, failures)
 
 
-def defer_async(sessions: UserSessions, session: UserSession, reason: str) -> list[BaseException]:
+def defer_async(table: SessionTable, session: UserSession, reason: str) -> list[BaseException]:
     """A sync exit finished a session whose cleanups are async: run them on a loop.
 
     On this thread's running loop when there is one; else on the loop that created
@@ -138,41 +140,42 @@ def defer_async(sessions: UserSessions, session: UserSession, reason: str) -> li
     except RuntimeError:
         loop = None
     if loop is not None:
-        task = loop.create_task(finish_quietly(sessions, session, reason))
-        sessions._background.add(task)
-        task.add_done_callback(sessions._background.discard)
+        task = loop.create_task(finish_quietly(table, session, reason))
+        table.background.add(task)
+        task.add_done_callback(table.background.discard)
         return []
     home = session.state.loop
     if home is not None and home.is_running() and not home.is_closed():
-        future = asyncio.run_coroutine_threadsafe(finish_quietly(sessions, session, reason), home)
-        sessions._background.add(future)
-        future.add_done_callback(sessions._background.discard)
+        future = asyncio.run_coroutine_threadsafe(finish_quietly(table, session, reason), home)
+        table.background.add(future)
+        future.add_done_callback(table.background.discard)
         return []
-    failures, _ = asyncio.run(finish_user_async(sessions, session, reason=reason))
+    failures, _ = asyncio.run(finish_user_async(table, session, reason=reason))
     return failures
 
 
-def ended_reason(sessions: UserSessions, session: UserSession) -> str:
-    """Why ``_acquire`` took an idle session out: past its deadline, or least recently used."""
-    return "expired" if sessions._clock() >= session.expires_at else "evicted"
+def ended_reason(table: SessionTable, session: UserSession) -> str:
+    """Why a scope's opening (``SessionTable.hold_user``) took an idle session out: past
+    its deadline, or least recently used."""
+    return "expired" if table.clock() >= session.expires_at else "evicted"
 
 
-def finish_evicted_sync(sessions: UserSessions, evicted: list[UserSession]) -> None:
+def finish_evicted_sync(table: SessionTable, evicted: list[UserSession]) -> None:
     """Run the cleanups of the users a new scope's opening ended (failures are logged)."""
     for session in evicted:
-        reason = ended_reason(sessions, session)
-        failures = finish_user_sync(sessions, session, reason=reason)
+        reason = ended_reason(table, session)
+        failures = finish_user_sync(table, session, reason=reason)
         log_failures(session, reason, failures)
 
 
 async def finish_evicted_async(
-    sessions: UserSessions, evicted: list[UserSession]
+    table: SessionTable, evicted: list[UserSession]
 ) -> asyncio.CancelledError | None:
     """Run evicted users' cleanups to completion; the cancellation that arrived, if any."""
     cancelled: asyncio.CancelledError | None = None
     for session in evicted:
-        reason = ended_reason(sessions, session)
-        failures, stopped = await finish_user_async(sessions, session, reason=reason)
+        reason = ended_reason(table, session)
+        failures, stopped = await finish_user_async(table, session, reason=reason)
         cancelled = cancelled or stopped
         log_failures(session, reason, failures)
     return cancelled

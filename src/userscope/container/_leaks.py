@@ -7,7 +7,8 @@ inspection scans the heap). An instance held only by *finished* frames (frames t
 no thread is running, kept alive by a traceback: a cleanup failure, or a handled
 error such as an endpoint's 500) is not a leak; anything else holding it is.
 
-The functions at the end are a :class:`UserSessions` runtime's side of it: which
+The functions at the end are a runtime's side of it (they take its
+:class:`~userscope.container._table.SessionTable`): which
 instances a closing scope hands over (:func:`suspects`, under that scope's session
 lock, taken by the caller), adding them to the runtime's watch list (:func:`watch`,
 takes the table lock), and ``check_leaks()`` (takes the table lock twice, briefly;
@@ -31,8 +32,8 @@ from userscope.container._scope import Scope
 from userscope.container._state import provider_name
 
 if TYPE_CHECKING:
-    from userscope.container._sessions import UserSessions
     from userscope.container._state import ScopeState
+    from userscope.container._table import SessionTable
 
 __all__ = [
     "INSPECTED",
@@ -216,7 +217,7 @@ def _describe_dict(mapping: dict[Any, Any]) -> str:
 _SKIP = {check.__code__, _referrers.__code__, _finished.__code__}
 
 
-# -- a UserSessions runtime's leak check ---------------------------------------------
+# -- a runtime's leak check ---------------------------------------------------------
 def suspects(state: ScopeState) -> list[Suspect]:
     """Weak references to a closing scope's instances (session lock held)."""
     session = state.session
@@ -240,16 +241,16 @@ def suspects(state: ScopeState) -> list[Suspect]:
     return out
 
 
-def watch(sessions: UserSessions, suspects: list[Suspect]) -> None:
+def watch(table: SessionTable, suspects: list[Suspect]) -> None:
     """Add a closed scope's instances to the runtime's watch list (takes the table lock)."""
-    with sessions._lock:
-        sessions._leak_watch.add(suspects)
+    with table.lock:
+        table.leak_watch.add(suspects)
 
 
-def check_leaks(sessions: UserSessions) -> list[LeakReport]:
+def check_leaks(table: SessionTable) -> list[LeakReport]:
     """``UserSessions.check_leaks()``: check the watched instances; log and record leaks."""
-    with sessions._lock:
-        suspects = sessions._leak_watch.take()
+    with table.lock:
+        suspects = table.leak_watch.take()
     found = check(suspects)
     for report in found:
         logger.warning(
@@ -267,9 +268,9 @@ def check_leaks(sessions: UserSessions) -> list[LeakReport]:
                 provider=report.provider,
             ),
         )
-        if sessions._observer is not None:
-            notify(sessions, "leak_detected", report.provider, Scope[report.scope], report.type)
+        if table.observer is not None:
+            notify(table, "leak_detected", report.provider, Scope[report.scope], report.type)
     if found:
-        with sessions._lock:
-            sessions.leaks.extend(found)
+        with table.lock:
+            table.leaks.extend(found)
     return found

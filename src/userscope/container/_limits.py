@@ -16,7 +16,7 @@ from userscope.errors import ScopeLimitError
 
 if TYPE_CHECKING:
     from userscope.container._session import UserSession
-    from userscope.container._sessions import UserSessions
+    from userscope.container._table import SessionTable
 
 __all__ = ["check_counts", "limit_error", "refused"]
 
@@ -42,12 +42,10 @@ def check_counts(**limits: int | None) -> None:
             raise ValueError(f"{name} must be a positive int or None, got {value!r}")
 
 
-def limit_error(
-    sessions: UserSessions, session: UserSession, kind: Scope
-) -> ScopeLimitError | None:
+def limit_error(table: SessionTable, session: UserSession, kind: Scope) -> ScopeLimitError | None:
     """The refusal a new scope of ``kind`` would meet (session lock held), or None."""
     if kind is _CONNECTION:
-        maximum = sessions._max_connections_per_user
+        maximum = table.max_connections_per_user
         if maximum is not None and session.connections >= maximum:
             return ScopeLimitError(
                 "max_connections_per_user",
@@ -57,7 +55,7 @@ def limit_error(
                 session.tenant_id,
             )
     elif kind is _REQUEST:
-        maximum = sessions._max_requests_per_user
+        maximum = table.max_requests_per_user
         if maximum is not None and session.requests >= maximum:
             return ScopeLimitError(
                 "max_requests_per_user",
@@ -69,14 +67,12 @@ def limit_error(
     return None
 
 
-def refused(
-    sessions: UserSessions, error: ScopeLimitError, counted: bool = False
-) -> ScopeLimitError:
+def refused(table: SessionTable, error: ScopeLimitError, counted: bool = False) -> ScopeLimitError:
     """Count a refusal (no lock held on entry) and tell the observer; return it."""
     if not counted:
-        with sessions._lock:
-            sessions._refusals[error.limit] += 1
-    if sessions._observer is not None:
+        with table.lock:
+            table.refusals[error.limit] += 1
+    if table.observer is not None:
         user = None if error.user_id is None else (error.tenant_id, error.user_id)
-        notify(sessions, "limit_refused", error.limit, user)
+        notify(table, "limit_refused", error.limit, user)
     return error

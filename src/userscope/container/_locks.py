@@ -1,8 +1,9 @@
 """The runtime's locks and the lock-order checker.
 
-Two kinds of lock exist (see the concurrency model in :mod:`userscope.container._sessions`):
+Two kinds of lock exist (see the concurrency model in :mod:`userscope.container._table`):
 
-* the **table lock** of a :class:`~userscope.UserSessions` (rank 1), and
+* the **table lock** of a :class:`~userscope.UserSessions` runtime (its
+  ``SessionTable.lock``; rank 1), and
 * one **session lock** per user session (rank 2).
 
 A thread may take a session lock while it holds the table lock, never the other way

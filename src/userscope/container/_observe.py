@@ -10,8 +10,9 @@ while a runtime lock is held; methods may be called from any thread or event loo
 No user id is ever meant to become a metric attribute: ids are passed so that traces
 and logs can carry them, metrics must not.
 
-The functions at the end are the runtime's side: how a :class:`UserSessions` tells its
-observer (``sessions._notify`` and friends are bound to them). They take no lock and
+The functions at the end are the runtime's side: how a runtime's
+:class:`~userscope.container._table.SessionTable` tells its observer (the table's
+``notify_*`` methods delegate to them). They take no lock and
 are never called with one held; only :func:`notify` mutates runtime state (the set of
 observer methods that failed, to log each failure once).
 """
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
     from userscope.container._cleanup import Observe
     from userscope.container._scope import Scope
     from userscope.container._scopes import ScopeCM
-    from userscope.container._sessions import UserSessions
     from userscope.container._state import ScopeState
+    from userscope.container._table import SessionTable
     from userscope.context import UserExecutionContext
 
 __all__ = [
@@ -105,16 +106,16 @@ class ScopeObserver:
 
 
 # -- telling a runtime's observer (never called under a lock) -------------------------
-def notify(sessions: UserSessions, method: str, *args: Any) -> Any:
+def notify(table: SessionTable, method: str, *args: Any) -> Any:
     """Call ``observer.<method>(*args)``; log its first failure, ignore the others."""
-    observer = sessions._observer
+    observer = table.observer
     if observer is None:
         return None
     try:
         return getattr(observer, method)(*args)
     except Exception:
-        if method not in sessions._observer_failed:
-            sessions._observer_failed.add(method)
+        if method not in table.observer_failed:
+            table.observer_failed.add(method)
             logger.exception(
                 "userscope observer %s.%s failed; ignored from now on",
                 type(observer).__qualname__,
@@ -124,33 +125,31 @@ def notify(sessions: UserSessions, method: str, *args: Any) -> Any:
         return None
 
 
-def notify_opened(sessions: UserSessions, level: Scope, ctx: UserExecutionContext) -> object:
+def notify_opened(table: SessionTable, level: Scope, ctx: UserExecutionContext) -> object:
     """A scope opened: the observer's token for it (or ``None``)."""
-    return notify(sessions, "scope_opened", level, ctx)
+    return notify(table, "scope_opened", level, ctx)
 
 
-def notify_closed(sessions: UserSessions, state: ScopeCM, failures: list[BaseException]) -> None:
+def notify_closed(table: SessionTable, state: ScopeCM, failures: list[BaseException]) -> None:
     """A CONNECTION/REQUEST scope closed; its first cleanup failure, if any."""
     error = failures[0] if failures else None
-    notify(sessions, "scope_closed", getattr(state, "token", None), state.kind, error)
+    notify(table, "scope_closed", getattr(state, "token", None), state.kind, error)
 
 
-def observe_cleanup(sessions: UserSessions, state: ScopeState) -> Observe | None:
+def observe_cleanup(table: SessionTable, state: ScopeState) -> Observe | None:
     """The per-finalizer callback for the cleanup runner (``None``: no observer)."""
-    if sessions._observer is None:
+    if table.observer is None:
         return None
     token, level = getattr(state, "token", None), state.level
 
     def observe(provider: object, seconds: float, error: BaseException | None) -> None:
         own = getattr(type(provider), "scope", level)  # a plain request holds two levels
-        notify(sessions, "cleanup_finished", token, provider_name(provider), own, seconds, error)
+        notify(table, "cleanup_finished", token, provider_name(provider), own, seconds, error)
 
     return observe
 
 
-def notify_created(sessions: UserSessions, state: ScopeState, provider: object) -> None:
+def notify_created(table: SessionTable, state: ScopeState, provider: object) -> None:
     """Called by the creation protocol after publishing (only with an observer)."""
     level = getattr(type(provider), "scope", state.level)  # the provider's own level
-    notify(
-        sessions, "instance_created", getattr(state, "token", None), provider_name(provider), level
-    )
+    notify(table, "instance_created", getattr(state, "token", None), provider_name(provider), level)

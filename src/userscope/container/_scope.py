@@ -1,11 +1,14 @@
 """Scope levels and the active-scope frame, kept in one :class:`~contextvars.ContextVar`.
 
 The frame (:data:`ActiveFrame`) is a plain tuple ``(ctx, request, connection, user,
-sessions, async_)``, always read through the index names :data:`CTX`,
+table, async_)``, always read through the index names :data:`CTX`,
 :data:`REQUEST_STATE`, :data:`CONNECTION_STATE`, :data:`USER_STATE`, :data:`SESSIONS`
 and :data:`ASYNC`: the context, the open state of each level (``None`` when that level
-is not open), the :class:`~userscope.UserSessions` that opened them, and whether the
-innermost scope was entered with ``async with``. The three state fields sit at the
+is not open), the :class:`~userscope.container._table.SessionTable` of the
+:class:`~userscope.UserSessions` that opened them (always the table, never the public
+object: compare it with ``is`` against the table, e.g.
+``frame[SESSIONS] is table_of(sessions)``), and whether the innermost scope was
+entered with ``async with``. The three state fields sit at the
 index of their :class:`Scope` value, so a provider finds its state with one
 ``ContextVar.get`` and one tuple index (``frame[provider.scope]``). A plain tuple
 literal (not a named tuple) because opening a scope builds one: it is the hot path.
@@ -20,8 +23,8 @@ from typing import TYPE_CHECKING, Final
 from userscope.context import UserExecutionContext
 
 if TYPE_CHECKING:
-    from userscope.container._sessions import UserSessions
     from userscope.container._state import ScopeState
+    from userscope.container._table import SessionTable
 
 __all__ = [
     "ACTIVE",
@@ -61,7 +64,7 @@ ActiveFrame = tuple[
     "ScopeState | None",
     "ScopeState | None",
     "ScopeState",
-    "UserSessions",
+    "SessionTable",
     bool,
 ]
 """The active scope chain: a plain tuple read through the index names below."""
@@ -73,7 +76,7 @@ CTX: Final = 0
 REQUEST_STATE: Final = 1  # == Scope.REQUEST
 CONNECTION_STATE: Final = 2  # == Scope.CONNECTION
 USER_STATE: Final = 3  # == Scope.USER
-SESSIONS: Final = 4
+SESSIONS: Final = 4  # the runtime's SessionTable
 ASYNC: Final = 5  # whether the innermost scope was entered with `async with`
 
 ACTIVE: Final[contextvars.ContextVar[ActiveFrame | None]] = contextvars.ContextVar(

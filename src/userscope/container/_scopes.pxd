@@ -4,12 +4,12 @@ cimport cython
 from userscope._speedups cimport ready, var_get, var_reset, var_set
 from userscope.container._cleanup cimport run_cleanups_sync, start_cleanups
 from userscope.container._session cimport UserSession
-from userscope.container._sessions cimport _SessionTable
+from userscope.container._table cimport SessionTable
 from userscope.container._state cimport ScopeState
 
 cdef class ScopeCM(ScopeState):
     cdef public object _ctx
-    cdef public _SessionTable _owner
+    cdef public SessionTable _owner
     cdef public object _token
     cdef public object kind
 
@@ -18,7 +18,7 @@ cdef class ScopeCM(ScopeState):
 
 cdef class UserScopeCM:
     cdef public object _ctx
-    cdef public _SessionTable _owner
+    cdef public SessionTable _owner
     cdef public UserSession _session
     cdef public object _token
 

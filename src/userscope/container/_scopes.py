@@ -1,8 +1,11 @@
 """The scope context managers: a CONNECTION/REQUEST scope, and a USER-only scope.
 
-They talk to their :class:`~userscope.UserSessions` through a small internal protocol
-(``_hold_*`` to enter, ``_leave``/``_release`` to exit, ``_finish_user_*``); the
-session table, limits and counters stay private to it.
+They hold their runtime's :class:`~userscope.container._table.SessionTable` (the
+"owner", also the active frame's ``SESSIONS`` field) and talk to it through its
+public protocol only: ``hold_user``/``hold_nested`` to enter, ``leave`` then
+``release`` or ``schedule`` to exit, ``finish_user_*``/``finish_evicted_*`` to run an
+ended user's cleanups, ``notify_*`` when an observer is set. The session table,
+limits and counters are the table's to change.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ from userscope.context import UserExecutionContext
 from userscope.errors import CleanupError, IsolationError, ScopeClosedError, ScopeReuseError
 
 if TYPE_CHECKING:
-    from userscope.container._sessions import UserSessions
     from userscope.container._state import Finalizer
+    from userscope.container._table import SessionTable
 
 __all__ = ["ScopeCM", "UserScopeCM", "check_context"]
 
@@ -81,7 +84,7 @@ class ScopeCM(ScopeState):
 
     __slots__ = ("_ctx", "_owner", "_token", "kind")
 
-    def __init__(self, owner: UserSessions, ctx: UserExecutionContext, kind: Scope) -> None:
+    def __init__(self, owner: SessionTable, ctx: UserExecutionContext, kind: Scope) -> None:
         if type(ctx) is not UserExecutionContext:
             check_context(ctx)
         self._owner = owner
@@ -118,26 +121,26 @@ class ScopeCM(ScopeState):
             if conn.closed:
                 raise ScopeClosedError(_CONNECTION, ctx.user_id, None, ctx.tenant_id)
             session = conn.session
-            owner._hold_nested(session)
+            owner.hold_nested(session)
             self.level = _REQUEST
         else:  # a connection, or a request that is its own connection (plain HTTP)
-            session, evicted = owner._hold_user(ctx, self.kind, async_)
+            session, evicted = owner.hold_user(ctx, self.kind, async_)
             conn = self
             self.level = _CONNECTION
         self.session = session
         self.async_ = async_
-        owner._open_states.add(self)
+        owner.open_states.add(self)
         self._token = var_set(
             ACTIVE, (ctx, self if request else None, conn, session.state, owner, async_)
         )
-        if owner._observer is not None:
-            self.token = owner._notify_opened(self.kind, ctx)
+        if owner.observer is not None:
+            self.token = owner.notify_opened(self.kind, ctx)
         return evicted
 
     def __enter__(self) -> UserExecutionContext:
         evicted = self._open(False)
         if evicted:
-            self._owner._finish_evicted_sync(evicted)
+            self._owner.finish_evicted_sync(evicted)
         return self._ctx
 
     def __aenter__(self) -> Awaitable[UserExecutionContext]:
@@ -151,7 +154,7 @@ class ScopeCM(ScopeState):
     async def _enter_evicted(self, evicted: list[UserSession]) -> UserExecutionContext:
         """Finish the users evicted to make room, then hand back the context."""
         try:
-            cancelled = await self._owner._finish_evicted_async(evicted)
+            cancelled = await self._owner.finish_evicted_async(evicted)
         except BaseException as exc:
             await self.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -168,7 +171,7 @@ class ScopeCM(ScopeState):
         tb: TracebackType | None,
     ) -> None:
         # restore the outer frame (inlined: the hot path), then detach this scope's state:
-        # with finalizers to run the session is still held and `_release` drops it after
+        # with finalizers to run the session is still held and `release` drops it after
         token, self._token = self._token, None
         if token is None:
             raise ScopeReuseError(self.kind.name.lower(), "not_open")
@@ -177,24 +180,24 @@ class ScopeCM(ScopeState):
         except ValueError:
             _restore(token)
         owner = self._owner
-        finalizers, action = owner._leave(self)
-        if finalizers is None and action is _KEEP and owner._observer is None:
+        finalizers, action = owner.leave(self)
+        if finalizers is None and action is _KEEP and owner.observer is None:
             return
         session = self.session
         failures: list[BaseException] = []
         if finalizers:
             ran = len(finalizers)
             try:
-                observe = None if owner._observer is None else owner._observe_cleanup(self)
+                observe = None if owner.observer is None else owner.observe_cleanup(self)
                 failures = run_cleanups_sync(finalizers, exc, observe)
             finally:
-                action = owner._release(session, self, ran, failures)
+                action = owner.release(session, self, ran, failures)
         elif action is _SCHEDULE:
-            owner._schedule(session)
+            owner.schedule(session)
         if action is _FINISH:
-            failures += owner._finish_user_sync(session, exc=exc)
-        if owner._observer is not None:
-            owner._notify_closed(self, failures)
+            failures += owner.finish_user_sync(session, exc=exc)
+        if owner.observer is not None:
+            owner.notify_closed(self, failures)
         if failures:
             settle(exc, failures, self.level, session.key)
 
@@ -219,28 +222,28 @@ class ScopeCM(ScopeState):
         except ValueError:
             _restore(token)
         owner = self._owner
-        finalizers, action = owner._leave(self)
+        finalizers, action = owner.leave(self)
         if finalizers is None:
-            if owner._observer is None:
+            if owner.observer is None:
                 if action is _KEEP:
                     return DONE
                 if action is _SCHEDULE:
-                    owner._schedule(self.session)
+                    owner.schedule(self.session)
                     return DONE
             return self._exit_async(exc, None, 0, action, [], None)
         ran = len(finalizers)
-        if owner._observer is not None:  # timed cleanups and notifications: the full path
+        if owner.observer is not None:  # timed cleanups and notifications: the full path
             return self._exit_async(exc, finalizers, ran, action, [], None)
         failures: list[BaseException] = []
         try:
             suspended = start_cleanups(finalizers, exc, failures)
         except BaseException:
-            owner._release(self.session, self, ran, failures)
+            owner.release(self.session, self, ran, failures)
             raise
         if suspended is not None:
             return self._exit_async(exc, finalizers, ran, action, failures, suspended)
         session = self.session
-        if owner._release(session, self, ran, failures) is _FINISH:
+        if owner.release(session, self, ran, failures) is _FINISH:
             return self._exit_async(exc, None, 0, _FINISH, failures, None)
         if failures:
             try:
@@ -276,23 +279,23 @@ class ScopeCM(ScopeState):
         if ran:
             assert finalizers is not None
             try:
-                observe = None if owner._observer is None else owner._observe_cleanup(self)
+                observe = None if owner.observer is None else owner.observe_cleanup(self)
                 if suspended is None:
                     suspended = start_cleanups(finalizers, exc, failures, observe)
                 if suspended is not None:
                     cancelled = await finish_cleanups(
-                        finalizers, exc, owner._cleanup_timeout, failures, suspended, observe
+                        finalizers, exc, owner.cleanup_timeout, failures, suspended, observe
                     )
             finally:
-                action = owner._release(session, self, ran, failures)
+                action = owner.release(session, self, ran, failures)
         elif action is _SCHEDULE:
-            owner._schedule(session)
+            owner.schedule(session)
         if action is _FINISH:
-            more, user_cancelled = await owner._finish_user_async(session, exc=exc)
+            more, user_cancelled = await owner.finish_user_async(session, exc=exc)
             failures += more
             cancelled = cancelled or user_cancelled
-        if owner._observer is not None:
-            owner._notify_closed(self, failures)
+        if owner.observer is not None:
+            owner.notify_closed(self, failures)
         if cancelled is not None and not isinstance(exc, asyncio.CancelledError):
             raise _cancelled(cancelled, failures, self.level, session)
         if failures:
@@ -323,7 +326,7 @@ class UserScopeCM:
 
     __slots__ = ("_ctx", "_owner", "_session", "_token")
 
-    def __init__(self, owner: UserSessions, ctx: UserExecutionContext) -> None:
+    def __init__(self, owner: SessionTable, ctx: UserExecutionContext) -> None:
         check_context(ctx)
         self._owner = owner
         self._ctx = ctx
@@ -340,7 +343,7 @@ class UserScopeCM:
             outer = frame[USER_STATE].session
             if outer.user_id != ctx.user_id or outer.tenant_id != ctx.tenant_id:
                 _refuse_other_user(frame, ctx)
-        session, evicted = owner._hold_user(ctx, _USER, async_)
+        session, evicted = owner.hold_user(ctx, _USER, async_)
         self._session = session
         self._token = var_set(ACTIVE, (ctx, None, None, session.state, owner, async_))
         return evicted
@@ -348,14 +351,14 @@ class UserScopeCM:
     def __enter__(self) -> UserExecutionContext:
         evicted = self._open(False)
         if evicted:
-            self._owner._finish_evicted_sync(evicted)
+            self._owner.finish_evicted_sync(evicted)
         return self._ctx
 
     async def __aenter__(self) -> UserExecutionContext:
         evicted = self._open(True)
         if evicted:
             try:
-                cancelled = await self._owner._finish_evicted_async(evicted)
+                cancelled = await self._owner.finish_evicted_async(evicted)
             except BaseException as exc:
                 await self.__aexit__(type(exc), exc, exc.__traceback__)
                 raise
@@ -378,8 +381,8 @@ class UserScopeCM:
         tb: TracebackType | None,
     ) -> None:
         session = self._leave()
-        if self._owner._release(session, None, 0, []) is _FINISH:
-            failures = self._owner._finish_user_sync(session, exc=exc)
+        if self._owner.release(session, None, 0, []) is _FINISH:
+            failures = self._owner.finish_user_sync(session, exc=exc)
             settle(exc, failures, _USER, session.key)
 
     async def __aexit__(
@@ -389,8 +392,8 @@ class UserScopeCM:
         tb: TracebackType | None,
     ) -> None:
         session = self._leave()
-        if self._owner._release(session, None, 0, []) is _FINISH:
-            failures, cancelled = await self._owner._finish_user_async(session, exc=exc)
+        if self._owner.release(session, None, 0, []) is _FINISH:
+            failures, cancelled = await self._owner.finish_user_async(session, exc=exc)
             if cancelled is not None and not isinstance(exc, asyncio.CancelledError):
                 raise _cancelled(cancelled, failures, _USER, session)
             settle(exc, failures, _USER, session.key)

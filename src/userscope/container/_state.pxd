@@ -1,5 +1,6 @@
 # Augmenting declarations for _state.py (Cython pure-Python mode): the compiled build
-# makes ScopeState an extension type with typed fields; the .py stays the reference.
+# makes ScopeState an extension type with typed fields and `detach` a C method (the
+# session table calls it on every scope exit); the .py stays the reference.
 from userscope.container._session cimport UserSession
 
 cdef class ScopeState:
@@ -12,3 +13,5 @@ cdef class ScopeState:
     cdef public bint closed
     cdef public object token
     cdef public object loop
+
+    cpdef list detach(self)

@@ -15,7 +15,7 @@ from userscope.container._scope import Scope
 from userscope.container._state import provider_name
 
 if TYPE_CHECKING:
-    from userscope.container._sessions import UserSessions
+    from userscope.container._table import SessionTable
 
 __all__ = ["SessionStats", "count", "describe", "remember", "snapshot"]
 
@@ -64,31 +64,31 @@ class SessionStats(BaseModel):
     cleanup_failures: list[str] = []
 
 
-def snapshot(sessions: UserSessions) -> SessionStats:
+def snapshot(table: SessionTable) -> SessionStats:
     """``UserSessions.stats()``: one consistent snapshot, taken under the table lock."""
-    with sessions._lock:
-        known = [*sessions._users.values(), *sessions._retired]
-        open_states = [*sessions._open_states.copy()]
+    with table.lock:
+        known = [*table.users.values(), *table.retired]
+        open_states = [*table.open_states.copy()]
         states = [*open_states, *(session.state for session in known)]
         live: Counter[str] = Counter()
         for state in states:
             for provider in list(state.cache):
                 live[provider_name(provider)] += 1
         return SessionStats(
-            users=len(sessions._users),
+            users=len(table.users),
             connections=sum(1 for state in open_states if state.level is _CONNECTION),
             requests=sum(1 for state in open_states if state.kind is _REQUEST),
             open_scopes=sum(session.active for session in known),
             instances=sum(live.values()),
             instances_by_provider=dict(live),
-            cleanups_run=sessions._cleanups_run + sum(s.cleanups_run for s in known),
-            cleanups_failed=sessions._cleanups_failed + sum(s.cleanups_failed for s in known),
-            cleanup_failures=list(sessions._recent_failures),
-            evictions=sessions._evictions,
-            expired=sessions._expired,
-            refusals=dict(sessions._refusals),
-            leaks_detected=len(sessions.leaks),
-            closed=sessions._closed,
+            cleanups_run=table.cleanups_run + sum(s.cleanups_run for s in known),
+            cleanups_failed=table.cleanups_failed + sum(s.cleanups_failed for s in known),
+            cleanup_failures=list(table.recent_failures),
+            evictions=table.evictions,
+            expired=table.expired,
+            refusals=dict(table.refusals),
+            leaks_detected=len(table.leaks),
+            closed=table.closed,
         )
 
 
@@ -100,17 +100,17 @@ def describe(failure: BaseException) -> str:
     return f"cleanup of {name} failed: {failure!r}"
 
 
-def remember(sessions: UserSessions, failures: list[BaseException]) -> None:
+def remember(table: SessionTable, failures: list[BaseException]) -> None:
     """Record cleanup failures for ``stats().cleanup_failures`` (takes the table lock)."""
-    with sessions._lock:
+    with table.lock:
         for failure in failures:
-            sessions._recent_failures.append(describe(failure))
+            table.recent_failures.append(describe(failure))
 
 
-def count(sessions: UserSessions, ran: int, failures: list[BaseException]) -> None:
+def count(table: SessionTable, ran: int, failures: list[BaseException]) -> None:
     """Fold a finished USER scope's cleanups into the totals (takes the table lock)."""
-    with sessions._lock:
-        sessions._cleanups_run += ran
-        sessions._cleanups_failed += len(failures)
+    with table.lock:
+        table.cleanups_run += ran
+        table.cleanups_failed += len(failures)
         for failure in failures:
-            sessions._recent_failures.append(describe(failure))
+            table.recent_failures.append(describe(failure))

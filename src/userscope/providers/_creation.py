@@ -200,7 +200,7 @@ def _refuse(frame: ActiveFrame, state: ScopeState, provider: ScopedProvider[Any]
     error = ScopeLimitError(
         "max_instances_per_user", session.user_id, session.instances, limit, session.tenant_id
     )
-    return frame[SESSIONS]._refused(error)
+    return frame[SESSIONS].refused(error)
 
 
 def _closed(state: ScopeState, provider: ScopedProvider[Any]) -> ScopeClosedError:
@@ -351,8 +351,8 @@ def create(
     lock.release()
     if type(entry) is PendingCreation:
         _settle_entry(entry, value, None)
-    if _flags.observing and frame[SESSIONS]._observer is not None:
-        frame[SESSIONS]._notify_created(state, provider)
+    if _flags.observing and frame[SESSIONS].observer is not None:
+        frame[SESSIONS].notify_created(state, provider)
     return _ready(value) if core.is_async else value
 
 
@@ -531,8 +531,8 @@ async def acreate(
     lock.release()
     if type(entry) is PendingCreation:
         _settle_entry(entry, value, None)
-    if _flags.observing and frame[SESSIONS]._observer is not None:
-        frame[SESSIONS]._notify_created(state, provider)
+    if _flags.observing and frame[SESSIONS].observer is not None:
+        frame[SESSIONS].notify_created(state, provider)
     return value
 
 
