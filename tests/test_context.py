@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from pydantic import ValidationError
+from pydantic import PrivateAttr, ValidationError
 
 import userscope as us
 
@@ -99,6 +99,36 @@ def test_for_request_copy_equals_a_validated_child_and_shares_no_metadata() -> N
     assert child.metadata is not ctx.metadata
     parsed = uuid.UUID(hex=child.request_id)
     assert (parsed.version, parsed.variant, parsed.hex) == (4, uuid.RFC_4122, child.request_id)
+
+
+def test_for_request_copy_is_a_whole_model_like_pydantics_own_copy() -> None:
+    ctx = make(connection_id="c-1", metadata={"role": "admin"})
+    child = ctx.for_request()
+    reference = ctx.model_copy(
+        update={"request_id": child.request_id, "metadata": dict(ctx.metadata)}
+    )
+    assert child.__pydantic_fields_set__ == reference.__pydantic_fields_set__
+    assert child.model_dump() == reference.model_dump()
+    assert (child.__pydantic_extra__, child.__pydantic_private__) == (None, None)
+    with pytest.raises(ValidationError):
+        child.user_id = "mallory"  # type: ignore[misc]
+    assert (
+        child.model_dump(exclude_unset=True).keys()
+        == reference.model_dump(exclude_unset=True).keys()
+    )
+
+
+def test_for_request_copies_a_subclass_with_private_state() -> None:
+    class Traced(us.UserExecutionContext):
+        _trace: list[str] = PrivateAttr(default_factory=list)
+
+    ctx = Traced(user_id="alice", thread_id="t-1")
+    ctx._trace.append("parent")
+    child = ctx.for_request()
+    assert type(child) is Traced
+    assert child._trace == ["parent"]
+    assert child.__pydantic_private__ is not ctx.__pydantic_private__  # its own dict
+    assert child.request_id != ctx.request_id
 
 
 def test_for_request_validates_the_new_ids() -> None:

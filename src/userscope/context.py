@@ -57,6 +57,11 @@ def _new_request_id() -> str:
     return raw.hex()
 
 
+_new = object.__new__
+_set = object.__setattr__  # the frozen model refuses its own __setattr__
+_COPIED: frozenset[str] = frozenset({"request_id", "metadata"})  # set by for_request()
+
+
 class UserExecutionContext(BaseModel):
     """Identity of one unit of work: which user, which conversation thread, which request.
 
@@ -108,9 +113,19 @@ class UserExecutionContext(BaseModel):
             # context was built and a generated id is valid by construction, so copy
             # rather than validate again (~6 us less). The metadata is copied, as
             # validation would, so that a child never shares it with its parent.
-            return self.model_copy(
-                update={"request_id": _new_request_id(), "metadata": dict(self.metadata)}
-            )
+            # Built the way pydantic's own ``__copy__`` builds a copy (its documented
+            # instance attributes set directly), without ``model_copy``'s generic update
+            # machinery: ~3 us less per message.
+            child = _new(type(self))
+            fields = self.__dict__.copy()
+            fields["request_id"] = _new_request_id()
+            fields["metadata"] = dict(fields["metadata"])
+            _set(child, "__dict__", fields)
+            _set(child, "__pydantic_fields_set__", self.__pydantic_fields_set__ | _COPIED)
+            extra, private = self.__pydantic_extra__, self.__pydantic_private__
+            _set(child, "__pydantic_extra__", None if extra is None else dict(extra))
+            _set(child, "__pydantic_private__", None if private is None else dict(private))
+            return child
         return UserExecutionContext(
             user_id=self.user_id,
             thread_id=self.thread_id if thread_id is None else thread_id,
