@@ -132,7 +132,9 @@ async def test_websocket_with_subprotocol_token_and_message_scopes() -> None:
 async def test_token_expiry_closes_open_socket_with_1008() -> None:
     app = build_adapter_app()
     with serve(app.app) as server:
-        token = make_token("alice", exp_in=1.0)
+        # long enough for the handshake and one echo on a loaded box (a 1 s token failed
+        # there once: the echo itself came after `exp`)
+        token = make_token("alice", exp_in=3.0)
         async with connect(f"{server.ws}/ws", subprotocols=["bearer", token]) as ws:  # type: ignore[list-item]
             await ws.send("before expiry")
             assert json.loads(await ws.recv())["text"] == "before expiry"
@@ -151,7 +153,7 @@ async def test_message_scope_refuses_after_expiry() -> None:
     """A message received before exp but handled after it opens no scope."""
     app = build_adapter_app()
     with serve(app.app) as server:
-        exp_in = 1.0
+        exp_in = 3.0  # the handshake must finish before `exp`, also on a loaded box
         token = make_token("alice", exp_in=exp_in)
         async with connect(
             f"{server.ws}/ws", additional_headers={"Authorization": f"Bearer {token}"}
