@@ -90,10 +90,7 @@ def run_cleanups_sync(
             else:  # guarded by has_async_finalizers(): a sync exit never sees one
                 raise AsyncScopeRequiredError(provider_name(provider), Scope.USER)
         except BaseException as failure:
-            if failure is not exc:
-                error = failure
-                record(failure, provider_name(provider))
-                failures.append(failure)
+            error = _failed(failure, exc, provider, failures)
         if observe is not None:
             observe(provider, time.perf_counter() - started, error)
     return failures
@@ -178,10 +175,7 @@ def start_cleanups(
             else:
                 obj.close()
         except BaseException as failure:
-            if failure is not exc:
-                error = failure
-                record(failure, provider_name(provider))
-                failures.append(failure)
+            error = _failed(failure, exc, provider, failures)
         if observe is not None:
             observe(provider, time.perf_counter() - started, error)
     return None
@@ -219,10 +213,7 @@ async def finish_cleanups(
                     await agen.aclose()
                     raise FactoryProtocolError(provider_name(provider), "yielded_twice")
         except BaseException as failure:
-            if failure is not exc:
-                error = failure
-                record(failure, provider_name(provider))
-                failures.append(failure)
+            error = _failed(failure, exc, provider, failures)
         if observe is not None:
             observe(provider, time.perf_counter() - started, error)
         suspended = start_cleanups(finalizers, exc, failures, observe)
@@ -298,6 +289,21 @@ async def _drive(resume: _Resume) -> Any:
 def _consume(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         task.exception()  # retrieved: a timed-out cleanup's late failure is not re-logged
+
+
+def _failed(
+    failure: BaseException,
+    exc: BaseException | None,
+    provider: object,
+    failures: list[BaseException],
+) -> BaseException | None:
+    """A cleanup raised ``failure``: record it and return it (for the observer), unless it
+    is the body's own exception ``exc`` coming back out of a generator (``None``)."""
+    if failure is exc:
+        return None
+    record(failure, provider_name(provider))
+    failures.append(failure)
+    return failure
 
 
 def record(failure: BaseException, name: str) -> None:
