@@ -8,6 +8,9 @@ project is in ``pyproject.toml``.
 * No C compiler, no Cython, or a failed compilation: the install still succeeds with
   the pure-Python runtime and the build says so in one line.
 * ``USERSCOPE_BUILD_PURE=1``: build no extension at all (the pure wheel, ``py3-none-any``).
+* A free-threaded CPython (``Py_GIL_DISABLED``, 3.13t and later) gets the pure runtime
+  too, and the build says so: the compiled core's lock and tables rely on the GIL to
+  make a test-and-set of a C field atomic.
 * Editable installs (``pip install -e .``) and ``python setup.py build_ext --inplace``
   put the extensions next to the sources in ``src/``; the build records each source's
   SHA-256 in ``_extensions.json`` so an extension built from an older source is skipped
@@ -24,6 +27,7 @@ import hashlib
 import json
 import os
 import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,13 @@ DIRECTIVES: dict[str, Any] = {
     # annotation such as `x: dict` becomes a runtime type check the pure twin does not make.
     "annotation_typing": False,
 }
+
+
+def gil_free_reason() -> str | None:
+    """Why this interpreter cannot run the compiled core, or None when it can."""
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return "free-threaded CPython: the compiled core relies on the GIL"
+    return None
 
 
 def compiled_modules() -> list[str]:
@@ -100,27 +111,7 @@ class BuildCompiledCore(build_ext):
     def run(self) -> None:
         if not self.extensions:
             return
-        self._failed: list[tuple[str, str]] = []
-        try:
-            from Cython.Build import cythonize
-        except ImportError:
-            self._failed = [(ext.name, "Cython is not installed") for ext in self.extensions]
-        else:
-            try:
-                generated = cythonize(
-                    [Extension(ext.name, list(ext.sources)) for ext in self.extensions],
-                    build_dir=str(Path(self.build_temp, "cython")),
-                    include_path=[str(HERE / "src")],  # the .pxd files cimport each other
-                    compiler_directives=DIRECTIVES,
-                    quiet=True,
-                    force=bool(self.force),
-                )
-                c_sources = {ext.name: ext.sources for ext in generated}
-                for ext in self.extensions:
-                    ext.sources = c_sources[ext.name]
-            except Exception as exc:  # a Cython compile error (Cython printed where)
-                reason = f"Cython failed: {type(exc).__name__}"
-                self._failed = [(ext.name, reason) for ext in self.extensions]
+        self._failed: list[tuple[str, str]] = self._cythonize()
         if not self._failed:
             super().run()
         self._write_stamp()
@@ -132,6 +123,32 @@ class BuildCompiledCore(build_ext):
                 f"installs the pure-Python runtime for {which}\n"
             )
             sys.stderr.flush()
+
+    def _cythonize(self) -> list[tuple[str, str]]:
+        """Turn each extension's ``.py`` source into C; the extensions that cannot be built."""
+        reason = gil_free_reason()
+        if reason is None:
+            try:
+                from Cython.Build import cythonize
+            except ImportError:
+                reason = "Cython is not installed"
+        if reason is not None:
+            return [(ext.name, reason) for ext in self.extensions]
+        try:
+            generated = cythonize(
+                [Extension(ext.name, list(ext.sources)) for ext in self.extensions],
+                build_dir=str(Path(self.build_temp, "cython")),
+                include_path=[str(HERE / "src")],  # the .pxd files cimport each other
+                compiler_directives=DIRECTIVES,
+                quiet=True,
+                force=bool(self.force),
+            )
+        except Exception as exc:  # a Cython compile error (Cython printed where)
+            return [(ext.name, f"Cython failed: {type(exc).__name__}") for ext in self.extensions]
+        c_sources = {ext.name: ext.sources for ext in generated}
+        for ext in self.extensions:
+            ext.sources = c_sources[ext.name]
+        return []
 
     def build_extension(self, ext: Extension) -> None:
         try:

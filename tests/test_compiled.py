@@ -416,3 +416,36 @@ def test_mypy_types_a_module_from_its_py_twin_next_to_an_extension(tmp_path: Pat
     assert stderr == ""
     assert status == 0, stdout
     assert re.search(r'Revealed type is "(builtins\.)?int"', stdout), stdout
+
+
+FREE_THREADED_BUILD = """
+import runpy, sys, sysconfig
+real = sysconfig.get_config_var
+sysconfig.get_config_var = lambda name: 1 if name == "Py_GIL_DISABLED" else real(name)
+sys.argv = ["setup.py", "-q", "build_ext", "--build-lib", sys.argv[1], "--build-temp", sys.argv[2]]
+runpy.run_path("setup.py", run_name="__main__")
+"""
+
+
+def test_a_free_threaded_python_builds_pure_and_says_why_once(tmp_path: Path) -> None:
+    # the compiled lock and tables test-and-set C fields under the GIL: without a GIL the
+    # build must not produce them (simulated: this interpreter reports Py_GIL_DISABLED)
+    lib, temp = tmp_path / "lib", tmp_path / "temp"
+    proc = subprocess.run(
+        [sys.executable, "-c", FREE_THREADED_BUILD, str(lib), str(temp)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if "compiled core not built" in line]
+    assert lines == [
+        "userscope: compiled core not built (free-threaded CPython: the compiled core "
+        "relies on the GIL); this build installs the pure-Python runtime for every "
+        "compiled module"
+    ]
+    assert [p for p in tmp_path.rglob("*") if p.suffix in {".so", ".pyd", ".c"}] == []
+    stamps = json.loads((lib / "userscope" / _mode.STAMP_FILE).read_text(encoding="utf-8"))
+    assert stamps == {}  # nothing recorded as built: the import loads the .py twins
