@@ -9,13 +9,15 @@ from __future__ import annotations
 import contextvars
 import inspect
 import threading
+import time
+from collections import OrderedDict
 
 import pytest
 
 import userscope
 from userscope import _speedups
 from userscope.container import _locks
-from userscope.container._session import UserSession
+from userscope.container._session import UserSession, table_slot
 
 
 def test_lock_acquire_release_and_locked() -> None:
@@ -157,3 +159,46 @@ def test_ready_awaitables_never_yield_to_the_loop() -> None:
         with pytest.raises(StopIteration) as info:
             next(step)
         assert info.value.value == expected
+
+
+def test_monotonic_reads_the_clock_time_monotonic_reads() -> None:
+    # the same clock and the same double: interleaved readings never go backwards
+    readings = []
+    for _ in range(1000):
+        readings += [time.monotonic(), _speedups.monotonic()]
+    assert readings == sorted(readings)
+    assert all(type(reading) is float for reading in readings)
+
+
+def test_context_slot_is_the_session_table_key() -> None:
+    plain = userscope.UserExecutionContext(user_id="alice", thread_id="t-1")
+    tenant = userscope.UserExecutionContext(user_id="alice", thread_id="t-1", tenant_id="acme")
+    assert _speedups.context_slot(plain) == table_slot(None, "alice") == "alice"
+    assert _speedups.context_slot(tenant) == table_slot("acme", "alice") == ("acme", "alice")
+    derived = tenant.for_request(request_id="r-2")  # built without __init__
+    assert _speedups.context_slot(derived) == ("acme", "alice")
+
+
+def test_context_slot_of_an_object_without_the_fields_in_its_dict_reads_the_attributes() -> None:
+    class Other:
+        tenant_id = None
+        user_id = "bob"
+
+    assert _speedups.context_slot(Other()) == "bob"
+
+
+def test_dict_get_looks_up_dicts_and_ordered_dicts_like_get() -> None:
+    ordered: OrderedDict[object, int] = OrderedDict(a=1)
+    ordered[("t", "u")] = 2
+    for mapping in (ordered, dict(ordered)):
+        assert _speedups.dict_get(mapping, "a") == 1
+        assert _speedups.dict_get(mapping, ("t", "u")) == 2
+        assert _speedups.dict_get(mapping, "missing") is None
+        with pytest.raises(TypeError):
+            _speedups.dict_get(mapping, ["unhashable"])
+
+    class Mapping:
+        def get(self, key: object) -> object:
+            return ("got", key)
+
+    assert _speedups.dict_get(Mapping(), "k") == ("got", "k")

@@ -17,3 +17,6 @@ cpdef object ready(object value)
 cpdef object var_get(object var)
 cpdef object var_set(object var, object value)
 cpdef object var_reset(object var, object token)
+cpdef double monotonic() except? -1
+cpdef object context_slot(object ctx)
+cpdef object dict_get(object mapping, object key)

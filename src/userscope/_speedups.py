@@ -17,6 +17,10 @@ in step: a name added here is added there.
 * :func:`var_get`, :func:`var_set`, :func:`var_reset` — ``ContextVar.get``/``set``/
   ``reset`` called with the variable first (here: the methods themselves; compiled:
   C calls).
+* :func:`monotonic` — :func:`time.monotonic` (compiled: ``clock_gettime`` in C, the same
+  double); :func:`context_slot` — a context's key in a session table (compiled: read
+  from the model's fields without its attribute hook); :func:`dict_get` —
+  ``mapping.get(key)`` (compiled: a C lookup for a dict or an ``OrderedDict``).
 
 Example:
     >>> from userscope import _speedups
@@ -33,6 +37,7 @@ Example:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Awaitable, Callable, Generator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -42,6 +47,9 @@ __all__ = [
     "Lock",
     "LockBase",
     "call",
+    "context_slot",
+    "dict_get",
+    "monotonic",
     "ready",
     "thread_ident",
     "var_get",
@@ -145,3 +153,40 @@ var_set: Callable[[ContextVar[Any], Any], Any] = ContextVar.set
 
 var_reset: Callable[[ContextVar[Any], Any], None] = ContextVar.reset
 """``var_reset(var, token)`` is ``var.reset(token)``."""
+
+monotonic: Callable[[], float] = time.monotonic
+"""``time.monotonic()``.
+
+Example:
+    >>> from userscope._speedups import monotonic
+    >>> monotonic() <= monotonic()
+    True
+"""
+
+
+def context_slot(ctx: Any) -> Any:
+    """A context's key in a session table: ``user_id`` alone without a tenant, else
+    ``(tenant_id, user_id)`` (what ``table_slot(ctx.tenant_id, ctx.user_id)`` gives).
+
+    Example:
+        >>> import userscope as us
+        >>> from userscope._speedups import context_slot
+        >>> context_slot(us.UserExecutionContext(user_id="a", thread_id="t"))
+        'a'
+        >>> context_slot(us.UserExecutionContext(user_id="a", thread_id="t", tenant_id="x"))
+        ('x', 'a')
+    """
+    tenant_id = ctx.tenant_id
+    return ctx.user_id if tenant_id is None else (tenant_id, ctx.user_id)
+
+
+def dict_get(mapping: Any, key: object) -> Any:
+    """``mapping.get(key)``.
+
+    Example:
+        >>> from collections import OrderedDict
+        >>> from userscope._speedups import dict_get
+        >>> dict_get(OrderedDict(a=1), "a"), dict_get({}, "a")
+        (1, None)
+    """
+    return mapping.get(key)

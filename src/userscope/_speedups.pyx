@@ -18,6 +18,11 @@
 * ``var_get``/``var_set``/``var_reset``: ``ContextVar.get()``/``.set()``/``.reset()``
   as C calls (the scope classes switch the active frame with them; a Python-level call
   of the bound method costs about three times as much).
+* ``monotonic()``: ``time.monotonic()`` as a C call (``clock_gettime``, the same clock
+  and the same double); ``context_slot(ctx)``: a context's key in a session table, read
+  from the model's fields directly (a pydantic model's attribute access goes through
+  its ``__getattr__`` hook); ``dict_get(mapping, key)``: ``mapping.get(key)`` as a C
+  lookup (the session table is an ``OrderedDict``, whose ``get`` is a method call).
 """
 
 cimport cython
@@ -39,12 +44,15 @@ cdef extern from "pythread.h":
     ) nogil
 
 from cpython.contextvars cimport PyContextVar_Get, PyContextVar_Reset, PyContextVar_Set
+from cpython.dict cimport PyDict_Check, PyDict_CheckExact, PyDict_GetItemWithError
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetObject
 from cpython.object cimport PyObject, PyObject_Call
 from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.ref cimport Py_DECREF
 
 cdef extern from "Python.h":
+    object PyObject_GenericGetDict(object obj, void* context)
     ctypedef PyObject* (*_iternextfunc "iternextfunc")(PyObject*)
     ctypedef struct _TypeObject "PyTypeObject":
         _iternextfunc tp_iternext
@@ -54,6 +62,9 @@ __all__ = [
     "Lock",
     "LockBase",
     "call",
+    "context_slot",
+    "dict_get",
+    "monotonic",
     "ready",
     "thread_ident",
     "var_get",
@@ -188,3 +199,43 @@ cpdef object var_set(object var, object value):
 cpdef object var_reset(object var, object token):
     """``var.reset(token)``."""
     PyContextVar_Reset(var, token)
+
+
+cpdef double monotonic() except? -1:
+    """``time.monotonic()``: the same clock (``CLOCK_MONOTONIC``), the same double."""
+    cdef timespec now
+    cdef long long nanoseconds
+    if clock_gettime(CLOCK_MONOTONIC, &now) != 0:
+        from time import monotonic as _monotonic  # the error as Python reports it
+
+        return _monotonic()
+    nanoseconds = <long long>now.tv_sec * 1000000000 + now.tv_nsec
+    return <double>nanoseconds / 1e9  # what CPython's time.monotonic() computes
+
+
+cpdef object context_slot(object ctx):
+    """A context's key in a session table: ``user_id`` without a tenant, else
+    ``(tenant_id, user_id)``, read from the instance's fields (its ``__dict__``) directly;
+    through the attributes when they are not there."""
+    cdef PyObject* user_id
+    cdef PyObject* tenant_id
+    fields = PyObject_GenericGetDict(ctx, NULL)
+    if PyDict_CheckExact(fields):
+        user_id = PyDict_GetItemWithError(fields, "user_id")
+        tenant_id = PyDict_GetItemWithError(fields, "tenant_id")
+        if user_id != NULL and tenant_id != NULL:
+            if <object>tenant_id is None:
+                return <object>user_id
+            return (<object>tenant_id, <object>user_id)
+    tenant = ctx.tenant_id
+    return ctx.user_id if tenant is None else (tenant, ctx.user_id)
+
+
+cpdef object dict_get(object mapping, object key):
+    """``mapping.get(key)``; a dict (or a subclass that keeps dict's lookup, such as
+    ``OrderedDict``) is looked up in C."""
+    cdef PyObject* value
+    if not PyDict_Check(mapping):
+        return mapping.get(key)
+    value = PyDict_GetItemWithError(mapping, key)
+    return None if value == NULL else <object>value

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from userscope.container._state import Finalizer
     from userscope.container._table import SessionTable
 
-__all__ = ["ScopeCM", "UserScopeCM", "check_context"]
+__all__ = ["ScopeCM", "UserScopeCM", "check_context", "new_scope"]
 
 _USER: Final = Scope.USER  # enum member lookups cost ~0.1 us each: bind them once
 _CONNECTION: Final = Scope.CONNECTION
@@ -84,20 +84,13 @@ class ScopeCM(ScopeState):
 
     __slots__ = ("_ctx", "_owner", "_token", "kind")
 
+    _ctx: UserExecutionContext
+    _owner: SessionTable
+    _token: contextvars.Token[Any] | None
+    kind: Scope
+
     def __init__(self, owner: SessionTable, ctx: UserExecutionContext, kind: Scope) -> None:
-        if type(ctx) is not UserExecutionContext:
-            check_context(ctx)
-        self._owner = owner
-        self._ctx = ctx
-        self.kind = kind
-        self._token: contextvars.Token[Any] | None = None
-        # the state half; `_open` sets `level`, `session`, `async_`
-        self.cache = {}
-        self.pending = None
-        self.finalizers = []
-        self.closed = False
-        # `token` is set only when an observer is (read with getattr); `loop` only matters
-        # for USER states: both left unset here, this is the hot path
+        _setup(self, owner, ctx, kind)
 
     # -- entering -----------------------------------------------------------------
     def _open(self, async_: bool) -> list[UserSession] | None:
@@ -303,6 +296,34 @@ class ScopeCM(ScopeState):
                 settle(exc, failures, self.level, session.key)
             except CleanupError as error:
                 await self._cleanups_failed(error)
+
+
+def new_scope(owner: SessionTable, ctx: UserExecutionContext, kind: Scope) -> ScopeCM:
+    """``ScopeCM(owner, ctx, kind)`` (what ``request()``/``connection()`` return).
+
+    Compiled, without the type call: a C allocation of the extension type and C stores
+    into its fields, no argument parsing of ``__init__``.
+    """
+    scope = ScopeCM.__new__(ScopeCM)
+    _setup(scope, owner, ctx, kind)
+    return scope
+
+
+def _setup(scope: ScopeCM, owner: SessionTable, ctx: UserExecutionContext, kind: Scope) -> None:
+    """Initialise a new scope (``ScopeCM.__init__``; compiled, a C function)."""
+    if type(ctx) is not UserExecutionContext:
+        check_context(ctx)
+    scope._owner = owner
+    scope._ctx = ctx
+    scope.kind = kind
+    scope._token = None
+    # the state half; `_open` sets `level`, `session`, `async_`
+    scope.cache = {}
+    scope.pending = None
+    scope.finalizers = []
+    scope.closed = False
+    # `token` is set only when an observer is (read with getattr); `loop` only matters
+    # for USER states: both left unset here, this is the hot path
 
 
 def _cancelled(

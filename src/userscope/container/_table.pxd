@@ -4,7 +4,7 @@
 # the hold/leave/release protocol is called as C methods by the scope classes.
 cimport cython
 
-from userscope._speedups cimport Lock
+from userscope._speedups cimport Lock, context_slot, dict_get, monotonic
 from userscope.container._scopes cimport ScopeCM
 from userscope.container._session cimport UserSession
 
@@ -38,6 +38,8 @@ cdef class SessionTable:
     cdef public object reaper
     cdef public set background
     cdef public set observer_failed
+
+    cdef double _now(self) except? -1
 
     cpdef object _take_hold(self, UserSession session, object kind)
 

@@ -65,10 +65,12 @@ the scope classes call directly.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from userscope._speedups import context_slot, dict_get, monotonic
 from userscope.container import _finish, _leaks, _limits, _locks, _observe, _stats
 from userscope.container._expiry import DeadlineHeap
 from userscope.container._leaks import LeakReport, LeakWatch
@@ -92,6 +94,7 @@ _KEEP: Final = Release.KEEP
 _SCHEDULE: Final = Release.SCHEDULE
 _FINISH: Final = Release.FINISH
 _RECENT_FAILURES: Final = 20
+_MONOTONIC: Final = time.monotonic  # the default clock, which `monotonic()` reads in C
 
 
 class SessionTable:
@@ -205,13 +208,14 @@ class SessionTable:
     ) -> tuple[UserSession, list[UserSession] | None]:
         """Hold the user's session for a new top-level scope; returns the session and
         the sessions evicted to make room (their cleanups are the caller's to run)."""
-        tenant_id = ctx.tenant_id
-        session = self.users.get(ctx.user_id if tenant_id is None else (tenant_id, ctx.user_id))
+        # compiled, both are C calls: no attribute hook of the pydantic model, no method
+        # call of the OrderedDict (`table_slot(ctx.tenant_id, ctx.user_id)`, `.get()`)
+        session = dict_get(self.users, context_slot(ctx))
         if session is not None and self.max_users is None:
             lock = session.lock
             lock.acquire()  # fast path: a live session, no LRU order to keep
             try:
-                if session.retired or (not session.active and self.clock() >= session.expires_at):
+                if session.retired or (not session.active and self._now() >= session.expires_at):
                     error: ScopeLimitError | None = None
                     joined = False
                 elif self.limited:
@@ -228,6 +232,10 @@ class SessionTable:
             if joined:
                 return session, None
         return self._acquire(ctx, kind, async_)
+
+    def _now(self) -> float:
+        """The clock's time (the default clock read in C, compiled: no Python call)."""
+        return monotonic() if self.clock is _MONOTONIC else self.clock()
 
     def _acquire(
         self, ctx: UserExecutionContext, kind: Scope, async_: bool
@@ -314,7 +322,7 @@ class SessionTable:
             return _FINISH
         idle = self.idle_timeout
         if idle is not None:
-            session.expires_at = min(session.max_expiry, self.clock() + idle)
+            session.expires_at = min(session.max_expiry, self._now() + idle)
         if session.scheduled or not self.timed:
             return _KEEP
         session.scheduled = True
