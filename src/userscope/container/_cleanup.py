@@ -64,12 +64,19 @@ def run_cleanups_sync(
     exc: BaseException | None,
     observe: Observe | None = None,
 ) -> list[BaseException]:
-    """Run finalizers in reverse creation order; return every failure."""
+    """Run finalizers in reverse creation order; return every failure.
+
+    ``finalizers`` is left as it is: the caller runs them once and drops the list.
+    """
     if _checking:
         _locks.assert_unlocked("a cleanup")
     failures: list[BaseException] = []
-    while finalizers:
-        kind, obj, provider = finalizers.pop()
+    # walked from the end by index and left as it is (the caller drops it): compiled,
+    # pop() of a short list shrinks it, a realloc per finalizer
+    index = len(finalizers)
+    while index:
+        index -= 1
+        kind, obj, provider = finalizers[index]
         if observe is not None:
             started = time.perf_counter()
             error: BaseException | None = None
@@ -139,15 +146,20 @@ def start_cleanups(
     """Run finalizers in reverse creation order, inline, until one suspends.
 
     Appends every failure to ``failures``. Returns ``None`` when every finalizer ran
-    (the common case: no coroutine, no task, no loop iteration), else the cleanup that
-    suspended, for :func:`finish_cleanups` (the rest stay in ``finalizers``).
+    (the common case: no coroutine, no task, no loop iteration; ``finalizers`` is left
+    as it is, the caller drops it), else the cleanup that suspended, for
+    :func:`finish_cleanups` (``finalizers`` then keeps only the ones not started).
     """
     if _checking:
         _locks.assert_unlocked("a cleanup")
     started = 0.0
-    while finalizers:
-        kind, obj, provider = finalizers[-1]
-        del finalizers[-1]  # not pop(): compiled, pop() of a short list is a method call
+    # walked from the end by index; the list is cut only where one suspends, to the
+    # ones not started (compiled, deleting the last item of a short list shrinks it, a
+    # realloc per finalizer)
+    index = len(finalizers)
+    while index:
+        index -= 1
+        kind, obj, provider = finalizers[index]
         if observe is not None:
             started = time.perf_counter()
         error: BaseException | None = None
@@ -159,8 +171,10 @@ def start_cleanups(
                 except StopAsyncIteration:
                     pass
                 except StopIteration:  # it yielded again: refused once it is closed
+                    del finalizers[index:]  # keep the ones not started
                     return (_CLOSE_AGAIN, obj, None, provider, obj, started)
                 else:
+                    del finalizers[index:]  # keep the ones not started
                     return (_RESUME_AGEN, step, yielded, provider, obj, started)
             elif kind == GEN:
                 _finish_generator(obj, exc, provider)
@@ -171,6 +185,7 @@ def start_cleanups(
                 except StopIteration:
                     pass
                 else:
+                    del finalizers[index:]  # keep the ones not started
                     return (_RESUME_CLOSE, step, yielded, provider, None, started)
             else:
                 obj.close()

@@ -173,20 +173,23 @@ class ScopeCM(ScopeState):
         except ValueError:
             _restore(token)
         owner = self._owner
-        finalizers, action = owner.leave(self)
-        if finalizers is None and action is _KEEP and owner.observer is None:
+        left = owner.leave(self)  # the finalizers to run, or what to do next
+        if left is _KEEP and owner.observer is None:
             return
         session = self.session
         failures: list[BaseException] = []
-        if finalizers:
+        if isinstance(left, list):
+            finalizers: list[Finalizer] = left
             ran = len(finalizers)
             try:
                 observe = None if owner.observer is None else owner.observe_cleanup(self)
                 failures = run_cleanups_sync(finalizers, exc, observe)
             finally:
                 action = owner.release(session, self, ran, failures)
-        elif action is _SCHEDULE:
-            owner.schedule(session)
+        else:
+            action = left
+            if action is _SCHEDULE:
+                owner.schedule(session)
         if action is _FINISH:
             failures += owner.finish_user_sync(session, exc=exc)
         if owner.observer is not None:
@@ -215,15 +218,17 @@ class ScopeCM(ScopeState):
         except ValueError:
             _restore(token)
         owner = self._owner
-        finalizers, action = owner.leave(self)
-        if finalizers is None:
+        left = owner.leave(self)  # the finalizers to run, or what to do next
+        if not isinstance(left, list):
             if owner.observer is None:
-                if action is _KEEP:
+                if left is _KEEP:
                     return DONE
-                if action is _SCHEDULE:
+                if left is _SCHEDULE:
                     owner.schedule(self.session)
                     return DONE
-            return self._exit_async(exc, None, 0, action, [], None)
+            return self._exit_async(exc, None, 0, left, [], None)
+        finalizers: list[Finalizer] = left
+        action = _KEEP
         ran = len(finalizers)
         if owner.observer is not None:  # timed cleanups and notifications: the full path
             return self._exit_async(exc, finalizers, ran, action, [], None)

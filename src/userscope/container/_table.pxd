@@ -52,7 +52,7 @@ cdef class SessionTable:
     cpdef object _unhold(self, UserSession session, ScopeCM scope)
 
     @cython.locals(session=UserSession, lock=Lock)
-    cpdef tuple leave(self, ScopeCM scope)
+    cpdef object leave(self, ScopeCM scope)
 
     cpdef object release(self, UserSession session, ScopeCM scope, Py_ssize_t ran, list failures)
 

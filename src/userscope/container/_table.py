@@ -328,11 +328,13 @@ class SessionTable:
         session.scheduled = True
         return _SCHEDULE
 
-    def leave(self, scope: ScopeCM) -> tuple[list[Finalizer] | None, Release]:
+    def leave(self, scope: ScopeCM) -> list[Finalizer] | Release:
         """Detach a closing scope's state; drop its hold unless finalizers must run first.
 
-        Returns the finalizers to run (then :meth:`release` drops the hold), or ``None``
-        and what the caller must do next (:meth:`schedule`, or finish the user).
+        Returns the finalizers to run (a non-empty list; then :meth:`release` drops the
+        hold), or, with none to run, the :class:`Release` saying what the caller must do
+        next (:meth:`schedule`, or finish the user). One value, not a pair: no tuple to
+        build and unpack on every exit.
         """
         self.open_states.discard(scope)
         session = scope.session
@@ -353,8 +355,8 @@ class SessionTable:
         if watched:
             _leaks.watch(self, watched)
         if finalizers:
-            return finalizers, _KEEP
-        return None, action
+            return finalizers
+        return action
 
     def schedule(self, session: UserSession) -> None:
         """Queue an idle session's next possible expiry (takes the table lock)."""
