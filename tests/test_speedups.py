@@ -7,7 +7,9 @@ assertion here holds for the C lock and for ``threading.Lock`` alike.
 from __future__ import annotations
 
 import contextvars
+import faulthandler
 import inspect
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -202,3 +204,136 @@ def test_dict_get_looks_up_dicts_and_ordered_dicts_like_get() -> None:
             return ("got", key)
 
     assert _speedups.dict_get(Mapping(), "k") == ("got", "k")
+
+
+def _bounded(seconds: float) -> None:
+    faulthandler.dump_traceback_later(seconds, exit=False, file=sys.stderr)
+
+
+def test_contended_lock_keeps_mutual_exclusion_and_never_loses_a_waiter() -> None:
+    # Threads that block (no timeout), time out (short timeouts), and try without
+    # blocking, all on one lock. Nobody is ever inside twice, every thread finishes, and
+    # the lock ends free. (Compiled, this drives the handover path: `release` with
+    # waiters hands the lock to one of them.)
+    lock = _speedups.Lock()
+    inside: list[int] = []
+    overlaps: list[int] = []
+    entered = [0]
+    errors: list[BaseException] = []
+
+    def critical() -> None:
+        if inside:
+            overlaps.append(threading.get_ident())
+        inside.append(1)
+        for _ in range(20):  # Python work under the lock: the GIL switches meanwhile
+            pass
+        entered[0] += 1
+        inside.pop()
+
+    def worker(style: int) -> None:
+        try:
+            for _ in range(300):
+                if style == 0:
+                    got = lock.acquire()
+                elif style == 1:
+                    got = lock.acquire(timeout=0.0005)
+                else:
+                    got = lock.acquire(False)
+                if got:
+                    try:
+                        critical()
+                    finally:
+                        lock.release()
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    _bounded(60)
+    try:
+        threads = [threading.Thread(target=worker, args=(i % 3,)) for i in range(9)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert not any(thread.is_alive() for thread in threads), "a waiter was lost"
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert errors == []
+    assert overlaps == []
+    assert entered[0] >= 3 * 300  # every blocking acquire got the lock
+    assert lock.locked() is False
+    assert lock.acquire(False) is True
+    lock.release()
+
+
+def test_a_release_racing_with_a_waiters_timeout_hands_the_lock_over_or_frees_it() -> None:
+    # The holder keeps the GIL (a busy loop) past the waiter's timeout, then releases:
+    # the waiter's wait has timed out but it cannot take the GIL to leave before the
+    # release sees it still waiting. The handover must not be lost: either the waiter
+    # reports True (it got the lock) or the lock is free afterwards. Without the
+    # waiter's last try of the baton after a timeout, such a round left the lock held
+    # by nobody (until some later blocking acquire took the handover).
+    lock = _speedups.Lock()
+    outcomes: list[bool] = []
+    _bounded(60)
+    try:
+        for _ in range(40):
+            assert lock.acquire(timeout=5) is True
+            ready = threading.Event()
+
+            def wait_briefly(ready: threading.Event) -> None:
+                ready.set()
+                got = lock.acquire(timeout=0.001)
+                outcomes.append(got)
+                if got:
+                    lock.release()
+
+            waiter = threading.Thread(target=wait_briefly, args=(ready,))
+            waiter.start()
+            assert ready.wait(10)
+            deadline = time.perf_counter() + 0.003
+            while time.perf_counter() < deadline:  # holds the GIL past the timeout
+                pass
+            lock.release()
+            waiter.join(timeout=10)
+            assert not waiter.is_alive()
+            # not a blocking acquire: one would take a lost handover as its own
+            assert lock.locked() is False, "the handover was lost"
+            assert lock.acquire(False) is True
+            lock.release()
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert len(outcomes) == 40
+    assert lock.locked() is False
+
+
+def test_release_of_a_lock_being_handed_over_is_refused() -> None:
+    # only meaningful compiled (threading.Lock lets any thread release a held lock)
+    if not userscope.COMPILED:
+        pytest.skip("the C lock's handover; threading.Lock has none")
+    lock = _speedups.Lock()
+    lock.acquire()
+    waiting = threading.Event()
+    got: list[bool] = []
+
+    def wait_for_it() -> None:
+        waiting.set()
+        got.append(lock.acquire(timeout=10))
+        lock.release()
+
+    _bounded(60)
+    try:
+        worker = threading.Thread(target=wait_for_it)
+        worker.start()
+        assert waiting.wait(10)
+        deadline = time.perf_counter() + 0.05
+        while time.perf_counter() < deadline:  # the worker reaches its wait meanwhile
+            time.sleep(0.001)
+        # hold the GIL from the release on: the worker cannot take the handover yet
+        lock.release()
+        with pytest.raises(RuntimeError, match="handed"):
+            lock.release()
+        worker.join(timeout=10)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert got == [True]
+    assert lock.locked() is False

@@ -2,9 +2,13 @@
 from cpython.pythread cimport PyThread_type_lock
 
 cdef class Lock:
-    cdef PyThread_type_lock _lock
+    cdef PyThread_type_lock _baton
     cdef bint _held
+    cdef bint _handoff
+    cdef Py_ssize_t _waiters
     cpdef bint acquire(self, bint blocking=*, double timeout=*) except -1
+    cdef bint _wait(self, long long microseconds) except -1
+    cdef void _pass_on(self) noexcept
     cpdef release(self)
 
 cpdef object thread_ident()

@@ -1,9 +1,10 @@
 # cython: language_level=3
 """What the compiled core does in C; the pure twin is ``_speedups.py`` (same names).
 
-* ``Lock``: a non-reentrant lock on CPython's own lock primitive. ``acquire()`` tries
-  without blocking first and only releases the GIL to wait; typed callers (the
-  compiled runtime) call ``acquire``/``release`` as C functions.
+* ``Lock``: a non-reentrant lock whose uncontended ``acquire()``/``release()`` set and
+  clear a flag under the GIL (no system call); only a thread that must wait blocks, on
+  CPython's own lock primitive, with the GIL released. Typed callers (the compiled
+  runtime) call ``acquire``/``release`` as C functions.
 * ``LockBase``: the base of the lock-order checker's lock (here: ``Lock`` itself, so a
   checked lock is accepted wherever the compiled runtime expects a ``Lock``; it
   overrides ``acquire``/``release`` in Python).
@@ -75,22 +76,35 @@ __all__ = [
 
 cdef class Lock:
     """A non-reentrant lock: ``acquire(blocking=True, timeout=-1)``, ``release()``,
-    ``locked()``, and a context manager, like ``threading.Lock``."""
+    ``locked()``, and a context manager, like ``threading.Lock``.
+
+    Who holds it is the ``_held`` flag, tested and set with the GIL held (no other
+    thread runs in between, as for any C code that calls nothing of Python's): an
+    uncontended ``acquire``/``release`` is a flag and nothing else, no system call.
+    Only a thread that must wait touches ``_baton``, a CPython lock kept locked while
+    nobody waits: it counts itself in ``_waiters`` and blocks on the baton with the GIL
+    released. ``release`` with waiters hands the lock over instead of freeing it
+    (``_held`` stays set, ``_handoff`` is set, the baton is released: exactly one
+    waiter takes it), so a newcomer cannot barge in between. A waiter whose wait timed
+    out or was interrupted takes the GIL, leaves the count, and then tries the baton
+    once more without blocking: a handover that raced with its timeout is taken, not
+    lost (the count and the handover change only with the GIL held, so a release sees
+    either the waiter still counted, and then the waiter finds the baton, or gone).
+    """
 
     def __cinit__(self):
-        self._lock = PyThread_allocate_lock()
-        if self._lock == NULL:
+        self._baton = PyThread_allocate_lock()
+        if self._baton == NULL:
             raise MemoryError("cannot allocate a lock")
+        PyThread_acquire_lock(self._baton, NOWAIT_LOCK)  # locked while nobody waits
 
     def __dealloc__(self):
-        if self._lock != NULL:
-            PyThread_free_lock(self._lock)
-            self._lock = NULL
+        if self._baton != NULL:
+            PyThread_free_lock(self._baton)
+            self._baton = NULL
 
     cpdef bint acquire(self, bint blocking=True, double timeout=-1) except -1:
-        cdef long long microseconds
-        cdef _LockStatus got
-        if PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+        if not self._held:  # the GIL is held: nothing runs between the test and the set
             self._held = True
             return True
         if not blocking:
@@ -99,25 +113,51 @@ cdef class Lock:
             return False
         if timeout < 0 and timeout != -1:
             raise ValueError("timeout value must be positive")
-        microseconds = -1 if timeout == -1 else <long long>(timeout * 1e6)
+        return self._wait(-1 if timeout == -1 else <long long>(timeout * 1e6))
+
+    cdef bint _wait(self, long long microseconds) except -1:
+        """Wait for a handover (the lock is held by another thread)."""
+        cdef _LockStatus got
+        self._waiters += 1
         while True:
             with nogil:
-                got = PyThread_acquire_lock_timed(self._lock, microseconds, 1)
+                got = PyThread_acquire_lock_timed(self._baton, microseconds, 1)
+            if got == _ACQUIRED:  # handed over: `_held` stayed set for this thread
+                self._waiters -= 1
+                self._handoff = False
+                return True
             if got == _INTR:
-                PyErr_CheckSignals()  # raises what a signal handler raised
+                try:
+                    PyErr_CheckSignals()  # raises what a signal handler raised
+                except BaseException:
+                    self._waiters -= 1
+                    if PyThread_acquire_lock(self._baton, NOWAIT_LOCK):  # handed over
+                        self._handoff = False
+                        self._pass_on()  # ... to a thread that is not leaving
+                    raise
                 continue
-            if got == _ACQUIRED:
-                self._held = True
+            # timed out; a handover may have raced with the timeout: take it then
+            self._waiters -= 1
+            if PyThread_acquire_lock(self._baton, NOWAIT_LOCK):
+                self._handoff = False
                 return True
             return False
 
+    cdef void _pass_on(self) noexcept:
+        """Let the lock go (held by the caller): hand it to a waiter, or free it."""
+        if self._waiters:
+            self._handoff = True
+            PyThread_release_lock(self._baton)  # exactly one waiter takes it
+        else:
+            self._held = False
+
     cpdef release(self):
-        # `_held` changes only while the lock is held, with the GIL held: no test-and-set
-        # of the lock itself is needed to refuse releasing an unlocked lock
+        # `_held`, `_waiters` and `_handoff` change only with the GIL held
         if not self._held:
             raise RuntimeError("release unlocked lock")
-        self._held = False
-        PyThread_release_lock(self._lock)
+        if self._handoff:  # being handed to a waiter: only that waiter may release it
+            raise RuntimeError("release of a lock that is being handed to a waiting thread")
+        self._pass_on()
 
     def locked(self):
         """Whether some thread holds the lock."""
