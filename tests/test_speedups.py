@@ -13,6 +13,8 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Generator
+from typing import Any
 
 import pytest
 
@@ -337,3 +339,72 @@ def test_release_of_a_lock_being_handed_over_is_refused() -> None:
         faulthandler.cancel_dump_traceback_later()
     assert got == [True]
     assert lock.locked() is False
+
+
+def test_agen_step_finishes_suspends_or_reports_a_second_yield() -> None:
+    log: list[str] = []
+
+    async def finishing() -> AsyncIterator[str]:
+        yield "open"
+        log.append("cleaned")
+
+    class Pause:
+        def __await__(self) -> Generator[str, None, None]:
+            yield "paused"
+
+    async def suspending() -> AsyncIterator[str]:
+        yield "open"
+        await Pause()
+        log.append("resumed")
+
+    async def yielding_twice() -> AsyncIterator[str]:
+        yield "open"
+        yield "again"
+
+    def started(agen: Any) -> Any:
+        with pytest.raises(StopIteration):
+            agen.asend(None).send(None)  # the creation's first step, by hand
+        return agen
+
+    assert _speedups.agen_step(started(finishing()), None) is None
+    assert log == ["cleaned"]
+
+    outcome = _speedups.agen_step(started(suspending()), None)
+    assert outcome is not None
+    suspended, step, yielded = outcome
+    assert (suspended, yielded) == (True, "paused")
+    with pytest.raises(StopAsyncIteration):
+        step.send(None)
+    assert log == ["cleaned", "resumed"]
+
+    assert _speedups.agen_step(started(yielding_twice()), None) == (False, None, None)
+
+
+def test_agen_step_throws_the_body_exception_and_propagates_other_failures() -> None:
+    seen: list[BaseException] = []
+
+    async def recording() -> AsyncIterator[str]:
+        try:
+            yield "open"
+        except ValueError as exc:
+            seen.append(exc)
+            raise
+
+    async def failing() -> AsyncIterator[str]:
+        yield "open"
+        raise KeyError("cleanup failed")
+
+    body = ValueError("body")
+    agen = recording()
+    with pytest.raises(StopIteration):
+        agen.asend(None).send(None)
+    with pytest.raises(ValueError, match="body") as info:
+        _speedups.agen_step(agen, body)
+    assert info.value is body
+    assert seen == [body]
+
+    agen = failing()
+    with pytest.raises(StopIteration):
+        agen.asend(None).send(None)
+    with pytest.raises(KeyError, match="cleanup failed"):
+        _speedups.agen_step(agen, None)

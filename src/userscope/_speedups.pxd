@@ -24,3 +24,4 @@ cpdef object var_reset(object var, object token)
 cpdef double monotonic() except? -1
 cpdef object context_slot(object ctx)
 cpdef object dict_get(object mapping, object key)
+cpdef object agen_step(object agen, object exc)

@@ -17,6 +17,8 @@ in step: a name added here is added there.
 * :func:`var_get`, :func:`var_set`, :func:`var_reset` — ``ContextVar.get``/``set``/
   ``reset`` called with the variable first (here: the methods themselves; compiled:
   C calls).
+* :func:`agen_step` — an async generator finalizer's first step, run until it suspends
+  (compiled: through the C slots, no bound method calls);
 * :func:`monotonic` — :func:`time.monotonic` (compiled: ``clock_gettime`` in C, the same
   double); :func:`context_slot` — a context's key in a session table (compiled: read
   from the model's fields without its attribute hook); :func:`dict_get` —
@@ -46,6 +48,7 @@ __all__ = [
     "DONE",
     "Lock",
     "LockBase",
+    "agen_step",
     "call",
     "context_slot",
     "dict_get",
@@ -190,3 +193,35 @@ def dict_get(mapping: Any, key: object) -> Any:
         (1, None)
     """
     return mapping.get(key)
+
+
+def agen_step(agen: Any, exc: BaseException | None) -> tuple[bool, Any, Any] | None:
+    """Start ``agen.__anext__()`` (or ``agen.athrow(exc)`` when ``exc`` is not ``None``)
+    and run it until it first suspends.
+
+    Returns ``None`` when the generator finished (``StopAsyncIteration``),
+    ``(True, step, yielded)`` when the step suspended (the caller awaits the rest of
+    ``step``, which yielded ``yielded``), ``(False, None, None)`` when the generator
+    yielded again. Anything else the step raised propagates.
+
+    Example:
+        >>> from userscope._speedups import agen_step
+        >>> async def bridge():
+        ...     yield "open"
+        ...     print("cleanup")
+        >>> agen = bridge()
+        >>> agen.asend(None).send(None)
+        Traceback (most recent call last):
+        StopIteration: open
+        >>> agen_step(agen, None) is None
+        cleanup
+        True
+    """
+    step = agen.__anext__() if exc is None else agen.athrow(exc)
+    try:
+        yielded = step.send(None)
+    except StopAsyncIteration:
+        return None
+    except StopIteration:
+        return (False, None, None)
+    return (True, step, yielded)

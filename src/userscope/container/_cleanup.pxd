@@ -2,6 +2,8 @@
 # reference): the compiled scope exit calls the sync runner as a C function.
 cimport cython
 
+from userscope._speedups cimport agen_step
+
 @cython.locals(index=Py_ssize_t)
 cpdef list run_cleanups_sync(list finalizers, object exc, object observe=*)
 @cython.locals(index=Py_ssize_t)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Generator
 from typing import Any, Final
 
 from userscope._log import fields
+from userscope._speedups import agen_step
 from userscope.container import _locks
 from userscope.container._scope import Scope
 from userscope.container._state import AGEN, CLOSE, GEN, Finalizer, is_async_close, provider_name
@@ -165,17 +166,15 @@ def start_cleanups(
         error: BaseException | None = None
         try:
             if kind == AGEN:
-                step = obj.__anext__() if exc is None else obj.athrow(exc)
-                try:  # inline until it first suspends (the common case never does)
-                    yielded = step.send(None)
-                except StopAsyncIteration:
-                    pass
-                except StopIteration:  # it yielded again: refused once it is closed
+                # inline until it first suspends (the common case never does: None)
+                stepped = agen_step(obj, exc)
+                if stepped is not None:
                     del finalizers[index:]  # keep the ones not started
+                    suspended, step, yielded = stepped
+                    if suspended:
+                        return (_RESUME_AGEN, step, yielded, provider, obj, started)
+                    # it yielded again: refused once it is closed
                     return (_CLOSE_AGAIN, obj, None, provider, obj, started)
-                else:
-                    del finalizers[index:]  # keep the ones not started
-                    return (_RESUME_AGEN, step, yielded, provider, obj, started)
             elif kind == GEN:
                 _finish_generator(obj, exc, provider)
             elif is_async_close(obj):
