@@ -16,7 +16,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Generator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from userscope._log import fields
 from userscope._speedups import agen_step
@@ -39,6 +39,14 @@ __all__ = [
     "settle",
     "start_cleanups",
 ]
+
+if TYPE_CHECKING:  # the declarations, as typed no-ops
+    from userscope import _nocython as cython
+else:
+    try:  # Cython's pure-Python mode: `cython.compiled` picks the C helpers (see _nocython)
+        import cython
+    except ImportError:  # pragma: no cover - a pure install: no Cython, no-op declarations
+        from userscope import _nocython as cython
 
 logger = logging.getLogger("userscope")
 
@@ -165,8 +173,9 @@ def start_cleanups(
             started = time.perf_counter()
         error: BaseException | None = None
         try:
-            if kind == AGEN:
-                # inline until it first suspends (the common case never does: None)
+            if kind == AGEN and cython.compiled:
+                # inline until it first suspends (the common case never does: None),
+                # through the C slots; pure, the branch below does the same in Python
                 stepped = agen_step(obj, exc)
                 if stepped is not None:
                     del finalizers[index:]  # keep the ones not started
@@ -175,6 +184,18 @@ def start_cleanups(
                         return (_RESUME_AGEN, step, yielded, provider, obj, started)
                     # it yielded again: refused once it is closed
                     return (_CLOSE_AGAIN, obj, None, provider, obj, started)
+            elif kind == AGEN:
+                step = obj.__anext__() if exc is None else obj.athrow(exc)
+                try:  # inline until it first suspends (the common case never does)
+                    yielded = step.send(None)
+                except StopAsyncIteration:
+                    pass
+                except StopIteration:  # it yielded again: refused once it is closed
+                    del finalizers[index:]  # keep the ones not started
+                    return (_CLOSE_AGAIN, obj, None, provider, obj, started)
+                else:
+                    del finalizers[index:]  # keep the ones not started
+                    return (_RESUME_AGEN, step, yielded, provider, obj, started)
             elif kind == GEN:
                 _finish_generator(obj, exc, provider)
             elif is_async_close(obj):

@@ -25,5 +25,5 @@ cdef class UserScopeCM:
     @cython.locals(outer=UserSession, session=UserSession, frame=tuple)
     cpdef list _open(self, bint async_)
 
+@cython.locals(scope=ScopeCM)
 cpdef ScopeCM new_scope(SessionTable owner, object ctx, object kind)
-cdef void _setup(ScopeCM scope, SessionTable owner, object ctx, object kind) except *

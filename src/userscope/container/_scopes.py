@@ -90,7 +90,21 @@ class ScopeCM(ScopeState):
     kind: Scope
 
     def __init__(self, owner: SessionTable, ctx: UserExecutionContext, kind: Scope) -> None:
-        _setup(self, owner, ctx, kind)
+        # `new_scope` builds the same state without this call (keep the two in step;
+        # tests/test_scopes.py compares them)
+        if type(ctx) is not UserExecutionContext:
+            check_context(ctx)
+        self._owner = owner
+        self._ctx = ctx
+        self.kind = kind
+        self._token = None
+        # the state half; `_open` sets `level`, `session`, `async_`
+        self.cache = {}
+        self.pending = None
+        self.finalizers = []
+        self.closed = False
+        # `token` is set only when an observer is (read with getattr); `loop` only matters
+        # for USER states: both left unset here, this is the hot path
 
     # -- entering -----------------------------------------------------------------
     def _open(self, async_: bool) -> list[UserSession] | None:
@@ -304,31 +318,23 @@ class ScopeCM(ScopeState):
 
 
 def new_scope(owner: SessionTable, ctx: UserExecutionContext, kind: Scope) -> ScopeCM:
-    """``ScopeCM(owner, ctx, kind)`` (what ``request()``/``connection()`` return).
-
-    Compiled, without the type call: a C allocation of the extension type and C stores
-    into its fields, no argument parsing of ``__init__``.
+    """``ScopeCM(owner, ctx, kind)`` without the type call, for ``request()`` and
+    ``connection()`` when compiled: a C allocation of the extension type and C stores
+    into its fields, no argument parsing of ``__init__`` (whose state it builds: keep
+    the two in step; tests/test_scopes.py compares them). Pure, the type call is cheaper.
     """
-    scope = ScopeCM.__new__(ScopeCM)
-    _setup(scope, owner, ctx, kind)
-    return scope
-
-
-def _setup(scope: ScopeCM, owner: SessionTable, ctx: UserExecutionContext, kind: Scope) -> None:
-    """Initialise a new scope (``ScopeCM.__init__``; compiled, a C function)."""
     if type(ctx) is not UserExecutionContext:
         check_context(ctx)
+    scope = ScopeCM.__new__(ScopeCM)
     scope._owner = owner
     scope._ctx = ctx
     scope.kind = kind
     scope._token = None
-    # the state half; `_open` sets `level`, `session`, `async_`
     scope.cache = {}
     scope.pending = None
     scope.finalizers = []
     scope.closed = False
-    # `token` is set only when an observer is (read with getattr); `loop` only matters
-    # for USER states: both left unset here, this is the hot path
+    return scope
 
 
 def _cancelled(

@@ -236,7 +236,9 @@ class UserSessions(_TableHolder):
             <Scope.REQUEST: 1>
         """
         holder = self  # compiled: the table is a C field, no lookup
-        return new_scope(holder._table, ctx, _REQUEST)  # compiled: no type call
+        if cython.compiled:
+            return new_scope(holder._table, ctx, _REQUEST)  # no type call
+        return ScopeCM(holder._table, ctx, _REQUEST)
 
     @cython.locals(holder=_TableHolder)
     def connection(self, ctx: UserExecutionContext) -> ScopeCM:
@@ -252,7 +254,9 @@ class UserSessions(_TableHolder):
             <Scope.CONNECTION: 2>
         """
         holder = self  # compiled: the table is a C field, no lookup
-        return new_scope(holder._table, ctx, _CONNECTION)
+        if cython.compiled:
+            return new_scope(holder._table, ctx, _CONNECTION)  # no type call
+        return ScopeCM(holder._table, ctx, _CONNECTION)
 
     @cython.locals(holder=_TableHolder)
     def user(self, ctx: UserExecutionContext) -> UserScopeCM:

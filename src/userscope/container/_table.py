@@ -80,6 +80,14 @@ from userscope.container._session import Release, UserKey, UserSession, table_sl
 from userscope.context import UserExecutionContext
 from userscope.errors import ScopeClosedError, ScopeLimitError
 
+if TYPE_CHECKING:  # the declarations, as typed no-ops
+    from userscope import _nocython as cython
+else:
+    try:  # Cython's pure-Python mode: `cython.compiled` picks the C helpers (see _nocython)
+        import cython
+    except ImportError:  # pragma: no cover - a pure install: no Cython, no-op declarations
+        from userscope import _nocython as cython
+
 if TYPE_CHECKING:
     from userscope.container._cleanup import Observe
     from userscope.container._scopes import ScopeCM
@@ -208,14 +216,20 @@ class SessionTable:
     ) -> tuple[UserSession, list[UserSession] | None]:
         """Hold the user's session for a new top-level scope; returns the session and
         the sessions evicted to make room (their cleanups are the caller's to run)."""
-        # compiled, both are C calls: no attribute hook of the pydantic model, no method
-        # call of the OrderedDict (`table_slot(ctx.tenant_id, ctx.user_id)`, `.get()`)
-        session = dict_get(self.users, context_slot(ctx))
+        if cython.compiled:  # C calls: no attribute hook of the pydantic model, no
+            # method call of the OrderedDict; pure, the same as expressions (no calls)
+            session = dict_get(self.users, context_slot(ctx))
+        else:
+            tenant_id = ctx.tenant_id
+            session = self.users.get(ctx.user_id if tenant_id is None else (tenant_id, ctx.user_id))
         if session is not None and self.max_users is None:
             lock = session.lock
             lock.acquire()  # fast path: a live session, no LRU order to keep
             try:
-                if session.retired or (not session.active and self._now() >= session.expires_at):
+                if session.retired or (
+                    not session.active
+                    and (self._now() if cython.compiled else self.clock()) >= session.expires_at
+                ):
                     error: ScopeLimitError | None = None
                     joined = False
                 elif self.limited:
@@ -234,7 +248,7 @@ class SessionTable:
         return self._acquire(ctx, kind, async_)
 
     def _now(self) -> float:
-        """The clock's time (the default clock read in C, compiled: no Python call)."""
+        """The clock's time (compiled: the default clock read in C, no Python call)."""
         return monotonic() if self.clock is _MONOTONIC else self.clock()
 
     def _acquire(
@@ -322,7 +336,8 @@ class SessionTable:
             return _FINISH
         idle = self.idle_timeout
         if idle is not None:
-            session.expires_at = min(session.max_expiry, self._now() + idle)
+            now = self._now() if cython.compiled else self.clock()
+            session.expires_at = min(session.max_expiry, now + idle)
         if session.scheduled or not self.timed:
             return _KEEP
         session.scheduled = True
