@@ -22,6 +22,7 @@ import userscope
 from userscope import _speedups
 from userscope.container import _locks
 from userscope.container._session import UserSession, table_slot
+from userscope.container._sessions import table_of as userscope_table
 
 
 def test_lock_acquire_release_and_locked() -> None:
@@ -408,3 +409,56 @@ def test_agen_step_throws_the_body_exception_and_propagates_other_failures() -> 
         agen.asend(None).send(None)
     with pytest.raises(KeyError, match="cleanup failed"):
         _speedups.agen_step(agen, None)
+
+
+def test_the_runtime_on_its_own_locks_shares_nothing_and_closes_everything_once() -> None:
+    # The pytest plugin turns the lock-order checker on, so the runtime's tests run on
+    # checked locks; this one runs on the runtime's own locks (the C lock compiled):
+    # threads of a few users open request scopes concurrently and resolve through them.
+    from support import Log, ctx_for, make_container
+
+    before = _locks.lock_check_enabled()
+    _locks.enable_lock_check(False)
+    try:
+        log = Log()
+        container = make_container(log)()
+        sessions = userscope.UserSessions(max_requests_per_user=50)
+        assert not isinstance(userscope_table(sessions).lock, _locks.CheckedLock)
+    finally:
+        _locks.enable_lock_check(before)
+    errors: list[BaseException] = []
+    agents: list[object] = []
+    start = threading.Barrier(6)
+
+    def worker(number: int) -> None:
+        ctx = ctx_for(f"user-{number % 3}", request=f"r-{number}")
+        try:
+            start.wait(10)
+            for _ in range(300):
+                with sessions.request(ctx):
+                    agent = container.agent()
+                    assert container.agent() is agent
+                    assert agent.registry.user_id == ctx.user_id
+                    agents.append(agent)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    _bounded(60)
+    try:
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert not any(thread.is_alive() for thread in threads), "a scope hung"
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert errors == []
+    assert len({id(agent) for agent in agents}) == len(agents) == 6 * 300  # all alive
+    opened = sum(event.startswith("open bridge") for event in log.events)
+    closed = sum(event.startswith("close bridge") for event in log.events)
+    assert opened == closed == 6 * 300
+    stats = sessions.stats()
+    assert (stats.open_scopes, stats.requests, stats.connections) == (0, 0, 0)
+    assert stats.users == 3
+    sessions.close()
