@@ -173,29 +173,29 @@ def start_cleanups(
             started = time.perf_counter()
         error: BaseException | None = None
         try:
-            if kind == AGEN and cython.compiled:
-                # inline until it first suspends (the common case never does: None),
-                # through the C slots; pure, the branch below does the same in Python
-                stepped = agen_step(obj, exc)
-                if stepped is not None:
-                    del finalizers[index:]  # keep the ones not started
-                    suspended, step, yielded = stepped
-                    if suspended:
+            if kind == AGEN:
+                # inline until it first suspends (the common case never does)
+                if cython.compiled:  # through the C slots: None, it finished
+                    stepped = agen_step(obj, exc)
+                    if stepped is not None:
+                        del finalizers[index:]  # keep the ones not started
+                        suspended, step, yielded = stepped
+                        if suspended:
+                            return (_RESUME_AGEN, step, yielded, provider, obj, started)
+                        # it yielded again: refused once it is closed
+                        return (_CLOSE_AGAIN, obj, None, provider, obj, started)
+                else:  # the same in Python (agen_step's twin would add a frame)
+                    step = obj.__anext__() if exc is None else obj.athrow(exc)
+                    try:
+                        yielded = step.send(None)
+                    except StopAsyncIteration:
+                        pass
+                    except StopIteration:  # it yielded again: refused once it is closed
+                        del finalizers[index:]  # keep the ones not started
+                        return (_CLOSE_AGAIN, obj, None, provider, obj, started)
+                    else:
+                        del finalizers[index:]  # keep the ones not started
                         return (_RESUME_AGEN, step, yielded, provider, obj, started)
-                    # it yielded again: refused once it is closed
-                    return (_CLOSE_AGAIN, obj, None, provider, obj, started)
-            elif kind == AGEN:
-                step = obj.__anext__() if exc is None else obj.athrow(exc)
-                try:  # inline until it first suspends (the common case never does)
-                    yielded = step.send(None)
-                except StopAsyncIteration:
-                    pass
-                except StopIteration:  # it yielded again: refused once it is closed
-                    del finalizers[index:]  # keep the ones not started
-                    return (_CLOSE_AGAIN, obj, None, provider, obj, started)
-                else:
-                    del finalizers[index:]  # keep the ones not started
-                    return (_RESUME_AGEN, step, yielded, provider, obj, started)
             elif kind == GEN:
                 _finish_generator(obj, exc, provider)
             elif is_async_close(obj):
