@@ -351,3 +351,34 @@ async def test_keyword_injections_that_are_not_parameter_names_reach_the_factory
     async with sessions.request(alice.for_request()):
         mixed = await C.mixed.async_()
         assert mixed == {"args": (), "for": "fetched for alice", "plain": C.registry()}
+
+
+def test_new_scope_builds_the_state_the_constructor_builds() -> None:
+    # `request()`/`connection()` build their scope with `new_scope` compiled (no type
+    # call) and with `ScopeCM(...)` pure: the two must give the same object.
+    from userscope.container._scope import Scope
+    from userscope.container._scopes import ScopeCM, new_scope
+    from userscope.container._sessions import table_of
+
+    sessions = us.UserSessions()
+    table = table_of(sessions)
+    ctx = ctx_for("alice")
+    built, constructed = new_scope(table, ctx, Scope.REQUEST), ScopeCM(table, ctx, Scope.REQUEST)
+    for scope in (built, constructed):
+        assert type(scope) is ScopeCM
+        assert (scope._owner, scope._ctx, scope.kind, scope._token) == (
+            table,
+            ctx,
+            Scope.REQUEST,
+            None,
+        )
+        assert (scope.cache, scope.pending, scope.finalizers, scope.closed) == ({}, None, [], False)
+    assert built.cache is not constructed.cache
+    assert built.finalizers is not constructed.finalizers
+    with built:  # and it is a working scope
+        assert us.current_scope() is Scope.REQUEST
+    with pytest.raises(TypeError, match="UserExecutionContext"):
+        new_scope(table, object(), Scope.CONNECTION)  # type: ignore[arg-type]
+    assert type(sessions.request(ctx)) is ScopeCM
+    assert sessions.connection(ctx).kind is Scope.CONNECTION
+    sessions.close()

@@ -7,15 +7,22 @@ assertion here holds for the C lock and for ``threading.Lock`` alike.
 from __future__ import annotations
 
 import contextvars
+import faulthandler
 import inspect
+import sys
 import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Generator
+from typing import Any
 
 import pytest
 
 import userscope
 from userscope import _speedups
 from userscope.container import _locks
-from userscope.container._session import UserSession
+from userscope.container._session import UserSession, table_slot
+from userscope.container._sessions import table_of as userscope_table
 
 
 def test_lock_acquire_release_and_locked() -> None:
@@ -157,3 +164,301 @@ def test_ready_awaitables_never_yield_to_the_loop() -> None:
         with pytest.raises(StopIteration) as info:
             next(step)
         assert info.value.value == expected
+
+
+def test_monotonic_reads_the_clock_time_monotonic_reads() -> None:
+    # the same clock and the same double: interleaved readings never go backwards
+    readings = []
+    for _ in range(1000):
+        readings += [time.monotonic(), _speedups.monotonic()]
+    assert readings == sorted(readings)
+    assert all(type(reading) is float for reading in readings)
+
+
+def test_context_slot_is_the_session_table_key() -> None:
+    plain = userscope.UserExecutionContext(user_id="alice", thread_id="t-1")
+    tenant = userscope.UserExecutionContext(user_id="alice", thread_id="t-1", tenant_id="acme")
+    assert _speedups.context_slot(plain) == table_slot(None, "alice") == "alice"
+    assert _speedups.context_slot(tenant) == table_slot("acme", "alice") == ("acme", "alice")
+    derived = tenant.for_request(request_id="r-2")  # built without __init__
+    assert _speedups.context_slot(derived) == ("acme", "alice")
+
+
+def test_context_slot_of_an_object_without_the_fields_in_its_dict_reads_the_attributes() -> None:
+    class Other:
+        tenant_id = None
+        user_id = "bob"
+
+    assert _speedups.context_slot(Other()) == "bob"
+
+
+def test_dict_get_looks_up_dicts_and_ordered_dicts_like_get() -> None:
+    ordered: OrderedDict[object, int] = OrderedDict(a=1)
+    ordered[("t", "u")] = 2
+    for mapping in (ordered, dict(ordered)):
+        assert _speedups.dict_get(mapping, "a") == 1
+        assert _speedups.dict_get(mapping, ("t", "u")) == 2
+        assert _speedups.dict_get(mapping, "missing") is None
+        with pytest.raises(TypeError):
+            _speedups.dict_get(mapping, ["unhashable"])
+
+    class Mapping:
+        def get(self, key: object) -> object:
+            return ("got", key)
+
+    assert _speedups.dict_get(Mapping(), "k") == ("got", "k")
+
+
+def _bounded(seconds: float) -> None:
+    faulthandler.dump_traceback_later(seconds, exit=False, file=sys.stderr)
+
+
+def test_contended_lock_keeps_mutual_exclusion_and_never_loses_a_waiter() -> None:
+    # Threads that block (no timeout), time out (short timeouts), and try without
+    # blocking, all on one lock. Nobody is ever inside twice, every thread finishes, and
+    # the lock ends free. (Compiled, this drives the handover path: `release` with
+    # waiters hands the lock to one of them.)
+    lock = _speedups.Lock()
+    inside: list[int] = []
+    overlaps: list[int] = []
+    entered = [0]
+    errors: list[BaseException] = []
+
+    def critical() -> None:
+        if inside:
+            overlaps.append(threading.get_ident())
+        inside.append(1)
+        for _ in range(20):  # Python work under the lock: the GIL switches meanwhile
+            pass
+        entered[0] += 1
+        inside.pop()
+
+    def worker(style: int) -> None:
+        try:
+            for _ in range(300):
+                if style == 0:
+                    got = lock.acquire()
+                elif style == 1:
+                    got = lock.acquire(timeout=0.0005)
+                else:
+                    got = lock.acquire(False)
+                if got:
+                    try:
+                        critical()
+                    finally:
+                        lock.release()
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    _bounded(60)
+    try:
+        threads = [threading.Thread(target=worker, args=(i % 3,)) for i in range(9)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert not any(thread.is_alive() for thread in threads), "a waiter was lost"
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert errors == []
+    assert overlaps == []
+    assert entered[0] >= 3 * 300  # every blocking acquire got the lock
+    assert lock.locked() is False
+    assert lock.acquire(False) is True
+    lock.release()
+
+
+def test_a_release_racing_with_a_waiters_timeout_hands_the_lock_over_or_frees_it() -> None:
+    # The holder keeps the GIL (a busy loop) past the waiter's timeout, then releases:
+    # the waiter's wait has timed out but it cannot take the GIL to leave before the
+    # release sees it still waiting. The handover must not be lost: either the waiter
+    # reports True (it got the lock) or the lock is free afterwards. Without the
+    # waiter's last try of the baton after a timeout, such a round left the lock held
+    # by nobody (until some later blocking acquire took the handover).
+    lock = _speedups.Lock()
+    outcomes: list[bool] = []
+    _bounded(60)
+    try:
+        for _ in range(40):
+            assert lock.acquire(timeout=5) is True
+            ready = threading.Event()
+
+            def wait_briefly(ready: threading.Event) -> None:
+                ready.set()
+                got = lock.acquire(timeout=0.001)
+                outcomes.append(got)
+                if got:
+                    lock.release()
+
+            waiter = threading.Thread(target=wait_briefly, args=(ready,))
+            waiter.start()
+            assert ready.wait(10)
+            deadline = time.perf_counter() + 0.003
+            while time.perf_counter() < deadline:  # holds the GIL past the timeout
+                pass
+            lock.release()
+            waiter.join(timeout=10)
+            assert not waiter.is_alive()
+            # not a blocking acquire: one would take a lost handover as its own
+            assert lock.locked() is False, "the handover was lost"
+            assert lock.acquire(False) is True
+            lock.release()
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert len(outcomes) == 40
+    assert lock.locked() is False
+
+
+def test_release_of_a_lock_being_handed_over_is_refused() -> None:
+    # only meaningful compiled (threading.Lock lets any thread release a held lock)
+    if not userscope.COMPILED:
+        pytest.skip("the C lock's handover; threading.Lock has none")
+    lock = _speedups.Lock()
+    lock.acquire()
+    waiting = threading.Event()
+    got: list[bool] = []
+
+    def wait_for_it() -> None:
+        waiting.set()
+        got.append(lock.acquire(timeout=10))
+        lock.release()
+
+    _bounded(60)
+    try:
+        worker = threading.Thread(target=wait_for_it)
+        worker.start()
+        assert waiting.wait(10)
+        deadline = time.perf_counter() + 0.05
+        while time.perf_counter() < deadline:  # the worker reaches its wait meanwhile
+            time.sleep(0.001)
+        # hold the GIL from the release on: the worker cannot take the handover yet
+        lock.release()
+        with pytest.raises(RuntimeError, match="handed"):
+            lock.release()
+        worker.join(timeout=10)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert got == [True]
+    assert lock.locked() is False
+
+
+def test_agen_step_finishes_suspends_or_reports_a_second_yield() -> None:
+    log: list[str] = []
+
+    async def finishing() -> AsyncIterator[str]:
+        yield "open"
+        log.append("cleaned")
+
+    class Pause:
+        def __await__(self) -> Generator[str, None, None]:
+            yield "paused"
+
+    async def suspending() -> AsyncIterator[str]:
+        yield "open"
+        await Pause()
+        log.append("resumed")
+
+    async def yielding_twice() -> AsyncIterator[str]:
+        yield "open"
+        yield "again"
+
+    def started(agen: Any) -> Any:
+        with pytest.raises(StopIteration):
+            agen.asend(None).send(None)  # the creation's first step, by hand
+        return agen
+
+    assert _speedups.agen_step(started(finishing()), None) is None
+    assert log == ["cleaned"]
+
+    outcome = _speedups.agen_step(started(suspending()), None)
+    assert outcome is not None
+    suspended, step, yielded = outcome
+    assert (suspended, yielded) == (True, "paused")
+    with pytest.raises(StopAsyncIteration):
+        step.send(None)
+    assert log == ["cleaned", "resumed"]
+
+    assert _speedups.agen_step(started(yielding_twice()), None) == (False, None, None)
+
+
+def test_agen_step_throws_the_body_exception_and_propagates_other_failures() -> None:
+    seen: list[BaseException] = []
+
+    async def recording() -> AsyncIterator[str]:
+        try:
+            yield "open"
+        except ValueError as exc:
+            seen.append(exc)
+            raise
+
+    async def failing() -> AsyncIterator[str]:
+        yield "open"
+        raise KeyError("cleanup failed")
+
+    body = ValueError("body")
+    agen = recording()
+    with pytest.raises(StopIteration):
+        agen.asend(None).send(None)
+    with pytest.raises(ValueError, match="body") as info:
+        _speedups.agen_step(agen, body)
+    assert info.value is body
+    assert seen == [body]
+
+    agen = failing()
+    with pytest.raises(StopIteration):
+        agen.asend(None).send(None)
+    with pytest.raises(KeyError, match="cleanup failed"):
+        _speedups.agen_step(agen, None)
+
+
+def test_the_runtime_on_its_own_locks_shares_nothing_and_closes_everything_once() -> None:
+    # The pytest plugin turns the lock-order checker on, so the runtime's tests run on
+    # checked locks; this one runs on the runtime's own locks (the C lock compiled):
+    # threads of a few users open request scopes concurrently and resolve through them.
+    from support import Log, ctx_for, make_container
+
+    before = _locks.lock_check_enabled()
+    _locks.enable_lock_check(False)
+    try:
+        log = Log()
+        container = make_container(log)()
+        sessions = userscope.UserSessions(max_requests_per_user=50)
+        assert not isinstance(userscope_table(sessions).lock, _locks.CheckedLock)
+    finally:
+        _locks.enable_lock_check(before)
+    errors: list[BaseException] = []
+    agents: list[object] = []
+    start = threading.Barrier(6)
+
+    def worker(number: int) -> None:
+        ctx = ctx_for(f"user-{number % 3}", request=f"r-{number}")
+        try:
+            start.wait(10)
+            for _ in range(300):
+                with sessions.request(ctx):
+                    agent = container.agent()
+                    assert container.agent() is agent
+                    assert agent.registry.user_id == ctx.user_id
+                    agents.append(agent)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    _bounded(60)
+    try:
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert not any(thread.is_alive() for thread in threads), "a scope hung"
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert errors == []
+    assert len({id(agent) for agent in agents}) == len(agents) == 6 * 300  # all alive
+    opened = sum(event.startswith("open bridge") for event in log.events)
+    closed = sum(event.startswith("close bridge") for event in log.events)
+    assert opened == closed == 6 * 300
+    stats = sessions.stats()
+    assert (stats.open_scopes, stats.requests, stats.connections) == (0, 0, 0)
+    assert stats.users == 3
+    sessions.close()

@@ -2,9 +2,13 @@
 from cpython.pythread cimport PyThread_type_lock
 
 cdef class Lock:
-    cdef PyThread_type_lock _lock
+    cdef PyThread_type_lock _baton
     cdef bint _held
+    cdef bint _handoff
+    cdef Py_ssize_t _waiters
     cpdef bint acquire(self, bint blocking=*, double timeout=*) except -1
+    cdef bint _wait(self, long long microseconds) except -1
+    cdef void _pass_on(self) noexcept
     cpdef release(self)
 
 cpdef object thread_ident()
@@ -17,3 +21,7 @@ cpdef object ready(object value)
 cpdef object var_get(object var)
 cpdef object var_set(object var, object value)
 cpdef object var_reset(object var, object token)
+cpdef double monotonic() except? -1
+cpdef object context_slot(object ctx)
+cpdef object dict_get(object mapping, object key)
+cpdef object agen_step(object agen, object exc)

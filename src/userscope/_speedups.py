@@ -17,6 +17,12 @@ in step: a name added here is added there.
 * :func:`var_get`, :func:`var_set`, :func:`var_reset` — ``ContextVar.get``/``set``/
   ``reset`` called with the variable first (here: the methods themselves; compiled:
   C calls).
+* :func:`agen_step` — an async generator finalizer's first step, run until it suspends
+  (compiled: through the C slots, no bound method calls);
+* :func:`monotonic` — :func:`time.monotonic` (compiled: ``clock_gettime`` in C, the same
+  double); :func:`context_slot` — a context's key in a session table (compiled: read
+  from the model's fields without its attribute hook); :func:`dict_get` —
+  ``mapping.get(key)`` (compiled: a C lookup for a dict or an ``OrderedDict``).
 
 Example:
     >>> from userscope import _speedups
@@ -33,6 +39,7 @@ Example:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Awaitable, Callable, Generator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -41,7 +48,11 @@ __all__ = [
     "DONE",
     "Lock",
     "LockBase",
+    "agen_step",
     "call",
+    "context_slot",
+    "dict_get",
+    "monotonic",
     "ready",
     "thread_ident",
     "var_get",
@@ -145,3 +156,72 @@ var_set: Callable[[ContextVar[Any], Any], Any] = ContextVar.set
 
 var_reset: Callable[[ContextVar[Any], Any], None] = ContextVar.reset
 """``var_reset(var, token)`` is ``var.reset(token)``."""
+
+monotonic: Callable[[], float] = time.monotonic
+"""``time.monotonic()``.
+
+Example:
+    >>> from userscope._speedups import monotonic
+    >>> monotonic() <= monotonic()
+    True
+"""
+
+
+def context_slot(ctx: Any) -> Any:
+    """A context's key in a session table: ``user_id`` alone without a tenant, else
+    ``(tenant_id, user_id)`` (what ``table_slot(ctx.tenant_id, ctx.user_id)`` gives).
+
+    Example:
+        >>> import userscope as us
+        >>> from userscope._speedups import context_slot
+        >>> context_slot(us.UserExecutionContext(user_id="a", thread_id="t"))
+        'a'
+        >>> context_slot(us.UserExecutionContext(user_id="a", thread_id="t", tenant_id="x"))
+        ('x', 'a')
+    """
+    tenant_id = ctx.tenant_id
+    return ctx.user_id if tenant_id is None else (tenant_id, ctx.user_id)
+
+
+def dict_get(mapping: Any, key: object) -> Any:
+    """``mapping.get(key)``.
+
+    Example:
+        >>> from collections import OrderedDict
+        >>> from userscope._speedups import dict_get
+        >>> dict_get(OrderedDict(a=1), "a"), dict_get({}, "a")
+        (1, None)
+    """
+    return mapping.get(key)
+
+
+def agen_step(agen: Any, exc: BaseException | None) -> tuple[bool, Any, Any] | None:
+    """Start ``agen.__anext__()`` (or ``agen.athrow(exc)`` when ``exc`` is not ``None``)
+    and run it until it first suspends.
+
+    Returns ``None`` when the generator finished (``StopAsyncIteration``),
+    ``(True, step, yielded)`` when the step suspended (the caller awaits the rest of
+    ``step``, which yielded ``yielded``), ``(False, None, None)`` when the generator
+    yielded again. Anything else the step raised propagates.
+
+    Example:
+        >>> from userscope._speedups import agen_step
+        >>> async def bridge():
+        ...     yield "open"
+        ...     print("cleanup")
+        >>> agen = bridge()
+        >>> agen.asend(None).send(None)
+        Traceback (most recent call last):
+        StopIteration: open
+        >>> agen_step(agen, None) is None
+        cleanup
+        True
+    """
+    step = agen.__anext__() if exc is None else agen.athrow(exc)
+    try:
+        yielded = step.send(None)
+    except StopAsyncIteration:
+        return None
+    except StopIteration:
+        return (False, None, None)
+    return (True, step, yielded)

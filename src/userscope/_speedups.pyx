@@ -1,9 +1,10 @@
 # cython: language_level=3
 """What the compiled core does in C; the pure twin is ``_speedups.py`` (same names).
 
-* ``Lock``: a non-reentrant lock on CPython's own lock primitive. ``acquire()`` tries
-  without blocking first and only releases the GIL to wait; typed callers (the
-  compiled runtime) call ``acquire``/``release`` as C functions.
+* ``Lock``: a non-reentrant lock whose uncontended ``acquire()``/``release()`` set and
+  clear a flag under the GIL (no system call); only a thread that must wait blocks, on
+  CPython's own lock primitive, with the GIL released. Typed callers (the compiled
+  runtime) call ``acquire``/``release`` as C functions.
 * ``LockBase``: the base of the lock-order checker's lock (here: ``Lock`` itself, so a
   checked lock is accepted wherever the compiled runtime expects a ``Lock``; it
   overrides ``acquire``/``release`` in Python).
@@ -18,6 +19,13 @@
 * ``var_get``/``var_set``/``var_reset``: ``ContextVar.get()``/``.set()``/``.reset()``
   as C calls (the scope classes switch the active frame with them; a Python-level call
   of the bound method costs about three times as much).
+* ``agen_step(agen, exc)``: an async generator finalizer's step (``__anext__()`` or
+  ``athrow(exc)``) run until it first suspends, through the C slots (no bound methods).
+* ``monotonic()``: ``time.monotonic()`` as a C call (``clock_gettime``, the same clock
+  and the same double); ``context_slot(ctx)``: a context's key in a session table, read
+  from the model's fields directly (a pydantic model's attribute access goes through
+  its ``__getattr__`` hook); ``dict_get(mapping, key)``: ``mapping.get(key)`` as a C
+  lookup (the session table is an ``OrderedDict``, whose ``get`` is a method call).
 """
 
 cimport cython
@@ -39,12 +47,55 @@ cdef extern from "pythread.h":
     ) nogil
 
 from cpython.contextvars cimport PyContextVar_Get, PyContextVar_Reset, PyContextVar_Set
+from cpython.dict cimport PyDict_Check, PyDict_CheckExact, PyDict_GetItemWithError
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetObject
 from cpython.object cimport PyObject, PyObject_Call
 from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.ref cimport Py_DECREF
 
+cdef extern from *:
+    """
+    /* agen_step: start one step of an async generator (`__anext__()`, or `athrow(exc)`
+       when exc is not None) and run it until it first suspends. NULL with the error
+       set when the step raised anything but StopAsyncIteration. */
+    static PyObject *userscope_agen_step(PyObject *agen, PyObject *exc) {
+        PyObject *step, *result = NULL, *outcome;
+        PyAsyncMethods *am = Py_TYPE(agen)->tp_as_async;
+        if (exc != Py_None)
+            step = PyObject_CallMethod(agen, "athrow", "O", exc);
+        else if (am != NULL && am->am_anext != NULL)
+            step = am->am_anext(agen);
+        else
+            step = PyObject_CallMethod(agen, "__anext__", NULL);
+        if (step == NULL)
+            return NULL;
+        switch (PyIter_Send(step, Py_None, &result)) {
+        case PYGEN_NEXT:  /* suspended: the caller awaits the rest */
+            outcome = PyTuple_Pack(3, Py_True, step, result);
+            Py_DECREF(result);
+            break;
+        case PYGEN_RETURN:  /* the generator yielded again */
+            Py_DECREF(result);
+            outcome = PyTuple_Pack(3, Py_False, Py_None, Py_None);
+            break;
+        default:
+            if (PyErr_ExceptionMatches(PyExc_StopAsyncIteration)) {  /* it finished */
+                PyErr_Clear();
+                Py_INCREF(Py_None);
+                outcome = Py_None;
+            } else {
+                outcome = NULL;
+            }
+        }
+        Py_DECREF(step);
+        return outcome;
+    }
+    """
+    object userscope_agen_step(object agen, object exc)
+
 cdef extern from "Python.h":
+    object PyObject_GenericGetDict(object obj, void* context)
     ctypedef PyObject* (*_iternextfunc "iternextfunc")(PyObject*)
     ctypedef struct _TypeObject "PyTypeObject":
         _iternextfunc tp_iternext
@@ -53,7 +104,11 @@ __all__ = [
     "DONE",
     "Lock",
     "LockBase",
+    "agen_step",
     "call",
+    "context_slot",
+    "dict_get",
+    "monotonic",
     "ready",
     "thread_ident",
     "var_get",
@@ -64,22 +119,35 @@ __all__ = [
 
 cdef class Lock:
     """A non-reentrant lock: ``acquire(blocking=True, timeout=-1)``, ``release()``,
-    ``locked()``, and a context manager, like ``threading.Lock``."""
+    ``locked()``, and a context manager, like ``threading.Lock``.
+
+    Who holds it is the ``_held`` flag, tested and set with the GIL held (no other
+    thread runs in between, as for any C code that calls nothing of Python's): an
+    uncontended ``acquire``/``release`` is a flag and nothing else, no system call.
+    Only a thread that must wait touches ``_baton``, a CPython lock kept locked while
+    nobody waits: it counts itself in ``_waiters`` and blocks on the baton with the GIL
+    released. ``release`` with waiters hands the lock over instead of freeing it
+    (``_held`` stays set, ``_handoff`` is set, the baton is released: exactly one
+    waiter takes it), so a newcomer cannot barge in between. A waiter whose wait timed
+    out or was interrupted takes the GIL, leaves the count, and then tries the baton
+    once more without blocking: a handover that raced with its timeout is taken, not
+    lost (the count and the handover change only with the GIL held, so a release sees
+    either the waiter still counted, and then the waiter finds the baton, or gone).
+    """
 
     def __cinit__(self):
-        self._lock = PyThread_allocate_lock()
-        if self._lock == NULL:
+        self._baton = PyThread_allocate_lock()
+        if self._baton == NULL:
             raise MemoryError("cannot allocate a lock")
+        PyThread_acquire_lock(self._baton, NOWAIT_LOCK)  # locked while nobody waits
 
     def __dealloc__(self):
-        if self._lock != NULL:
-            PyThread_free_lock(self._lock)
-            self._lock = NULL
+        if self._baton != NULL:
+            PyThread_free_lock(self._baton)
+            self._baton = NULL
 
     cpdef bint acquire(self, bint blocking=True, double timeout=-1) except -1:
-        cdef long long microseconds
-        cdef _LockStatus got
-        if PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+        if not self._held:  # the GIL is held: nothing runs between the test and the set
             self._held = True
             return True
         if not blocking:
@@ -88,25 +156,51 @@ cdef class Lock:
             return False
         if timeout < 0 and timeout != -1:
             raise ValueError("timeout value must be positive")
-        microseconds = -1 if timeout == -1 else <long long>(timeout * 1e6)
+        return self._wait(-1 if timeout == -1 else <long long>(timeout * 1e6))
+
+    cdef bint _wait(self, long long microseconds) except -1:
+        """Wait for a handover (the lock is held by another thread)."""
+        cdef _LockStatus got
+        self._waiters += 1
         while True:
             with nogil:
-                got = PyThread_acquire_lock_timed(self._lock, microseconds, 1)
+                got = PyThread_acquire_lock_timed(self._baton, microseconds, 1)
+            if got == _ACQUIRED:  # handed over: `_held` stayed set for this thread
+                self._waiters -= 1
+                self._handoff = False
+                return True
             if got == _INTR:
-                PyErr_CheckSignals()  # raises what a signal handler raised
+                try:
+                    PyErr_CheckSignals()  # raises what a signal handler raised
+                except BaseException:
+                    self._waiters -= 1
+                    if PyThread_acquire_lock(self._baton, NOWAIT_LOCK):  # handed over
+                        self._handoff = False
+                        self._pass_on()  # ... to a thread that is not leaving
+                    raise
                 continue
-            if got == _ACQUIRED:
-                self._held = True
+            # timed out; a handover may have raced with the timeout: take it then
+            self._waiters -= 1
+            if PyThread_acquire_lock(self._baton, NOWAIT_LOCK):
+                self._handoff = False
                 return True
             return False
 
+    cdef void _pass_on(self) noexcept:
+        """Let the lock go (held by the caller): hand it to a waiter, or free it."""
+        if self._waiters:
+            self._handoff = True
+            PyThread_release_lock(self._baton)  # exactly one waiter takes it
+        else:
+            self._held = False
+
     cpdef release(self):
-        # `_held` changes only while the lock is held, with the GIL held: no test-and-set
-        # of the lock itself is needed to refuse releasing an unlocked lock
+        # `_held`, `_waiters` and `_handoff` change only with the GIL held
         if not self._held:
             raise RuntimeError("release unlocked lock")
-        self._held = False
-        PyThread_release_lock(self._lock)
+        if self._handoff:  # being handed to a waiter: only that waiter may release it
+            raise RuntimeError("release of a lock that is being handed to a waiting thread")
+        self._pass_on()
 
     def locked(self):
         """Whether some thread holds the lock."""
@@ -188,3 +282,52 @@ cpdef object var_set(object var, object value):
 cpdef object var_reset(object var, object token):
     """``var.reset(token)``."""
     PyContextVar_Reset(var, token)
+
+
+cpdef double monotonic() except? -1:
+    """``time.monotonic()``: the same clock (``CLOCK_MONOTONIC``), the same double."""
+    cdef timespec now
+    cdef long long nanoseconds
+    if clock_gettime(CLOCK_MONOTONIC, &now) != 0:
+        from time import monotonic as _monotonic  # the error as Python reports it
+
+        return _monotonic()
+    nanoseconds = <long long>now.tv_sec * 1000000000 + now.tv_nsec
+    return <double>nanoseconds / 1e9  # what CPython's time.monotonic() computes
+
+
+cpdef object context_slot(object ctx):
+    """A context's key in a session table: ``user_id`` without a tenant, else
+    ``(tenant_id, user_id)``, read from the instance's fields (its ``__dict__``) directly;
+    through the attributes when they are not there."""
+    cdef PyObject* user_id
+    cdef PyObject* tenant_id
+    fields = PyObject_GenericGetDict(ctx, NULL)
+    if PyDict_CheckExact(fields):
+        user_id = PyDict_GetItemWithError(fields, "user_id")
+        tenant_id = PyDict_GetItemWithError(fields, "tenant_id")
+        if user_id != NULL and tenant_id != NULL:
+            if <object>tenant_id is None:
+                return <object>user_id
+            return (<object>tenant_id, <object>user_id)
+    tenant = ctx.tenant_id
+    return ctx.user_id if tenant is None else (tenant, ctx.user_id)
+
+
+cpdef object dict_get(object mapping, object key):
+    """``mapping.get(key)``; a dict (or a subclass that keeps dict's lookup, such as
+    ``OrderedDict``) is looked up in C."""
+    cdef PyObject* value
+    if not PyDict_Check(mapping):
+        return mapping.get(key)
+    value = PyDict_GetItemWithError(mapping, key)
+    return None if value == NULL else <object>value
+
+
+cpdef object agen_step(object agen, object exc):
+    """Start ``agen.__anext__()`` (or ``agen.athrow(exc)`` when ``exc`` is not ``None``)
+    and run it until it first suspends. ``None``: the generator finished
+    (``StopAsyncIteration``); ``(True, step, yielded)``: the step suspended (await the
+    rest of ``step``, which yielded ``yielded``); ``(False, None, None)``: the generator
+    yielded again. Anything else the step raised propagates."""
+    return userscope_agen_step(agen, exc)

@@ -16,9 +16,10 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Generator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from userscope._log import fields
+from userscope._speedups import agen_step
 from userscope.container import _locks
 from userscope.container._scope import Scope
 from userscope.container._state import AGEN, CLOSE, GEN, Finalizer, is_async_close, provider_name
@@ -38,6 +39,14 @@ __all__ = [
     "settle",
     "start_cleanups",
 ]
+
+if TYPE_CHECKING:  # the declarations, as typed no-ops
+    from userscope import _nocython as cython
+else:
+    try:  # Cython's pure-Python mode: `cython.compiled` picks the C helpers (see _nocython)
+        import cython
+    except ImportError:  # pragma: no cover - a pure install: no Cython, no-op declarations
+        from userscope import _nocython as cython
 
 logger = logging.getLogger("userscope")
 
@@ -64,12 +73,19 @@ def run_cleanups_sync(
     exc: BaseException | None,
     observe: Observe | None = None,
 ) -> list[BaseException]:
-    """Run finalizers in reverse creation order; return every failure."""
+    """Run finalizers in reverse creation order; return every failure.
+
+    ``finalizers`` is left as it is: the caller runs them once and drops the list.
+    """
     if _checking:
         _locks.assert_unlocked("a cleanup")
     failures: list[BaseException] = []
-    while finalizers:
-        kind, obj, provider = finalizers.pop()
+    # walked from the end by index and left as it is (the caller drops it): compiled,
+    # pop() of a short list shrinks it, a realloc per finalizer
+    index = len(finalizers)
+    while index:
+        index -= 1
+        kind, obj, provider = finalizers[index]
         if observe is not None:
             started = time.perf_counter()
             error: BaseException | None = None
@@ -139,29 +155,47 @@ def start_cleanups(
     """Run finalizers in reverse creation order, inline, until one suspends.
 
     Appends every failure to ``failures``. Returns ``None`` when every finalizer ran
-    (the common case: no coroutine, no task, no loop iteration), else the cleanup that
-    suspended, for :func:`finish_cleanups` (the rest stay in ``finalizers``).
+    (the common case: no coroutine, no task, no loop iteration; ``finalizers`` is left
+    as it is, the caller drops it), else the cleanup that suspended, for
+    :func:`finish_cleanups` (``finalizers`` then keeps only the ones not started).
     """
     if _checking:
         _locks.assert_unlocked("a cleanup")
     started = 0.0
-    while finalizers:
-        kind, obj, provider = finalizers[-1]
-        del finalizers[-1]  # not pop(): compiled, pop() of a short list is a method call
+    # walked from the end by index; the list is cut only where one suspends, to the
+    # ones not started (compiled, deleting the last item of a short list shrinks it, a
+    # realloc per finalizer)
+    index = len(finalizers)
+    while index:
+        index -= 1
+        kind, obj, provider = finalizers[index]
         if observe is not None:
             started = time.perf_counter()
         error: BaseException | None = None
         try:
             if kind == AGEN:
-                step = obj.__anext__() if exc is None else obj.athrow(exc)
-                try:  # inline until it first suspends (the common case never does)
-                    yielded = step.send(None)
-                except StopAsyncIteration:
-                    pass
-                except StopIteration:  # it yielded again: refused once it is closed
-                    return (_CLOSE_AGAIN, obj, None, provider, obj, started)
-                else:
-                    return (_RESUME_AGEN, step, yielded, provider, obj, started)
+                # inline until it first suspends (the common case never does)
+                if cython.compiled:  # through the C slots: None, it finished
+                    stepped = agen_step(obj, exc)
+                    if stepped is not None:
+                        del finalizers[index:]  # keep the ones not started
+                        suspended, step, yielded = stepped
+                        if suspended:
+                            return (_RESUME_AGEN, step, yielded, provider, obj, started)
+                        # it yielded again: refused once it is closed
+                        return (_CLOSE_AGAIN, obj, None, provider, obj, started)
+                else:  # the same in Python (agen_step's twin would add a frame)
+                    step = obj.__anext__() if exc is None else obj.athrow(exc)
+                    try:
+                        yielded = step.send(None)
+                    except StopAsyncIteration:
+                        pass
+                    except StopIteration:  # it yielded again: refused once it is closed
+                        del finalizers[index:]  # keep the ones not started
+                        return (_CLOSE_AGAIN, obj, None, provider, obj, started)
+                    else:
+                        del finalizers[index:]  # keep the ones not started
+                        return (_RESUME_AGEN, step, yielded, provider, obj, started)
             elif kind == GEN:
                 _finish_generator(obj, exc, provider)
             elif is_async_close(obj):
@@ -171,6 +205,7 @@ def start_cleanups(
                 except StopIteration:
                     pass
                 else:
+                    del finalizers[index:]  # keep the ones not started
                     return (_RESUME_CLOSE, step, yielded, provider, None, started)
             else:
                 obj.close()

@@ -24,3 +24,6 @@ cdef class UserScopeCM:
 
     @cython.locals(outer=UserSession, session=UserSession, frame=tuple)
     cpdef list _open(self, bint async_)
+
+@cython.locals(scope=ScopeCM)
+cpdef ScopeCM new_scope(SessionTable owner, object ctx, object kind)

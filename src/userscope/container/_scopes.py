@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from userscope.container._state import Finalizer
     from userscope.container._table import SessionTable
 
-__all__ = ["ScopeCM", "UserScopeCM", "check_context"]
+__all__ = ["ScopeCM", "UserScopeCM", "check_context", "new_scope"]
 
 _USER: Final = Scope.USER  # enum member lookups cost ~0.1 us each: bind them once
 _CONNECTION: Final = Scope.CONNECTION
@@ -84,13 +84,20 @@ class ScopeCM(ScopeState):
 
     __slots__ = ("_ctx", "_owner", "_token", "kind")
 
+    _ctx: UserExecutionContext
+    _owner: SessionTable
+    _token: contextvars.Token[Any] | None
+    kind: Scope
+
     def __init__(self, owner: SessionTable, ctx: UserExecutionContext, kind: Scope) -> None:
+        # `new_scope` builds the same state without this call (keep the two in step;
+        # tests/test_scopes.py compares them)
         if type(ctx) is not UserExecutionContext:
             check_context(ctx)
         self._owner = owner
         self._ctx = ctx
         self.kind = kind
-        self._token: contextvars.Token[Any] | None = None
+        self._token = None
         # the state half; `_open` sets `level`, `session`, `async_`
         self.cache = {}
         self.pending = None
@@ -180,20 +187,23 @@ class ScopeCM(ScopeState):
         except ValueError:
             _restore(token)
         owner = self._owner
-        finalizers, action = owner.leave(self)
-        if finalizers is None and action is _KEEP and owner.observer is None:
+        left = owner.leave(self)  # the finalizers to run, or what to do next
+        if left is _KEEP and owner.observer is None:
             return
         session = self.session
         failures: list[BaseException] = []
-        if finalizers:
+        if isinstance(left, list):
+            finalizers: list[Finalizer] = left
             ran = len(finalizers)
             try:
                 observe = None if owner.observer is None else owner.observe_cleanup(self)
                 failures = run_cleanups_sync(finalizers, exc, observe)
             finally:
                 action = owner.release(session, self, ran, failures)
-        elif action is _SCHEDULE:
-            owner.schedule(session)
+        else:
+            action = left
+            if action is _SCHEDULE:
+                owner.schedule(session)
         if action is _FINISH:
             failures += owner.finish_user_sync(session, exc=exc)
         if owner.observer is not None:
@@ -222,15 +232,17 @@ class ScopeCM(ScopeState):
         except ValueError:
             _restore(token)
         owner = self._owner
-        finalizers, action = owner.leave(self)
-        if finalizers is None:
+        left = owner.leave(self)  # the finalizers to run, or what to do next
+        if not isinstance(left, list):
             if owner.observer is None:
-                if action is _KEEP:
+                if left is _KEEP:
                     return DONE
-                if action is _SCHEDULE:
+                if left is _SCHEDULE:
                     owner.schedule(self.session)
                     return DONE
-            return self._exit_async(exc, None, 0, action, [], None)
+            return self._exit_async(exc, None, 0, left, [], None)
+        finalizers: list[Finalizer] = left
+        action = _KEEP
         ran = len(finalizers)
         if owner.observer is not None:  # timed cleanups and notifications: the full path
             return self._exit_async(exc, finalizers, ran, action, [], None)
@@ -303,6 +315,26 @@ class ScopeCM(ScopeState):
                 settle(exc, failures, self.level, session.key)
             except CleanupError as error:
                 await self._cleanups_failed(error)
+
+
+def new_scope(owner: SessionTable, ctx: UserExecutionContext, kind: Scope) -> ScopeCM:
+    """``ScopeCM(owner, ctx, kind)`` without the type call, for ``request()`` and
+    ``connection()`` when compiled: a C allocation of the extension type and C stores
+    into its fields, no argument parsing of ``__init__`` (whose state it builds: keep
+    the two in step; tests/test_scopes.py compares them). Pure, the type call is cheaper.
+    """
+    if type(ctx) is not UserExecutionContext:
+        check_context(ctx)
+    scope = ScopeCM.__new__(ScopeCM)
+    scope._owner = owner
+    scope._ctx = ctx
+    scope.kind = kind
+    scope._token = None
+    scope.cache = {}
+    scope.pending = None
+    scope.finalizers = []
+    scope.closed = False
+    return scope
 
 
 def _cancelled(

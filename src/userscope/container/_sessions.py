@@ -24,7 +24,7 @@ from userscope.container import _flags as _creation_flags
 from userscope.container._leaks import LeakReport
 from userscope.container._observe import ScopeObserver
 from userscope.container._scope import Scope
-from userscope.container._scopes import ScopeCM, UserScopeCM
+from userscope.container._scopes import ScopeCM, UserScopeCM, new_scope
 from userscope.container._stats import SessionStats
 from userscope.container._table import SessionTable
 from userscope.context import UserExecutionContext
@@ -236,6 +236,8 @@ class UserSessions(_TableHolder):
             <Scope.REQUEST: 1>
         """
         holder = self  # compiled: the table is a C field, no lookup
+        if cython.compiled:
+            return new_scope(holder._table, ctx, _REQUEST)  # no type call
         return ScopeCM(holder._table, ctx, _REQUEST)
 
     @cython.locals(holder=_TableHolder)
@@ -252,6 +254,8 @@ class UserSessions(_TableHolder):
             <Scope.CONNECTION: 2>
         """
         holder = self  # compiled: the table is a C field, no lookup
+        if cython.compiled:
+            return new_scope(holder._table, ctx, _CONNECTION)  # no type call
         return ScopeCM(holder._table, ctx, _CONNECTION)
 
     @cython.locals(holder=_TableHolder)

@@ -4,7 +4,7 @@
 # the hold/leave/release protocol is called as C methods by the scope classes.
 cimport cython
 
-from userscope._speedups cimport Lock
+from userscope._speedups cimport Lock, context_slot, dict_get, monotonic
 from userscope.container._scopes cimport ScopeCM
 from userscope.container._session cimport UserSession
 
@@ -39,6 +39,8 @@ cdef class SessionTable:
     cdef public set background
     cdef public set observer_failed
 
+    cdef double _now(self) except? -1
+
     cpdef object _take_hold(self, UserSession session, object kind)
 
     @cython.locals(session=UserSession, lock=Lock, joined=cython.bint)
@@ -50,7 +52,7 @@ cdef class SessionTable:
     cpdef object _unhold(self, UserSession session, ScopeCM scope)
 
     @cython.locals(session=UserSession, lock=Lock)
-    cpdef tuple leave(self, ScopeCM scope)
+    cpdef object leave(self, ScopeCM scope)
 
     cpdef object release(self, UserSession session, ScopeCM scope, Py_ssize_t ran, list failures)
 

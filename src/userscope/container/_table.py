@@ -65,10 +65,12 @@ the scope classes call directly.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from userscope._speedups import context_slot, dict_get, monotonic
 from userscope.container import _finish, _leaks, _limits, _locks, _observe, _stats
 from userscope.container._expiry import DeadlineHeap
 from userscope.container._leaks import LeakReport, LeakWatch
@@ -77,6 +79,14 @@ from userscope.container._scope import Scope
 from userscope.container._session import Release, UserKey, UserSession, table_slot
 from userscope.context import UserExecutionContext
 from userscope.errors import ScopeClosedError, ScopeLimitError
+
+if TYPE_CHECKING:  # the declarations, as typed no-ops
+    from userscope import _nocython as cython
+else:
+    try:  # Cython's pure-Python mode: `cython.compiled` picks the C helpers (see _nocython)
+        import cython
+    except ImportError:  # pragma: no cover - a pure install: no Cython, no-op declarations
+        from userscope import _nocython as cython
 
 if TYPE_CHECKING:
     from userscope.container._cleanup import Observe
@@ -92,6 +102,7 @@ _KEEP: Final = Release.KEEP
 _SCHEDULE: Final = Release.SCHEDULE
 _FINISH: Final = Release.FINISH
 _RECENT_FAILURES: Final = 20
+_MONOTONIC: Final = time.monotonic  # the default clock, which `monotonic()` reads in C
 
 
 class SessionTable:
@@ -205,13 +216,20 @@ class SessionTable:
     ) -> tuple[UserSession, list[UserSession] | None]:
         """Hold the user's session for a new top-level scope; returns the session and
         the sessions evicted to make room (their cleanups are the caller's to run)."""
-        tenant_id = ctx.tenant_id
-        session = self.users.get(ctx.user_id if tenant_id is None else (tenant_id, ctx.user_id))
+        if cython.compiled:  # C calls: no attribute hook of the pydantic model, no
+            # method call of the OrderedDict; pure, the same as expressions (no calls)
+            session = dict_get(self.users, context_slot(ctx))
+        else:
+            tenant_id = ctx.tenant_id
+            session = self.users.get(ctx.user_id if tenant_id is None else (tenant_id, ctx.user_id))
         if session is not None and self.max_users is None:
             lock = session.lock
             lock.acquire()  # fast path: a live session, no LRU order to keep
             try:
-                if session.retired or (not session.active and self.clock() >= session.expires_at):
+                if session.retired or (
+                    not session.active
+                    and (self._now() if cython.compiled else self.clock()) >= session.expires_at
+                ):
                     error: ScopeLimitError | None = None
                     joined = False
                 elif self.limited:
@@ -228,6 +246,10 @@ class SessionTable:
             if joined:
                 return session, None
         return self._acquire(ctx, kind, async_)
+
+    def _now(self) -> float:
+        """The clock's time (compiled: the default clock read in C, no Python call)."""
+        return monotonic() if self.clock is _MONOTONIC else self.clock()
 
     def _acquire(
         self, ctx: UserExecutionContext, kind: Scope, async_: bool
@@ -314,17 +336,20 @@ class SessionTable:
             return _FINISH
         idle = self.idle_timeout
         if idle is not None:
-            session.expires_at = min(session.max_expiry, self.clock() + idle)
+            now = self._now() if cython.compiled else self.clock()
+            session.expires_at = min(session.max_expiry, now + idle)
         if session.scheduled or not self.timed:
             return _KEEP
         session.scheduled = True
         return _SCHEDULE
 
-    def leave(self, scope: ScopeCM) -> tuple[list[Finalizer] | None, Release]:
+    def leave(self, scope: ScopeCM) -> list[Finalizer] | Release:
         """Detach a closing scope's state; drop its hold unless finalizers must run first.
 
-        Returns the finalizers to run (then :meth:`release` drops the hold), or ``None``
-        and what the caller must do next (:meth:`schedule`, or finish the user).
+        Returns the finalizers to run (a non-empty list; then :meth:`release` drops the
+        hold), or, with none to run, the :class:`Release` saying what the caller must do
+        next (:meth:`schedule`, or finish the user). One value, not a pair: no tuple to
+        build and unpack on every exit.
         """
         self.open_states.discard(scope)
         session = scope.session
@@ -345,8 +370,8 @@ class SessionTable:
         if watched:
             _leaks.watch(self, watched)
         if finalizers:
-            return finalizers, _KEEP
-        return None, action
+            return finalizers
+        return action
 
     def schedule(self, session: UserSession) -> None:
         """Queue an idle session's next possible expiry (takes the table lock)."""
