@@ -35,9 +35,8 @@ else:
         from userscope import _nocython as cython
 
 from userscope._speedups import Lock, call, thread_ident
-from userscope.container import _flags, _locks
+from userscope.container import _flags, _guard, _locks
 from userscope.container._cleanup import run_cleanups_async, run_cleanups_sync
-from userscope.container._guard import GENERATION
 from userscope.container._guard import check as guard_check
 from userscope.container._pending import RETRY, PendingCreation
 from userscope.container._scope import ASYNC, SESSIONS, ActiveFrame, Scope
@@ -191,6 +190,30 @@ def _follow_lock_check(on: bool) -> None:
 
 _locks.on_switch(_follow_lock_check)
 
+# The two switches every creation reads, as globals of this module (compiled: C globals
+# of the extension, see the .pxd), kept by the modules that own them through a listener:
+# reading `_guard.GENERATION.token` or `_flags.observing` is a generic lookup on a Python
+# object per read (~160 instructions each, four per creation of the sync cycle).
+_generation: object = None
+"""The current validation generation's token (``_guard.GENERATION.token``)."""
+_observing: bool = False
+"""``_flags.observing``: whether any runtime got an observer."""
+
+
+def _follow_generation(token: object) -> None:
+    global _generation
+    _generation = token
+
+
+def _follow_flag(name: str, value: bool) -> None:
+    global _observing
+    if name == "observing":
+        _observing = value
+
+
+_guard.on_generation(_follow_generation)
+_flags.on_change(_follow_flag)
+
 
 def _refuse(frame: ActiveFrame, state: ScopeState, provider: ScopedProvider[Any]) -> Exception:
     """The instance-budget refusal (no lock held)."""
@@ -300,7 +323,7 @@ def create(
     # build, with no lock held
     finalizer: Finalizer | None = None
     try:
-        if core.guard is not GENERATION.token:  # first creation in this generation
+        if core.guard is not _generation:  # first creation in this generation
             guard_check(provider)  # validates its container(s): CaptiveDependencyError
         if before_create:
             will_create(provider, state, frame)
@@ -351,7 +374,7 @@ def create(
     lock.release()
     if type(entry) is PendingCreation:
         _settle_entry(entry, value, None)
-    if _flags.observing and frame[SESSIONS].observer is not None:
+    if _observing and frame[SESSIONS].observer is not None:
         frame[SESSIONS].notify_created(state, provider)
     return _ready(value) if core.is_async else value
 
@@ -457,7 +480,7 @@ async def acreate(
     try:
         value = started
         if value is MISSING:
-            if core.guard is not GENERATION.token:  # first creation in this generation
+            if core.guard is not _generation:  # first creation in this generation
                 guard_check(provider)  # validates its container(s): CaptiveDependencyError
             if before_create:
                 will_create(provider, state, frame)
@@ -531,7 +554,7 @@ async def acreate(
     lock.release()
     if type(entry) is PendingCreation:
         _settle_entry(entry, value, None)
-    if _flags.observing and frame[SESSIONS].observer is not None:
+    if _observing and frame[SESSIONS].observer is not None:
         frame[SESSIONS].notify_created(state, provider)
     return value
 

@@ -26,7 +26,6 @@ else:
 
 from userscope._speedups import var_get
 from userscope.container import _guard
-from userscope.container._guard import GENERATION
 from userscope.container._scope import ACTIVE, ASYNC, CTX, ActiveFrame, Scope, innermost
 from userscope.container._state import CLOSE, Finalizer, ScopeState
 from userscope.context import UserExecutionContext
@@ -54,6 +53,18 @@ async def _ready(value: T) -> T:
 
 
 _MISSING: Any = MISSING
+
+_generation: object = None
+"""The current validation generation's token, kept by `_guard.on_generation` (compiled:
+a C global, where reading ``GENERATION.token`` is a generic lookup per call)."""
+
+
+def _follow_generation(token: object) -> None:
+    global _generation
+    _generation = token
+
+
+_guard.on_generation(_follow_generation)
 
 
 def _describe(obj: object) -> str:
@@ -114,7 +125,41 @@ class _Named:
         _guard.invalidate()
 
 
-class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
+class _Resolve:
+    """How a scoped provider is called: the one base that defines ``__call__``.
+
+    Compiled, this is an extension type with no fields of its own (see the ``.pxd``), so
+    its ``__call__`` is a C call slot (``tp_call``) that :class:`ScopedProvider` and its
+    subclasses inherit as it is: calling a provider enters this function directly, where
+    a ``__call__`` defined on the Python class itself is looked up and called through
+    CPython's generic slot (``slot_tp_call``: a method lookup, a frame of arguments
+    rebuilt with ``self`` in front, a vectorcall). Having no fields, it does not change
+    the instance layout of dependency-injector's ``Provider`` it is combined with. Pure,
+    it is a plain mixin and the call is a Python method like any other.
+    """
+
+    @cython.locals(core=ProviderCore, state=ScopeState, frame=tuple)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        provider: Any = self
+        core = provider._core
+        if core.overridden:
+            overriding = provider.last_overriding
+            if overriding is not None:
+                return overriding(*args, **kwargs)
+        frame: ActiveFrame | None = var_get(ACTIVE)
+        if frame is not None:
+            state: ScopeState | None = frame[core.scope]  # type: ignore[assignment]
+            if state is not None:
+                value = state.cache.get(provider, _MISSING)
+                if value is _MISSING:
+                    return create(core, state, frame, args, kwargs)
+                if core.is_async:
+                    return _ready(value)
+                return value
+        raise OutOfScopeError(provider.name, provider.scope, innermost(frame))
+
+
+class ScopedProvider(_Named, _Resolve, providers.Provider[T], Generic[T, R]):
     """Base of the scoped providers: one instance per active scope of :attr:`scope`.
 
     Subclasses fix the level; use :class:`UserScoped`, :class:`ConnectionScoped` or
@@ -348,27 +393,13 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
         return result  # type: ignore[no-any-return]
 
     # -- resolution -------------------------------------------------------------------
-    # dependency-injector's stub overloads __call__ twice with identical parameters (T and
-    # Awaitable[T]); no single signature can match both, so the override is declared on R
-    # (T, or Awaitable[T] for a provider typed over an async factory).
-    @cython.locals(core=ProviderCore, state=ScopeState, frame=tuple)
-    def __call__(self, *args: Any, **kwargs: Any) -> R:  # type: ignore[override]
-        core = self._core
-        if core.overridden:
-            overriding = self.last_overriding
-            if overriding is not None:
-                return overriding(*args, **kwargs)  # type: ignore[no-any-return]
-        frame: ActiveFrame | None = var_get(ACTIVE)
-        if frame is not None:
-            state: ScopeState | None = frame[core.scope]  # type: ignore[assignment]
-            if state is not None:
-                value = state.cache.get(self, _MISSING)
-                if value is _MISSING:
-                    return create(core, state, frame, args, kwargs)  # type: ignore[no-any-return]
-                if core.is_async:
-                    return _ready(value)  # type: ignore[return-value]
-                return value  # type: ignore[no-any-return]
-        raise OutOfScopeError(self.name, self.scope, innermost(frame))
+    # Calling the provider is `_Resolve.__call__` (a base class: compiled, the type's C
+    # call slot). dependency-injector's stub overloads __call__ twice with identical
+    # parameters (T and Awaitable[T]); no single signature can match both, so the typed
+    # view is declared on R (T, or Awaitable[T] for a provider typed over an async factory).
+    if TYPE_CHECKING:
+
+        def __call__(self, *args: Any, **kwargs: Any) -> R: ...  # type: ignore[override]
 
     def _call_factory(self, positional: list[Any], named: dict[str, Any]) -> Any:
         """Call the factory with resolved injections, awaiting the async ones first if any.
@@ -604,7 +635,7 @@ class CurrentContext(_Named, providers.Provider[UserExecutionContext]):
             overriding = self.last_overriding
             if overriding is not None:
                 return overriding(*args, **kwargs)  # type: ignore[no-any-return]
-        if core.guard is not GENERATION.token:  # a singleton must not capture a context
+        if core.guard is not _generation:  # a singleton must not capture a context
             _guard.check(self)
         frame = ACTIVE.get()
         if frame is None:
