@@ -14,6 +14,8 @@ cdef int _VALUE, _CONTEXT, _SCOPED
 cdef object _generation
 cdef bint _observing
 cdef set _PLAIN
+cdef dict _tasks
+cdef object _running_loop, _current_task
 
 cdef class ProviderCore:
     cdef public object provider

@@ -69,9 +69,10 @@ __all__ = ["ProviderCore", "acreate", "create", "will_create"]
 
 _running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
-# asyncio.current_task is a Python function before 3.12; its loop -> task dict is C
+# the loop -> current task dict asyncio's C tasks keep (a Python function looks it up
+# before 3.12): read with a C dict lookup compiled (typed in the .pxd); None without it
 _tasks_by_loop = getattr(asyncio.tasks, "_current_tasks", None)
-_task_of: Any = _tasks_by_loop.get if isinstance(_tasks_by_loop, dict) else asyncio.current_task
+_tasks: dict[Any, Any] | None = _tasks_by_loop if isinstance(_tasks_by_loop, dict) else None
 _anext = anext  # a global: compiled, a builtin Cython does not know is looked up per use
 _NO_ARGS: Final[tuple[Any, ...]] = ()
 _USER: Final = Scope.USER
@@ -435,7 +436,8 @@ async def acreate(
     provider = core.provider
     session = state.session
     lock = session.lock
-    task = _task_of(_running_loop())
+    loop = _running_loop()
+    task = _tasks.get(loop) if _tasks is not None else _current_task(loop)
     owner: Any = thread_ident() if task is None else task
     while not reserved:
         lock.acquire()
