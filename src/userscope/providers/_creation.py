@@ -76,6 +76,7 @@ _tasks: dict[Any, Any] | None = _tasks_by_loop if isinstance(_tasks_by_loop, dic
 _anext = anext  # a global: compiled, a builtin Cython does not know is looked up per use
 _NO_ARGS: Final[tuple[Any, ...]] = ()
 _USER: Final = Scope.USER
+_ASYNC: Final = ASYNC  # the frame index, a C integer compiled (see the .pxd)
 # the injection kinds again, as C ints compiled (see the .pxd): the plan loops compare them
 _VALUE: Final = VALUE
 _CONTEXT: Final = CONTEXT
@@ -278,7 +279,7 @@ def create(
     """
     provider = core.provider
     if core.is_async and not args and not kwargs:
-        if not frame[ASYNC]:
+        if not frame[_ASYNC]:
             raise AsyncScopeRequiredError(provider.name, state.level)
         return acreate(core, state, frame)
     session = state.session
@@ -346,7 +347,7 @@ def create(
                 raise FactoryProtocolError(provider.name, "no_yield") from None
             finalizer = (GEN, result, provider)
         elif kind not in _PLAIN and needs_await(result):
-            if not frame[ASYNC]:
+            if not frame[_ASYNC]:
                 _discard(result)
                 raise AsyncScopeRequiredError(provider.name, state.level)
             core.is_async = True  # from now on `acreate` builds it in one coroutine

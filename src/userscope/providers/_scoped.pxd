@@ -7,6 +7,7 @@ from userscope._speedups cimport var_get
 from userscope.providers._plan cimport is_awaitable
 
 cdef object _generation
+cdef Py_ssize_t _ASYNC
 
 # No fields: the provider classes combine it with dependency-injector's Provider (whose
 # layout stays theirs); its __call__ becomes the C call slot they inherit.

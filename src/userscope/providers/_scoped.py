@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from copy import deepcopy
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Self, overload
 
 from dependency_injector import providers
 from typing_extensions import TypeVar
@@ -53,6 +53,7 @@ async def _ready(value: T) -> T:
 
 
 _MISSING: Any = MISSING
+_ASYNC: Final = ASYNC  # the frame index, a C integer compiled (see the .pxd)
 
 _generation: object = None
 """The current validation generation's token, kept by `_guard.on_generation` (compiled:
@@ -391,7 +392,7 @@ class ScopedProvider(_Named, _Resolve, providers.Provider[T], Generic[T, R]):
                     if value is not _MISSING:
                         return _ready(value)
                     if core.is_async:
-                        if not frame[ASYNC]:
+                        if not frame[_ASYNC]:
                             return self._async_resolve(args, kwargs)  # raises on await
                         return acreate(core, state, frame)
         return self._async_resolve(args, kwargs)
