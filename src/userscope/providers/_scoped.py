@@ -158,28 +158,51 @@ class _Resolve:
 
     @cython.locals(core=ProviderCore, state=ScopeState, frame=tuple)
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        provider: Any = self
-        if cython.compiled:  # the slot read in place (see `_slot_at`)
-            core = _slot_at(provider, _SCOPED_CLASS, _CORE_OFFSET)
-            if core is None:
-                core = provider._core
-        else:
-            core = provider._core
+        # Compiled only: pure, `_call` below (the same steps, reading `self._core`)
+        # replaces it, as `_slot_at` would be a Python call there.
+        core = _slot_at(self, _SCOPED_CLASS, _CORE_OFFSET)  # the core slot, read in place
+        if core is None:
+            core = self._core  # type: ignore[attr-defined]
         if core.overridden:
-            overriding = provider.last_overriding
+            overriding = self.last_overriding  # type: ignore[attr-defined]
             if overriding is not None:
                 return overriding(*args, **kwargs)
         frame: ActiveFrame | None = var_get(ACTIVE)
         if frame is not None:
             state: ScopeState | None = frame[core.scope]  # type: ignore[assignment]
             if state is not None:
-                value = state.cache.get(provider, _MISSING)
+                value = state.cache.get(self, _MISSING)
                 if value is _MISSING:
                     return create(core, state, frame, args, kwargs)
                 if core.is_async:
                     return _ready(value)
                 return value
-        raise OutOfScopeError(provider.name, provider.scope, innermost(frame))
+        raise OutOfScopeError(self.name, self.scope, innermost(frame))  # type: ignore[attr-defined]
+
+
+if not cython.compiled:
+
+    def _call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        """Calling a scoped provider (pure): the instance in the active scope of its
+        level, created on a miss; the overriding provider's result when overridden."""
+        core = self._core
+        if core.overridden:
+            overriding = self.last_overriding
+            if overriding is not None:
+                return overriding(*args, **kwargs)
+        frame: ActiveFrame | None = var_get(ACTIVE)
+        if frame is not None:
+            state: ScopeState | None = frame[core.scope]  # type: ignore[assignment]
+            if state is not None:
+                value = state.cache.get(self, _MISSING)
+                if value is _MISSING:
+                    return create(core, state, frame, args, kwargs)
+                if core.is_async:
+                    return _ready(value)
+                return value
+        raise OutOfScopeError(self.name, self.scope, innermost(frame))
+
+    _Resolve.__call__ = _call  # type: ignore[method-assign]
 
 
 class ScopedProvider(_Named, _Resolve, providers.Provider[T], Generic[T, R]):
@@ -377,12 +400,7 @@ class ScopedProvider(_Named, _Resolve, providers.Provider[T], Generic[T, R]):
             >>> asyncio.run(main())
             'client of a'
         """
-        if cython.compiled:  # the slot read in place (see `_slot_at`)
-            core = _slot_at(self, _SCOPED_CLASS, _CORE_OFFSET)
-            if core is None:
-                core = self._core
-        else:
-            core = self._core
+        core = self._core
         if not core.overridden and not args and not kwargs:
             frame: ActiveFrame | None = var_get(ACTIVE)
             if frame is not None:
