@@ -8,9 +8,12 @@ Setting the attribute (``_flags.observing = True``) tells every listener.
 Example:
     >>> from userscope.container import _flags
     >>> seen = []
-    >>> _flags.on_change(lambda name, value: seen.append((name, value)))
+    >>> def listener(name, value):
+    ...     seen.append((name, value == _flags.observing))
+    >>> _flags.on_change(listener)
     >>> seen
-    [('observing', False)]
+    [('observing', True)]
+    >>> _flags._listeners.remove(listener)
 """
 
 from __future__ import annotations
