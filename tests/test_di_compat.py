@@ -239,3 +239,34 @@ async def test_async_resolve_gives_a_coroutine_on_every_path(sessions: Any) -> N
     pending = C.client.async_()  # out of scope: the error comes with the await
     with pytest.raises(us.OutOfScopeError):
         await pending
+
+
+def test_subclasses_with_slots_of_their_own_resolve_and_override(sessions: Any) -> None:
+    """The compiled call reads a provider's core from its slot's place in the instance
+    (ScopedProvider's `_core`); subclasses that add slots of their own, before or after
+    it in their own layout, still resolve, cache and override like the base."""
+
+    class Tagged(us.RequestScoped[Any]):
+        __slots__ = ("first", "second")
+
+    class Tagged2(Tagged):
+        __slots__ = ("third",)
+
+    class C(containers.DeclarativeContainer):
+        context = us.CurrentContext()
+        one = Tagged(dict, who=context)
+        two = Tagged2(list)
+
+    C.one.first = C.two.third = "set"
+    with sessions.request(ctx_for("alice")):
+        built = C.one()
+        assert built["who"].user_id == "alice"
+        assert C.one() is built
+        assert C.two() == []
+        assert C.two() is C.two()
+    with C.one.override(providers.Object("overridden")):
+        assert C.one() == "overridden"
+    with sessions.request(ctx_for("bob")):
+        assert C.one()["who"].user_id == "bob"
+    assert C.one.first == "set"
+    assert C.two.third == "set"

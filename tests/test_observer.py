@@ -314,3 +314,25 @@ def test_concurrent_threads_report_each_creation_once() -> None:
         thread.join(timeout=30)
     assert [c[2] for c in recorder.of("created")] == ["C.registry"]
     asyncio.run(sessions.aclose())
+
+
+def test_the_creation_path_follows_the_observing_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The creation path reads its own copy of `_flags.observing` (a C global compiled);
+    setting the flag, as giving a runtime its first observer does, must reach it."""
+    from userscope.container import _flags
+
+    class C(containers.DeclarativeContainer):
+        items = us.RequestScoped(list)
+
+    ctx = us.UserExecutionContext(user_id="a", thread_id="t")
+    monkeypatch.setattr(_flags, "observing", False)  # as in a process with no observer yet
+    sessions = us.UserSessions()
+    recorder = Recorder()
+    sessions.observer = recorder  # switches the flag on
+    try:
+        with sessions.request(ctx):
+            C.items()
+    finally:
+        sessions.close()
+    created = [call for call in recorder.calls if call[0] == "created"]
+    assert [call[2] for call in created] == ["C.items"]

@@ -8,6 +8,7 @@ per override generation.
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -297,3 +298,57 @@ def test_a_container_given_to_validate_is_known_from_then_on(sessions: Any) -> N
         "DynamicContainer.holder (Singleton) -> DynamicContainer.agent (RequestScoped)",
     )
     assert Holder.built == 0
+
+
+def test_concurrent_new_generations_leave_the_creation_path_on_the_newest(
+    sessions: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The creation path compares against its own copy of the generation token (told by
+    `_guard.on_generation`). Two threads starting generations at once must leave that
+    copy on the newest one: were the older thread's listener to run last, a provider
+    validated in between would pass the next creation unchecked, and a captive
+    dependency the newer generation brought in would slip through."""
+
+    class C(containers.DeclarativeContainer):
+        context = us.CurrentContext()
+        registry = us.UserScoped(dict)
+        agent = us.RequestScoped(Agent, context)
+
+    container = C()
+    with sessions.request(ctx_for("alice")):
+        container.agent()
+        container.registry()
+    first = threading.Event()  # the first thread is inside its listeners
+    release = threading.Event()
+    second_done = threading.Event()
+
+    def hold_first(token: object) -> None:  # runs before the runtime's own listeners
+        if threading.current_thread() is older:
+            first.set()
+            release.wait(5)
+
+    monkeypatch.setattr(_guard, "_listeners", [hold_first, *_guard._listeners])
+
+    def newer_override() -> None:  # a singleton over the user's registry: captive
+        container.agent.override(providers.Singleton(Holder, container.registry))
+        second_done.set()
+
+    older = threading.Thread(target=_guard.invalidate, daemon=True)
+    newer = threading.Thread(target=newer_override, daemon=True)
+    try:
+        older.start()
+        assert first.wait(5)
+        _guard.check(container.registry)  # validated while the older generation starts
+        newer.start()
+        second_done.wait(0.5)  # ordered generations: it waits for the older one instead
+    finally:
+        release.set()
+        older.join(5)
+        newer.join(5)
+    assert not older.is_alive()
+    assert not newer.is_alive()
+    with pytest.raises(us.CaptiveDependencyError):
+        with sessions.request(ctx_for("bob")):
+            container.agent()
+    assert Holder.built == 0
+    container.agent.reset_override()

@@ -8,8 +8,10 @@ provider could capture. The result is remembered per container and *generation*:
 generation starts whenever a userscope provider is overridden or its overrides are reset,
 whenever ``userscope.testing.override`` installs or removes an override, and whenever
 :func:`invalidate` is called. Once a provider passed in the current generation, the check
-costs its creation path one identity compare (``provider._us_guard is GENERATION.token``);
-cache hits never reach it.
+costs its creation path one identity compare (``provider._us_guard is GENERATION.token``;
+the creation protocol keeps its own copy of the token, told of each new generation through
+:func:`on_generation`, so compiled that is a compare of two C pointers); cache hits never
+reach it.
 
 How a provider knows its containers (its *anchors*, ``provider._us_links``):
 
@@ -46,6 +48,7 @@ from __future__ import annotations
 import copy
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from dependency_injector import providers
@@ -60,6 +63,7 @@ __all__ = [
     "copied_links",
     "invalidate",
     "link_owner",
+    "on_generation",
     "remember",
 ]
 
@@ -73,10 +77,15 @@ class Generation:
         self.token: object = object()
 
 
-#: read on every scoped creation: ``provider._us_guard is not GENERATION.token``
+#: the current generation (the creation protocol compares against its copy of the token,
+#: see :func:`on_generation`)
 GENERATION = Generation()
 
 _lock = threading.Lock()
+# Serializes new generations: a new token and what the listeners are told of it change
+# together, so a listener's copy is never left on an older token than GENERATION's.
+_generation_lock = threading.Lock()
+_listeners: list[Callable[[object], None]] = []  # told of each new generation's token
 # container -> (token, fingerprint, captive paths) of its last validation
 _records: weakref.WeakKeyDictionary[Any, tuple[object, tuple[int, ...], tuple[str, ...]]] = (
     weakref.WeakKeyDictionary()
@@ -91,7 +100,31 @@ def invalidate() -> None:
     after overriding plain dependency-injector providers with their own API if you do not
     call :func:`~userscope.validate` afterwards.
     """
-    GENERATION.token = object()
+    with _generation_lock:
+        token = GENERATION.token = object()
+        for listener in _listeners:
+            listener(token)
+
+
+def on_generation(listener: Callable[[object], None]) -> None:
+    """Call ``listener(token)`` now and with each new generation's token.
+
+    The creation protocol keeps its copy of ``GENERATION.token`` this way (compiled, a C
+    global it compares by address). Listeners run under a lock that orders generations:
+    they must only store the token.
+
+    Example:
+        >>> from userscope.container import _guard
+        >>> seen = []
+        >>> _guard.on_generation(seen.append)
+        >>> _guard.invalidate()
+        >>> seen[-1] is _guard.GENERATION.token
+        True
+        >>> _guard._listeners.remove(seen.append)
+    """
+    with _generation_lock:
+        _listeners.append(listener)
+        listener(GENERATION.token)
 
 
 def link_owner(provider: Any, owner: Any) -> None:

@@ -11,7 +11,12 @@ from userscope.container._state cimport ScopeState
 from userscope.providers._plan cimport is_awaitable, needs_await
 
 cdef int _VALUE, _CONTEXT, _SCOPED
+cdef Py_ssize_t _ASYNC
+cdef object _generation
+cdef bint _observing
 cdef set _PLAIN
+cdef dict _tasks
+cdef object _running_loop, _current_task
 
 cdef class ProviderCore:
     cdef public object provider

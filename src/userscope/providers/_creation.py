@@ -35,9 +35,8 @@ else:
         from userscope import _nocython as cython
 
 from userscope._speedups import Lock, call, thread_ident
-from userscope.container import _flags, _locks
+from userscope.container import _flags, _guard, _locks
 from userscope.container._cleanup import run_cleanups_async, run_cleanups_sync
-from userscope.container._guard import GENERATION
 from userscope.container._guard import check as guard_check
 from userscope.container._pending import RETRY, PendingCreation
 from userscope.container._scope import ASYNC, SESSIONS, ActiveFrame, Scope
@@ -70,12 +69,14 @@ __all__ = ["ProviderCore", "acreate", "create", "will_create"]
 
 _running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
-# asyncio.current_task is a Python function before 3.12; its loop -> task dict is C
+# the loop -> current task dict asyncio's C tasks keep (a Python function looks it up
+# before 3.12): read with a C dict lookup compiled (typed in the .pxd); None without it
 _tasks_by_loop = getattr(asyncio.tasks, "_current_tasks", None)
-_task_of: Any = _tasks_by_loop.get if isinstance(_tasks_by_loop, dict) else asyncio.current_task
+_tasks: dict[Any, Any] | None = _tasks_by_loop if isinstance(_tasks_by_loop, dict) else None
 _anext = anext  # a global: compiled, a builtin Cython does not know is looked up per use
 _NO_ARGS: Final[tuple[Any, ...]] = ()
 _USER: Final = Scope.USER
+_ASYNC: Final = ASYNC  # the frame index, a C integer compiled (see the .pxd)
 # the injection kinds again, as C ints compiled (see the .pxd): the plan loops compare them
 _VALUE: Final = VALUE
 _CONTEXT: Final = CONTEXT
@@ -191,6 +192,30 @@ def _follow_lock_check(on: bool) -> None:
 
 _locks.on_switch(_follow_lock_check)
 
+# The two switches every creation reads, as globals of this module (compiled: C globals
+# of the extension, see the .pxd), kept by the modules that own them through a listener:
+# reading `_guard.GENERATION.token` or `_flags.observing` is a generic lookup on a Python
+# object per read (~160 instructions each, four per creation of the sync cycle).
+_generation: object = None
+"""The current validation generation's token (``_guard.GENERATION.token``)."""
+_observing: bool = False
+"""``_flags.observing``: whether any runtime got an observer."""
+
+
+def _follow_generation(token: object) -> None:
+    global _generation
+    _generation = token
+
+
+def _follow_flag(name: str, value: bool) -> None:
+    global _observing
+    if name == "observing":
+        _observing = value
+
+
+_guard.on_generation(_follow_generation)
+_flags.on_change(_follow_flag)
+
 
 def _refuse(frame: ActiveFrame, state: ScopeState, provider: ScopedProvider[Any]) -> Exception:
     """The instance-budget refusal (no lock held)."""
@@ -254,7 +279,7 @@ def create(
     """
     provider = core.provider
     if core.is_async and not args and not kwargs:
-        if not frame[ASYNC]:
+        if not frame[_ASYNC]:
             raise AsyncScopeRequiredError(provider.name, state.level)
         return acreate(core, state, frame)
     session = state.session
@@ -300,7 +325,7 @@ def create(
     # build, with no lock held
     finalizer: Finalizer | None = None
     try:
-        if core.guard is not GENERATION.token:  # first creation in this generation
+        if core.guard is not _generation:  # first creation in this generation
             guard_check(provider)  # validates its container(s): CaptiveDependencyError
         if before_create:
             will_create(provider, state, frame)
@@ -322,7 +347,7 @@ def create(
                 raise FactoryProtocolError(provider.name, "no_yield") from None
             finalizer = (GEN, result, provider)
         elif kind not in _PLAIN and needs_await(result):
-            if not frame[ASYNC]:
+            if not frame[_ASYNC]:
                 _discard(result)
                 raise AsyncScopeRequiredError(provider.name, state.level)
             core.is_async = True  # from now on `acreate` builds it in one coroutine
@@ -351,7 +376,7 @@ def create(
     lock.release()
     if type(entry) is PendingCreation:
         _settle_entry(entry, value, None)
-    if _flags.observing and frame[SESSIONS].observer is not None:
+    if _observing and frame[SESSIONS].observer is not None:
         frame[SESSIONS].notify_created(state, provider)
     return _ready(value) if core.is_async else value
 
@@ -412,7 +437,8 @@ async def acreate(
     provider = core.provider
     session = state.session
     lock = session.lock
-    task = _task_of(_running_loop())
+    loop = _running_loop()
+    task = _tasks.get(loop) if _tasks is not None else _current_task(loop)
     owner: Any = thread_ident() if task is None else task
     while not reserved:
         lock.acquire()
@@ -457,7 +483,7 @@ async def acreate(
     try:
         value = started
         if value is MISSING:
-            if core.guard is not GENERATION.token:  # first creation in this generation
+            if core.guard is not _generation:  # first creation in this generation
                 guard_check(provider)  # validates its container(s): CaptiveDependencyError
             if before_create:
                 will_create(provider, state, frame)
@@ -531,7 +557,7 @@ async def acreate(
     lock.release()
     if type(entry) is PendingCreation:
         _settle_entry(entry, value, None)
-    if _flags.observing and frame[SESSIONS].observer is not None:
+    if _observing and frame[SESSIONS].observer is not None:
         frame[SESSIONS].notify_created(state, provider)
     return value
 

@@ -2,3 +2,5 @@
 # reference): the awaitable checks are C functions for the compiled creation path.
 cpdef bint needs_await(object result) except -1
 cpdef bint is_awaitable(object value) except -1
+cdef set _PLAIN, _AWAITABLE
+cdef object _COROUTINE

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from copy import deepcopy
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Self, overload
 
 from dependency_injector import providers
 from typing_extensions import TypeVar
@@ -26,7 +26,6 @@ else:
 
 from userscope._speedups import var_get
 from userscope.container import _guard
-from userscope.container._guard import GENERATION
 from userscope.container._scope import ACTIVE, ASYNC, CTX, ActiveFrame, Scope, innermost
 from userscope.container._state import CLOSE, Finalizer, ScopeState
 from userscope.context import UserExecutionContext
@@ -54,6 +53,36 @@ async def _ready(value: T) -> T:
 
 
 _MISSING: Any = MISSING
+_ASYNC: Final = ASYNC  # the frame index, a C integer compiled (see the .pxd)
+
+_generation: object = None
+"""The current validation generation's token, kept by `_guard.on_generation` (compiled:
+a C global, where reading ``GENERATION.token`` is a generic lookup per call)."""
+
+
+def _follow_generation(token: object) -> None:
+    global _generation
+    _generation = token
+
+
+_guard.on_generation(_follow_generation)
+
+if not cython.compiled:  # the pure twins of two C helpers declared in the .pxd
+
+    def _member_offset(descr: Any, owner: type) -> int:
+        """Compiled: where the object slot ``descr`` of ``owner`` sits in its instances
+        (0 when ``descr`` is not such a slot)."""
+        return 0
+
+    def _slot_at(obj: Any, owner: type, offset: int) -> Any:
+        """Compiled: the value of the object slot at ``offset`` in ``obj`` when ``obj`` is
+        an instance of ``owner`` and the slot is set, else None.
+
+        The call paths read a provider's ``_core`` this way: a generic attribute lookup
+        (the type's attribute cache, the member descriptor, its type check) costs ~150
+        instructions per call, the read in place a subtype check and a load.
+        """
+        return None
 
 
 def _describe(obj: object) -> str:
@@ -114,7 +143,69 @@ class _Named:
         _guard.invalidate()
 
 
-class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
+class _Resolve:
+    """How a scoped provider is called: the one base that defines ``__call__``.
+
+    Compiled, this is an extension type with no fields of its own (see the ``.pxd``), so
+    its ``__call__`` is a C call slot (``tp_call``) that :class:`ScopedProvider` and its
+    subclasses inherit as it is: calling a provider enters this function directly, where
+    a ``__call__`` defined on the Python class itself is looked up and called through
+    CPython's generic slot (``slot_tp_call``: a method lookup, a frame of arguments
+    rebuilt with ``self`` in front, a vectorcall). Having no fields, it does not change
+    the instance layout of dependency-injector's ``Provider`` it is combined with. Pure,
+    it is a plain mixin and the call is a Python method like any other.
+    """
+
+    @cython.locals(core=ProviderCore, state=ScopeState, frame=tuple)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Compiled only: pure, `_call` below (the same steps, reading `self._core`)
+        # replaces it, as `_slot_at` would be a Python call there.
+        core = _slot_at(self, _SCOPED_CLASS, _CORE_OFFSET)  # the core slot, read in place
+        if core is None:
+            core = self._core  # type: ignore[attr-defined]
+        if core.overridden:
+            overriding = self.last_overriding  # type: ignore[attr-defined]
+            if overriding is not None:
+                return overriding(*args, **kwargs)
+        frame: ActiveFrame | None = var_get(ACTIVE)
+        if frame is not None:
+            state: ScopeState | None = frame[core.scope]  # type: ignore[assignment]
+            if state is not None:
+                value = state.cache.get(self, _MISSING)
+                if value is _MISSING:
+                    return create(core, state, frame, args, kwargs)
+                if core.is_async:
+                    return _ready(value)
+                return value
+        raise OutOfScopeError(self.name, self.scope, innermost(frame))  # type: ignore[attr-defined]
+
+
+if not cython.compiled:
+
+    def _call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        """Calling a scoped provider (pure): the instance in the active scope of its
+        level, created on a miss; the overriding provider's result when overridden."""
+        core = self._core
+        if core.overridden:
+            overriding = self.last_overriding
+            if overriding is not None:
+                return overriding(*args, **kwargs)
+        frame: ActiveFrame | None = var_get(ACTIVE)
+        if frame is not None:
+            state: ScopeState | None = frame[core.scope]  # type: ignore[assignment]
+            if state is not None:
+                value = state.cache.get(self, _MISSING)
+                if value is _MISSING:
+                    return create(core, state, frame, args, kwargs)
+                if core.is_async:
+                    return _ready(value)
+                return value
+        raise OutOfScopeError(self.name, self.scope, innermost(frame))
+
+    _Resolve.__call__ = _call  # type: ignore[method-assign]
+
+
+class ScopedProvider(_Named, _Resolve, providers.Provider[T], Generic[T, R]):
     """Base of the scoped providers: one instance per active scope of :attr:`scope`.
 
     Subclasses fix the level; use :class:`UserScoped`, :class:`ConnectionScoped` or
@@ -319,7 +410,7 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
                     if value is not _MISSING:
                         return _ready(value)
                     if core.is_async:
-                        if not frame[ASYNC]:
+                        if not frame[_ASYNC]:
                             return self._async_resolve(args, kwargs)  # raises on await
                         return acreate(core, state, frame)
         return self._async_resolve(args, kwargs)
@@ -348,27 +439,13 @@ class ScopedProvider(_Named, providers.Provider[T], Generic[T, R]):
         return result  # type: ignore[no-any-return]
 
     # -- resolution -------------------------------------------------------------------
-    # dependency-injector's stub overloads __call__ twice with identical parameters (T and
-    # Awaitable[T]); no single signature can match both, so the override is declared on R
-    # (T, or Awaitable[T] for a provider typed over an async factory).
-    @cython.locals(core=ProviderCore, state=ScopeState, frame=tuple)
-    def __call__(self, *args: Any, **kwargs: Any) -> R:  # type: ignore[override]
-        core = self._core
-        if core.overridden:
-            overriding = self.last_overriding
-            if overriding is not None:
-                return overriding(*args, **kwargs)  # type: ignore[no-any-return]
-        frame: ActiveFrame | None = var_get(ACTIVE)
-        if frame is not None:
-            state: ScopeState | None = frame[core.scope]  # type: ignore[assignment]
-            if state is not None:
-                value = state.cache.get(self, _MISSING)
-                if value is _MISSING:
-                    return create(core, state, frame, args, kwargs)  # type: ignore[no-any-return]
-                if core.is_async:
-                    return _ready(value)  # type: ignore[return-value]
-                return value  # type: ignore[no-any-return]
-        raise OutOfScopeError(self.name, self.scope, innermost(frame))
+    # Calling the provider is `_Resolve.__call__` (a base class: compiled, the type's C
+    # call slot). dependency-injector's stub overloads __call__ twice with identical
+    # parameters (T and Awaitable[T]); no single signature can match both, so the typed
+    # view is declared on R (T, or Awaitable[T] for a provider typed over an async factory).
+    if TYPE_CHECKING:
+
+        def __call__(self, *args: Any, **kwargs: Any) -> R: ...  # type: ignore[override]
 
     def _call_factory(self, positional: list[Any], named: dict[str, Any]) -> Any:
         """Call the factory with resolved injections, awaiting the async ones first if any.
@@ -604,7 +681,7 @@ class CurrentContext(_Named, providers.Provider[UserExecutionContext]):
             overriding = self.last_overriding
             if overriding is not None:
                 return overriding(*args, **kwargs)  # type: ignore[no-any-return]
-        if core.guard is not GENERATION.token:  # a singleton must not capture a context
+        if core.guard is not _generation:  # a singleton must not capture a context
             _guard.check(self)
         frame = ACTIVE.get()
         if frame is None:
@@ -637,3 +714,9 @@ class CurrentContext(_Named, providers.Provider[UserExecutionContext]):
         return f"<CurrentContext {self.name}>"
 
     __str__ = __repr__
+
+
+# where `ScopedProvider._core` sits in its instances (and its subclasses': a subclass
+# appends its own slots after the base's), for `_slot_at`
+_SCOPED_CLASS: type = ScopedProvider
+_CORE_OFFSET: int = _member_offset(vars(ScopedProvider)["_core"], ScopedProvider)
