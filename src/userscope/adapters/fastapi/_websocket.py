@@ -76,7 +76,7 @@ def message_scope(websocket: WebSocket) -> AbstractAsyncContextManager[us.UserEx
     # Both results are async context managers as far as `async with` is concerned; their
     # methods hand back awaitables that need not be coroutines (hence the ignores).
     state = websocket.scope.get(STATE_KEY)
-    if state.__class__ is not ConnectionState and not isinstance(state, ConnectionState):
+    if type(state) is not ConnectionState and not isinstance(state, ConnectionState):
         error = NotInstalledError("message_scope()", websocket.url.path)
         return _Refused(error)  # type: ignore[return-value]
     expires_at = state.expires_at
