@@ -81,6 +81,35 @@ def count(valgrind: str, name: str, row: str, n: int, *, simulate: bool = False)
     Always ``Ir`` (instructions); with ``simulate`` also the cache and branch simulation's
     events (``I1mr``, ``D1mr``, ``Bim``, ...).
     """
+    return callgrind(
+        valgrind,
+        __file__,
+        [name, row, str(n)],
+        label=f"{name} / {row}",
+        env=_mode_env(name),
+        simulate=simulate,
+    )
+
+
+def callgrind(
+    valgrind: str,
+    script: str,
+    inner: list[str],
+    *,
+    label: str,
+    env: dict[str, str] | None = None,
+    simulate: bool = False,
+    exclude: str | None = None,
+) -> dict[str, int]:
+    """Run ``script --inner *inner`` under callgrind and return its event totals.
+
+    Only the one ``itertools.starmap`` step of the script's inner run is collected;
+    ``PYTHONHASHSEED=0`` (same dict layouts, same count every run) and ``env`` are added
+    to this process's environment. ``exclude`` names a C function whose inclusive ``Ir``
+    is taken off the total (ws_instructions: the driver's own ``gc.collect()``);
+    ``simulate`` adds the cache and branch simulation. Shared by bench_instructions and
+    ws_instructions, so that both count the same way.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         proc = subprocess.run(
@@ -92,24 +121,37 @@ def count(valgrind: str, name: str, row: str, n: int, *, simulate: bool = False)
                 "--toggle-collect=starmap_next",
                 *(["--cache-sim=yes", "--branch-sim=yes"] if simulate else []),
                 sys.executable,
-                __file__,
+                script,
                 "--inner",
-                name,
-                row,
-                str(n),
+                *inner,
             ],
             capture_output=True,
             text=True,
             check=False,
-            # PYTHONHASHSEED: same dict layouts, same count every run
-            env={**os.environ, "PYTHONHASHSEED": "0", **_mode_env(name)},
+            env={**os.environ, "PYTHONHASHSEED": "0", **(env or {})},
         )
         text = out.read_text() if out.exists() else ""
+        excluded = _inclusive_ir(out, exclude) if exclude and out.exists() else 0
     events = re.search(r"^events: (.+)$", text, re.MULTILINE)
     totals = re.search(r"^summary: (.+)$", text, re.MULTILINE)
     if proc.returncode != 0 or events is None or totals is None:
-        raise RuntimeError(f"{name} / {row} failed under callgrind:\n{proc.stderr[-2000:]}")
-    return dict(zip(events.group(1).split(), map(int, totals.group(1).split()), strict=True))
+        raise RuntimeError(f"{label} failed under callgrind:\n{proc.stderr[-2000:]}")
+    result = dict(zip(events.group(1).split(), map(int, totals.group(1).split()), strict=True))
+    result["Ir"] -= excluded
+    return result
+
+
+def _inclusive_ir(out: Path, function: str) -> int:
+    """Inclusive ``Ir`` of C function ``function`` in callgrind output ``out`` (0 when
+    ``callgrind_annotate`` is missing or the function never ran)."""
+    annotate = shutil.which("callgrind_annotate")
+    if annotate is None:
+        return 0
+    report = subprocess.run(
+        [annotate, "--inclusive=yes", str(out)], capture_output=True, text=True, check=False
+    ).stdout
+    found = re.search(rf"^\s*([\d,]+) .*:{function} ", report, re.MULTILINE)
+    return int(found.group(1).replace(",", "")) if found else 0
 
 
 def _mode_env(name: str) -> dict[str, str]:

@@ -21,12 +21,8 @@ import argparse
 import asyncio
 import gc
 import itertools
-import os
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _graph as g
 import bench_fastapi as bf
+import bench_instructions as bi
 
 #: callgrind function whose cost is the driver's gc.collect(), not the app's
 GC_FUNCTION = "gc_collect_main"
@@ -60,39 +57,8 @@ def inner(name: str, n: int) -> int:
 
 def count(valgrind: str, name: str, n: int) -> int:
     """Instructions of ``n`` messages of app ``name`` (the driver's gc excluded)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        proc = subprocess.run(
-            [
-                valgrind,
-                "--tool=callgrind",
-                f"--callgrind-out-file={out}",
-                "--collect-atstart=no",
-                "--toggle-collect=starmap_next",
-                sys.executable,
-                __file__,
-                "--inner",
-                name,
-                str(n),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-        )
-        text = out.read_text() if out.exists() else ""
-        annotate = shutil.which("callgrind_annotate")
-        gc_cost = 0
-        if annotate is not None and out.exists():
-            report = subprocess.run(
-                [annotate, "--inclusive=yes", str(out)], capture_output=True, text=True
-            ).stdout
-            found = re.search(rf"^\s*([\d,]+) .*:{GC_FUNCTION} ", report, re.MULTILINE)
-            gc_cost = int(found.group(1).replace(",", "")) if found else 0
-    totals = re.search(r"^summary: (\d+)", text, re.MULTILINE)
-    if proc.returncode != 0 or totals is None:
-        raise RuntimeError(f"{name} failed under callgrind:\n{proc.stderr[-2000:]}")
-    return int(totals.group(1)) - gc_cost
+    events = bi.callgrind(valgrind, __file__, [name, str(n)], label=name, exclude=GC_FUNCTION)
+    return events["Ir"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 
 import anyio
@@ -20,6 +21,8 @@ from starlette.websockets import WebSocketDisconnect
 import userscope as us
 from userscope._log import fields as log_fields
 from userscope.adapters.identity._errors import IdentityProviderUnavailableError
+from userscope.container._sessions import table_of
+from userscope.container._table import SessionTable
 
 from ._auth import BEARER_SUBPROTOCOL, Authenticator
 from ._errors import AuthenticationError, CredentialsExpiredError
@@ -123,6 +126,12 @@ class ConnectionState:
     accepted: bool = False
     closed: bool = False
     close_code: int | None = None
+    #: the runtime's session table, what each message's REQUEST scope is opened on (looked
+    #: up once here, not once per message)
+    table: SessionTable = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.table = table_of(self.sessions)
 
     def expired(self) -> bool:
         """Whether the connection's credentials have expired by now."""
@@ -347,7 +356,9 @@ class UserscopeMiddleware:
             )
             return
         message_limit = self.max_message_bytes
-        small_text = -1 if message_limit is None else message_limit // 4
+        # a text of at most this many characters is within the limit even at 4 UTF-8 bytes
+        # a character: it passes without being measured (no limit: every text passes)
+        small_text = sys.maxsize if message_limit is None else message_limit // 4
 
         offered = [p.strip().lower() for p in scope.get("subprotocols") or ()]
         state = ConnectionState(
@@ -358,37 +369,59 @@ class UserscopeMiddleware:
             bearer_offered=BEARER_SUBPROTOCOL in offered,
         )
         scope[STATE_KEY] = state
+        # connected, with credentials that never expire: each message is received as it is,
+        # with no deadline (set once the connect message came through)
+        steady = False
 
         async def guarded_receive() -> Message:
-            message: Message | None = None
-            if not state.connect_received or state.expires_at is None:
+            # One coroutine per message, kept short: in the steady state a small text
+            # message is the whole path. Only `websocket.receive` carries "text" (ASGI).
+            if steady:
                 message = await receive()
             else:
-                remaining = state.expires_at - time.time()
-                if remaining > 0:
-                    with anyio.move_on_after(remaining):
-                        message = await receive()
-                if message is None:
-                    await state.close_expired()
-                    return {"type": "websocket.disconnect", "code": WS_POLICY_VIOLATION}
+                message = await receive_until_expiry()
+            text = message.get("text")
+            if text is not None and len(text) <= small_text:
+                return message
+            refusal = screen(message)
+            if refusal is None:
+                return message
+            await state.close(WS_MESSAGE_TOO_BIG, refusal.close_reason)
+            return {"type": "websocket.disconnect", "code": WS_MESSAGE_TOO_BIG}
+
+        async def receive_until_expiry() -> Message:
+            """The next message, or (the credentials expired first) a disconnect after
+            closing the socket with 1008."""
+            if not state.connect_received or state.expires_at is None:
+                return await receive()
+            message: Message | None = None
+            remaining = state.expires_at - time.time()
+            if remaining > 0:
+                with anyio.move_on_after(remaining):
+                    message = await receive()
+            if message is None:
+                await state.close_expired()
+                return {"type": "websocket.disconnect", "code": WS_POLICY_VIOLATION}
+            return message
+
+        def screen(message: Message) -> Refusal | None:
+            """Track the connection's state from ``message``; the refusal when it is a
+            message over the limit (never handed to the app, never echoed)."""
+            nonlocal steady
             kind = message["type"]
-            if kind == "websocket.receive":  # the per-message path first
-                if message_limit is None:
-                    return message
-                text = message.get("text")
-                if text is not None and len(text) <= small_text:
-                    return message  # within the limit even at 4 UTF-8 bytes a character
-                size = _message_bytes(message, message_limit)
-                if size > message_limit:  # never handed to the app, never echoed
-                    refusal = message_too_big(message_limit)
-                    _log_oversize(refusal, size)
-                    await state.close(WS_MESSAGE_TOO_BIG, refusal.close_reason)
-                    return {"type": "websocket.disconnect", "code": WS_MESSAGE_TOO_BIG}
+            if kind == "websocket.receive":
+                if message_limit is not None:
+                    size = _message_bytes(message, message_limit)
+                    if size > message_limit:
+                        refusal = message_too_big(message_limit)
+                        _log_oversize(refusal, size)
+                        return refusal
             elif kind == "websocket.connect":
                 state.connect_received = True
+                steady = state.expires_at is None
             elif kind == "websocket.disconnect":
                 state.closed = True
-            return message
+            return None
 
         def guarded_send(message: Message) -> Awaitable[None]:
             # a plain function: a message within its connection's credentials goes out

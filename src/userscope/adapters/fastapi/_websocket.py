@@ -15,7 +15,6 @@ import userscope as us
 from userscope._log import fields
 from userscope.container._scope import Scope
 from userscope.container._scopes import ScopeCM
-from userscope.container._sessions import table_of
 
 from ._errors import CredentialsExpiredError, NotInstalledError
 from ._middleware import ConnectionState
@@ -77,14 +76,14 @@ def message_scope(websocket: WebSocket) -> AbstractAsyncContextManager[us.UserEx
     # Both results are async context managers as far as `async with` is concerned; their
     # methods hand back awaitables that need not be coroutines (hence the ignores).
     state = websocket.scope.get(STATE_KEY)
-    if state.__class__ is not ConnectionState and not isinstance(state, ConnectionState):
+    if type(state) is not ConnectionState and not isinstance(state, ConnectionState):
         error = NotInstalledError("message_scope()", websocket.url.path)
         return _Refused(error)  # type: ignore[return-value]
     expires_at = state.expires_at
     if expires_at is not None and time.time() >= expires_at:
         return _Refused(None, state, expires_at)  # type: ignore[return-value]
     # the core's own REQUEST scope (what `sessions.request()` makes), plus the socket
-    scope = _MessageScope(table_of(state.sessions), state.context.for_request(), _REQUEST)
+    scope = _MessageScope(state.table, state.context.for_request(), _REQUEST)
     scope._websocket = websocket
     scope._state = state
     return scope  # type: ignore[return-value]
