@@ -441,11 +441,12 @@ def test_a_free_threaded_python_builds_pure_and_says_why_once(tmp_path: Path) ->
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [line for line in proc.stderr.splitlines() if "compiled core not built" in line]
-    assert lines == [
+    expected = (
         "userscope: compiled core not built (free-threaded CPython: the compiled core "
         "relies on the GIL); this build installs the pure-Python runtime for every "
         "compiled module"
-    ]
+    )
+    assert lines == [expected]
     assert [p for p in tmp_path.rglob("*") if p.suffix in {".so", ".pyd", ".c"}] == []
     stamps = json.loads((lib / "userscope" / _mode.STAMP_FILE).read_text(encoding="utf-8"))
     assert stamps == {}  # nothing recorded as built: the import loads the .py twins
