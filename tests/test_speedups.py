@@ -6,6 +6,7 @@ assertion here holds for the C lock and for ``threading.Lock`` alike.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import faulthandler
 import inspect
@@ -13,7 +14,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
 import pytest
@@ -209,8 +210,23 @@ def test_dict_get_looks_up_dicts_and_ordered_dicts_like_get() -> None:
     assert _speedups.dict_get(Mapping(), "k") == ("got", "k")
 
 
-def _bounded(seconds: float) -> None:
+@contextlib.contextmanager
+def _hang_guard(seconds: float = 60) -> Iterator[None]:
+    """Dump every thread's stack to stderr when the block runs longer than ``seconds``."""
     faulthandler.dump_traceback_later(seconds, exit=False, file=sys.stderr)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+def _run_threads(threads: list[threading.Thread], hang: str) -> None:
+    """Start ``threads`` and join them, failing with ``hang`` when one does not finish."""
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads), hang
 
 
 def test_contended_lock_keeps_mutual_exclusion_and_never_loses_a_waiter() -> None:
@@ -250,16 +266,9 @@ def test_contended_lock_keeps_mutual_exclusion_and_never_loses_a_waiter() -> Non
         except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
-    _bounded(60)
-    try:
+    with _hang_guard(60):
         threads = [threading.Thread(target=worker, args=(i % 3,)) for i in range(9)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
-        assert not any(thread.is_alive() for thread in threads), "a waiter was lost"
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+        _run_threads(threads, "a waiter was lost")
     assert errors == []
     assert overlaps == []
     assert entered[0] >= 3 * 300  # every blocking acquire got the lock
@@ -277,8 +286,7 @@ def test_a_release_racing_with_a_waiters_timeout_hands_the_lock_over_or_frees_it
     # by nobody (until some later blocking acquire took the handover).
     lock = _speedups.Lock()
     outcomes: list[bool] = []
-    _bounded(60)
-    try:
+    with _hang_guard(60):
         for _ in range(40):
             assert lock.acquire(timeout=5) is True
             ready = threading.Event()
@@ -303,8 +311,6 @@ def test_a_release_racing_with_a_waiters_timeout_hands_the_lock_over_or_frees_it
             assert lock.locked() is False, "the handover was lost"
             assert lock.acquire(False) is True
             lock.release()
-    finally:
-        faulthandler.cancel_dump_traceback_later()
     assert len(outcomes) == 40
     assert lock.locked() is False
 
@@ -323,8 +329,7 @@ def test_release_of_a_lock_being_handed_over_is_refused() -> None:
         got.append(lock.acquire(timeout=10))
         lock.release()
 
-    _bounded(60)
-    try:
+    with _hang_guard(60):
         worker = threading.Thread(target=wait_for_it)
         worker.start()
         assert waiting.wait(10)
@@ -336,8 +341,6 @@ def test_release_of_a_lock_being_handed_over_is_refused() -> None:
         with pytest.raises(RuntimeError, match="handed"):
             lock.release()
         worker.join(timeout=10)
-    finally:
-        faulthandler.cancel_dump_traceback_later()
     assert got == [True]
     assert lock.locked() is False
 
@@ -443,16 +446,9 @@ def test_the_runtime_on_its_own_locks_shares_nothing_and_closes_everything_once(
         except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
-    _bounded(60)
-    try:
+    with _hang_guard(60):
         threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
-        assert not any(thread.is_alive() for thread in threads), "a scope hung"
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+        _run_threads(threads, "a scope hung")
     assert errors == []
     assert len({id(agent) for agent in agents}) == len(agents) == 6 * 300  # all alive
     opened = sum(event.startswith("open bridge") for event in log.events)
