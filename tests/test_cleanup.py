@@ -26,13 +26,16 @@ def tracked(name: str, log: list[str], fail: bool = False) -> Any:
     return factory
 
 
-def atracked(name: str, log: list[str], fail: bool = False) -> Any:
+def atracked(name: str, log: list[str], fail: bool = False, suspend: bool = True) -> Any:
+    """An async generator factory; its cleanup suspends once unless ``suspend`` is false."""
+
     async def factory() -> AsyncIterator[str]:
         log.append(f"open {name}")
         try:
             yield name
         finally:
-            await asyncio.sleep(0)
+            if suspend:
+                await asyncio.sleep(0)
             log.append(f"close {name}")
             if fail:
                 raise ValueError(f"{name} cleanup failed")
@@ -314,17 +317,7 @@ async def test_async_user_cleanups_need_aclose(sessions: Any, alice: Any) -> Non
 
 def inline(name: str, log: list[str], fail: bool = False) -> Any:
     """An async generator factory whose cleanup finishes without suspending."""
-
-    async def factory() -> AsyncIterator[str]:
-        log.append(f"open {name}")
-        try:
-            yield name
-        finally:
-            log.append(f"close {name}")
-            if fail:
-                raise ValueError(f"{name} cleanup failed")
-
-    return factory
+    return atracked(name, log, fail, suspend=False)
 
 
 async def test_async_exit_without_suspending_cleanups_runs_them_before_the_await(
