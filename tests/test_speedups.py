@@ -6,6 +6,7 @@ assertion here holds for the C lock and for ``threading.Lock`` alike.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import faulthandler
@@ -165,6 +166,27 @@ def test_ready_awaitables_never_yield_to_the_loop() -> None:
         with pytest.raises(StopIteration) as info:
             next(step)
         assert info.value.value == expected
+
+
+async def test_a_ready_awaitable_is_a_coroutine_to_asyncio() -> None:
+    # `async_()` may return one where its contract says coroutine: create_task takes it
+    for value in (42, None, (1, 2)):
+        awaitable = _speedups.ready(value)
+        assert asyncio.iscoroutine(awaitable)
+        assert await asyncio.create_task(awaitable) == value
+
+
+def test_a_ready_awaitable_speaks_the_coroutine_protocol() -> None:
+    with pytest.raises(StopIteration) as info:
+        _speedups.ready((1, 2)).send(None)
+    assert info.value.value == (1, 2)  # a tuple travels whole, as from a coroutine
+    error = ValueError("thrown in")
+    with pytest.raises(ValueError, match="thrown in") as thrown:
+        _speedups.ready("v").throw(error)
+    assert thrown.value is error  # thrown before the first step: propagates as it is
+    with pytest.raises(KeyError):
+        _speedups.ready("v").throw(KeyError)  # a class is instantiated
+    assert _speedups.ready("v").close() is None
 
 
 def test_monotonic_reads_the_clock_time_monotonic_reads() -> None:

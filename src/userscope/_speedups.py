@@ -98,7 +98,9 @@ async def ready(value: T) -> T:
     """An awaitable already done: awaiting it gives ``value`` without suspending.
 
     Pure: a coroutine (the cheapest such object in Python). Compiled: a small object of
-    the extension's ``Ready`` type, taken from a free list, with no coroutine frame.
+    the extension's ``Ready`` type, taken from a free list, with no coroutine frame; it
+    has a coroutine's ``send``/``throw``/``close`` and is registered as a
+    ``collections.abc.Coroutine``, so ``asyncio.create_task()`` takes either.
 
     Example:
         >>> import asyncio

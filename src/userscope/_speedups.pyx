@@ -29,6 +29,7 @@
 """
 
 cimport cython
+from collections.abc import Coroutine
 
 from cpython.pythread cimport (
     NOWAIT_LOCK,
@@ -229,11 +230,32 @@ cpdef object call(object function, tuple args, dict kwargs):
 cdef class Ready:
     """An awaitable that is already done: ``await ready(value)`` gives ``value``.
 
-    Its own iterator (``__await__`` returns it); the first step stops at once.
+    Its own iterator (``__await__`` returns it); the first step stops at once. It also
+    has a coroutine's ``send``/``throw``/``close`` and is registered as a
+    ``collections.abc.Coroutine``, so ``asyncio.create_task()`` accepts it like the
+    coroutine it stands for (``asyncio.iscoroutine()`` is true of it).
     """
 
     def __await__(self):
         return self
+
+    def send(self, value):
+        """The first step: stops at once with the value, whatever is sent."""
+        raise StopIteration(self.value)
+
+    def throw(self, typ, val=None, tb=None):
+        """An exception thrown in before the first step propagates, as from a coroutine
+        that never started."""
+        if val is None:
+            error = typ() if isinstance(typ, type) else typ
+        else:
+            error = val if isinstance(val, BaseException) else typ(val)
+        if tb is not None:
+            error = error.with_traceback(tb)
+        raise error
+
+    def close(self):
+        """Nothing to close: it holds no frame."""
 
 
 cdef PyObject* _ready_next(PyObject* self) noexcept:
@@ -259,6 +281,8 @@ cpdef object ready(object value):
     done.value = value
     return done
 
+
+Coroutine.register(Ready)
 
 DONE = ready(None)
 
