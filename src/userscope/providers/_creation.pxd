@@ -4,7 +4,7 @@
 cimport cython
 
 from userscope.container._cleanup cimport run_cleanups_sync
-from userscope._speedups cimport Lock, call, thread_ident
+from userscope._speedups cimport Lock, call, ready, thread_ident
 from userscope.container._pending cimport PendingCreation
 from userscope.container._session cimport UserSession
 from userscope.container._state cimport ScopeState
@@ -30,6 +30,7 @@ cdef class ProviderCore:
     cdef public object guard
     cdef public bint awaits
     cdef public bint keywords
+    cdef public bint suspends
 
     @cython.locals(how=cython.int)
     cpdef set_plan(self, tuple plan)
@@ -46,6 +47,23 @@ cdef object _settle_entry(object entry, object value, object error)
 cpdef object create(
     ProviderCore core, ScopeState state, tuple frame, tuple args, dict kwargs, bint in_loop=*
 )
+
+@cython.locals(session=UserSession, lock=Lock, entry=object)
+cdef bint _publish(
+    ScopeState state, tuple frame, object provider, object value, object finalizer, bint in_loop
+) except -1
+
+@cython.locals(
+    session=UserSession,
+    lock=Lock,
+    pending=dict,
+    step=tuple,
+    how=cython.int,
+    dependency_core=ProviderCore,
+    dependency_state=ScopeState,
+    finalizer=tuple,
+)
+cpdef object begin_acreate(ProviderCore core, ScopeState state, tuple frame)
 
 @cython.locals(session=UserSession, lock=Lock)
 cdef object _abandon(ScopeState state, object provider, object error)

@@ -23,6 +23,7 @@ loop on a creation owned by a task of that same loop is a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from types import AsyncGeneratorType, GeneratorType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -34,7 +35,7 @@ else:
     except ImportError:  # pragma: no cover - a pure install: no Cython, no-op declarations
         from userscope import _nocython as cython
 
-from userscope._speedups import Lock, call, thread_ident
+from userscope._speedups import Lock, call, ready, thread_ident
 from userscope.container import _flags, _guard, _locks
 from userscope.container._cleanup import run_cleanups_async, run_cleanups_sync
 from userscope.container._guard import check as guard_check
@@ -65,7 +66,7 @@ from userscope.providers._plan import (
 if TYPE_CHECKING:
     from userscope.providers._scoped import ScopedProvider
 
-__all__ = ["ProviderCore", "acreate", "create", "will_create"]
+__all__ = ["ProviderCore", "acreate", "begin_acreate", "create", "will_create"]
 
 _running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
@@ -84,8 +85,9 @@ _SCOPED: Final = SCOPED
 _PLAIN: Final = PLAIN_TYPES  # the same set, typed as a set compiled (a C membership test)
 
 
-async def _ready(value: Any) -> Any:
-    return value
+async def _raise(error: BaseException) -> Any:
+    """An awaitable that raises ``error`` (a creation that failed in the call)."""
+    raise error
 
 
 class ProviderCore:
@@ -114,6 +116,10 @@ class ProviderCore:
         awaits: whether the plan has an injection that may need awaiting (a provider to
             call or a scoped dependency).
         keywords: whether the plan has keyword injections.
+        suspends: whether building it may suspend by itself: an async factory, or one
+            whose call (or a provider it calls) was seen to return an awaitable. While
+            false, :func:`begin_acreate` builds it in the call when its scoped
+            dependencies are cached.
     """
 
     __slots__ = (
@@ -128,6 +134,7 @@ class ProviderCore:
         "provider",
         "provides",
         "scope",
+        "suspends",
     )
 
     provider: Any
@@ -141,6 +148,7 @@ class ProviderCore:
     guard: object
     awaits: bool
     keywords: bool
+    suspends: bool
 
     def __init__(self, provider: Any, scope: int) -> None:
         self.provider = provider
@@ -154,6 +162,7 @@ class ProviderCore:
         self.guard = None
         self.awaits = False
         self.keywords = False
+        self.suspends = False
 
     def set_plan(self, plan: tuple[tuple[str | None, int, Any, ProviderCore | None], ...]) -> None:
         """Install an injection plan (and what the runners precompute about it)."""
@@ -281,7 +290,7 @@ def create(
     if core.is_async and not args and not kwargs:
         if not frame[_ASYNC]:
             raise AsyncScopeRequiredError(provider.name, state.level)
-        return acreate(core, state, frame)
+        return begin_acreate(core, state, frame)
     session = state.session
     lock = session.lock
     while True:
@@ -292,7 +301,7 @@ def create(
         value = state.cache.get(provider, MISSING)
         if value is not MISSING:
             lock.release()
-            return _ready(value) if core.is_async else value
+            return ready(value) if core.is_async else value
         pending = state.pending
         entry = pending.get(provider) if pending else None
         if entry is None:
@@ -321,7 +330,7 @@ def create(
         event.wait()
         value = creation.outcome()
         if value is not RETRY:
-            return _ready(value) if core.is_async else value
+            return ready(value) if core.is_async else value
     # build, with no lock held
     finalizer: Finalizer | None = None
     try:
@@ -360,25 +369,155 @@ def create(
     except BaseException as error:
         _abandon(state, provider, error)
         raise
-    # publish
-    lock.acquire()
-    if state.closed:  # closed while it was built: its waiters already got ScopeClosedError
-        session.instances -= 1
-        lock.release()
+    if not _publish(state, frame, provider, value, finalizer, False):
         if finalizer is not None:
             run_cleanups_sync([finalizer], None)
         raise _closed(state, provider)
+    return ready(value) if core.is_async else value
+
+
+def _publish(
+    state: ScopeState,
+    frame: ActiveFrame,
+    provider: object,
+    value: Any,
+    finalizer: Finalizer | None,
+    in_loop: bool,
+) -> bool:
+    """Publish a built instance: cache it (and its finalizer) and hand it to the
+    creation's waiters. False, with the budget given back, when its scope closed while it
+    was built (its waiters already got ScopeClosedError): the creator then cleans the
+    instance up and raises. ``in_loop``: built by an async creation, so a USER instance
+    with an async cleanup records the loop that cleanup can run on."""
+    session = state.session
+    lock = session.lock
+    lock.acquire()
+    if state.closed:
+        session.instances -= 1
+        lock.release()
+        return False
     state.cache[provider] = value
     if finalizer is not None:
         state.finalizers.append(finalizer)
-    pending = state.pending
-    entry = pending.pop(provider)  # type: ignore[union-attr]
+        if (
+            in_loop
+            and state.level is _USER
+            and (finalizer[0] == AGEN or (finalizer[0] == CLOSE and is_async_close(finalizer[1])))
+        ):  # where this user's async cleanups can run if the last scope exits off-loop
+            state.loop = _running_loop()
+    entry = state.pending.pop(provider)  # type: ignore[union-attr]
     lock.release()
     if type(entry) is PendingCreation:
         _settle_entry(entry, value, None)
     if _observing and frame[SESSIONS].observer is not None:
         frame[SESSIONS].notify_created(state, provider)
-    return _ready(value) if core.is_async else value
+    return True
+
+
+async def _built_too_late(
+    state: ScopeState, frame: ActiveFrame, provider: Any, finalizer: Finalizer | None
+) -> Any:
+    """An instance built after its scope closed: clean it up at once, then refuse it."""
+    if finalizer is not None:
+        await run_cleanups_async([finalizer], None, frame[SESSIONS].cleanup_timeout)
+    raise _closed(state, provider)
+
+
+def begin_acreate(core: ProviderCore, state: ScopeState, frame: ActiveFrame) -> Awaitable[Any]:
+    """Create the instance of an async provider (``core.is_async``) in ``state`` after a
+    cache miss: an awaitable of it, started in the call.
+
+    A provider that is async only through its dependencies (``core.suspends`` false) is
+    built right here when every scoped dependency is already cached, as then nothing it
+    needs can suspend: the instance comes back as a ready awaitable (no coroutine to run,
+    the common case of a request or message scope over its connection's async
+    resources). Everything else is :func:`acreate`'s coroutine, as before: a factory that
+    suspends, a dependency still to create or overridden, a creation under way, a full
+    budget or a closed scope (it raises on ``await``). A factory (or a provider it
+    calls) found here to return an awaitable marks the provider ``suspends`` and hands
+    its reserved creation to :func:`acreate`. A failure comes back as an awaitable that
+    raises it.
+    """
+    if core.suspends:
+        return acreate(core, state, frame)
+    for step in core.plan:  # read-only checks: nothing is resolved yet
+        how = step[1]
+        if how == _SCOPED:
+            dependency_core = step[3]
+            assert dependency_core is not None  # plan_entry gives every scoped dependency one
+            dependency_state: ScopeState | None = frame[dependency_core.scope]  # type: ignore[assignment]
+            if (
+                dependency_state is None
+                or dependency_core.overridden
+                or step[2] not in dependency_state.cache
+            ):
+                return acreate(core, state, frame)
+        elif how == _CONTEXT:
+            dependency_core = step[3]
+            assert dependency_core is not None
+            if dependency_core.overridden:
+                return acreate(core, state, frame)
+    provider = core.provider
+    session = state.session
+    lock = session.lock
+    lock.acquire()
+    pending = state.pending
+    limit = session.max_instances
+    if (
+        state.closed
+        or (pending and provider in pending)
+        or (limit is not None and session.instances >= limit)
+        or provider in state.cache
+    ):  # refused, under way, or cached by another thread meanwhile: acreate's business
+        lock.release()
+        return acreate(core, state, frame)
+    session.instances += 1
+    loop = _running_loop()
+    if loop is None:  # called off-loop (a thread of `asyncio.to_thread`): the thread owns it
+        task = None
+    elif _tasks is not None:
+        task = _tasks.get(loop)
+    else:
+        task = _current_task(loop)
+    owner: Any = thread_ident() if task is None else task
+    if pending is None:
+        state.pending = {provider: owner}
+    else:
+        pending[provider] = owner
+    lock.release()
+    finalizer: Finalizer | None = None
+    try:
+        if core.guard is not _generation:  # first creation in this generation
+            guard_check(provider)  # validates its container(s): CaptiveDependencyError
+        if before_create:
+            will_create(provider, state, frame)
+        if INTERPRET_PLANS:
+            result = run_plan(core, frame)
+        else:
+            builder = provider._builder
+            if builder is None:
+                builder = provider._builder = compile_builder(provider, asynchronous=False)
+            result = builder(frame)
+        kind = type(result)
+        if kind is GeneratorType:
+            try:
+                value = next(result)
+            except StopIteration:
+                raise FactoryProtocolError(provider.name, "no_yield") from None
+            finalizer = (GEN, result, provider)
+        elif kind not in _PLAIN and (kind is AsyncGeneratorType or is_awaitable(result)):
+            core.suspends = True  # from now on `acreate` builds it in one coroutine
+            return acreate(core, state, frame, True, result)
+        else:
+            value = result
+            if core.closing:
+                finalizer = provider._closer(result)
+    except BaseException as error:
+        _abandon(state, provider, error)
+        return _raise(error)
+    if not _publish(state, frame, provider, value, finalizer, True):
+        return _built_too_late(state, frame, provider, finalizer)
+    return ready(value)
 
 
 async def _await_retry(
@@ -538,27 +677,8 @@ async def acreate(
     except BaseException as error:
         _abandon(state, provider, error)
         raise
-    lock.acquire()
-    if state.closed:
-        session.instances -= 1
-        lock.release()
-        if finalizer is not None:
-            await run_cleanups_async([finalizer], None, frame[SESSIONS].cleanup_timeout)
-        raise _closed(state, provider)
-    state.cache[provider] = value
-    if finalizer is not None:
-        state.finalizers.append(finalizer)
-        if state.level is _USER and (
-            finalizer[0] == AGEN or (finalizer[0] == CLOSE and is_async_close(finalizer[1]))
-        ):  # where this user's async cleanups can run if the last scope exits off-loop
-            state.loop = _running_loop()
-    pending = state.pending
-    entry = pending.pop(provider)  # type: ignore[union-attr]
-    lock.release()
-    if type(entry) is PendingCreation:
-        _settle_entry(entry, value, None)
-    if _observing and frame[SESSIONS].observer is not None:
-        frame[SESSIONS].notify_created(state, provider)
+    if not _publish(state, frame, provider, value, finalizer, True):
+        await _built_too_late(state, frame, provider, finalizer)
     return value
 
 

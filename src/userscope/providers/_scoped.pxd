@@ -1,9 +1,9 @@
 # Augmenting declarations for _scoped.py (Cython pure-Python mode; the .py is the
 # reference): the compiled build reads the provider's core as a C struct and calls the
 # creation protocol as a C function.
-from userscope.providers._creation cimport ProviderCore, create
+from userscope.providers._creation cimport ProviderCore, begin_acreate, create
 from userscope.container._state cimport ScopeState
-from userscope._speedups cimport var_get
+from userscope._speedups cimport ready, var_get
 from userscope.providers._plan cimport is_awaitable
 
 cdef object _generation

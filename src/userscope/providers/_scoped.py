@@ -24,13 +24,13 @@ else:
     except ImportError:  # pragma: no cover - a pure install: no Cython, no-op declarations
         from userscope import _nocython as cython
 
-from userscope._speedups import var_get
+from userscope._speedups import ready, var_get
 from userscope.container import _guard
 from userscope.container._scope import ACTIVE, ASYNC, CTX, ActiveFrame, Scope, innermost
 from userscope.container._state import CLOSE, Finalizer, ScopeState
 from userscope.context import UserExecutionContext
 from userscope.errors import FactoryProtocolError, OutOfScopeError
-from userscope.providers._creation import ProviderCore, acreate, create
+from userscope.providers._creation import ProviderCore, begin_acreate, create
 from userscope.providers._plan import (
     MISSING,
     PLAIN_TYPES,
@@ -46,10 +46,6 @@ __all__ = ["ConnectionScoped", "CurrentContext", "RequestScoped", "ScopedProvide
 T = TypeVar("T")
 #: what calling the provider returns: ``T``, or ``Awaitable[T]`` for async factories
 R = TypeVar("R", default=T)
-
-
-async def _ready(value: T) -> T:
-    return value
 
 
 _MISSING: Any = MISSING
@@ -175,7 +171,7 @@ class _Resolve:
                 if value is _MISSING:
                     return create(core, state, frame, args, kwargs)
                 if core.is_async:
-                    return _ready(value)
+                    return ready(value)
                 return value
         raise OutOfScopeError(self.name, self.scope, innermost(frame))  # type: ignore[attr-defined]
 
@@ -198,7 +194,7 @@ if not cython.compiled:
                 if value is _MISSING:
                     return create(core, state, frame, args, kwargs)
                 if core.is_async:
-                    return _ready(value)
+                    return ready(value)
                 return value
         raise OutOfScopeError(self.name, self.scope, innermost(frame))
 
@@ -278,6 +274,7 @@ class ScopedProvider(_Named, _Resolve, providers.Provider[T], Generic[T, R]):
         core.is_async = inspect.iscoroutinefunction(provides) or inspect.isasyncgenfunction(
             provides
         )
+        core.suspends = core.is_async  # an async factory: its creation runs in `acreate`
 
     # -- identity ---------------------------------------------------------------------
     @property
@@ -381,8 +378,9 @@ class ScopedProvider(_Named, _Resolve, providers.Provider[T], Generic[T, R]):
     def async_(self, *args: Any, **kwargs: Any) -> Awaitable[T]:
         """Resolve for ``await``: the instance, created asynchronously when needed.
 
-        A cached instance comes back as a ready awaitable, and the creation of an async
-        provider's instance as that creation's own coroutine (no extra layer).
+        A cached instance comes back as a ready awaitable; an async provider's creation
+        is started by :func:`~userscope.providers._creation.begin_acreate`: a ready
+        awaitable when it completed in the call, else that creation's own coroutine.
 
         Example:
             >>> import asyncio, userscope as us
@@ -408,11 +406,11 @@ class ScopedProvider(_Named, _Resolve, providers.Provider[T], Generic[T, R]):
                 if state is not None:
                     value = state.cache.get(self, _MISSING)
                     if value is not _MISSING:
-                        return _ready(value)
+                        return ready(value)
                     if core.is_async:
                         if not frame[_ASYNC]:
                             return self._async_resolve(args, kwargs)  # raises on await
-                        return acreate(core, state, frame)
+                        return begin_acreate(core, state, frame)
         return self._async_resolve(args, kwargs)
 
     @cython.locals(core=ProviderCore, state=ScopeState, frame=tuple)
@@ -695,7 +693,7 @@ class CurrentContext(_Named, providers.Provider[UserExecutionContext]):
 
     def async_(self, *args: Any, **kwargs: Any) -> Awaitable[UserExecutionContext]:
         """Awaitable twin of calling the provider."""
-        return _ready(self(*args, **kwargs))
+        return ready(self(*args, **kwargs))
 
     def __deepcopy__(self, memo: dict[int, Any] | None) -> Self:
         memo = {} if memo is None else memo
