@@ -30,9 +30,10 @@ cdef class ProviderCore:
     cdef public object guard
     cdef public bint awaits
     cdef public bint keywords
+    cdef public tuple scoped
     cdef public bint suspends
 
-    @cython.locals(how=cython.int)
+    @cython.locals(how=cython.int, scoped=list)
     cpdef set_plan(self, tuple plan)
 
 cdef object _refuse(tuple frame, ScopeState state, object provider)
@@ -48,17 +49,15 @@ cpdef object create(
     ProviderCore core, ScopeState state, tuple frame, tuple args, dict kwargs, bint in_loop=*
 )
 
-@cython.locals(session=UserSession, lock=Lock, entry=object)
+@cython.locals(session=UserSession, lock=Lock, pending=dict)
 cdef bint _publish(
-    ScopeState state, tuple frame, object provider, object value, object finalizer, bint in_loop
+    ScopeState state, tuple frame, object provider, object value, tuple finalizer
 ) except -1
 
 @cython.locals(
     session=UserSession,
     lock=Lock,
     pending=dict,
-    step=tuple,
-    how=cython.int,
     dependency_core=ProviderCore,
     dependency_state=ScopeState,
     finalizer=tuple,

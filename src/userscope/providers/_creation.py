@@ -116,6 +116,8 @@ class ProviderCore:
         awaits: whether the plan has an injection that may need awaiting (a provider to
             call or a scoped dependency).
         keywords: whether the plan has keyword injections.
+        scoped: the cores of the plan's scoped dependencies (the ones read from a scope's
+            cache), in plan order.
         suspends: whether building it may suspend by itself: an async factory, or one
             whose call (or a provider it calls) was seen to return an awaitable. While
             false, :func:`begin_acreate` builds it in the call when its scoped
@@ -134,6 +136,7 @@ class ProviderCore:
         "provider",
         "provides",
         "scope",
+        "scoped",
         "suspends",
     )
 
@@ -148,6 +151,7 @@ class ProviderCore:
     guard: object
     awaits: bool
     keywords: bool
+    scoped: tuple[ProviderCore, ...]
     suspends: bool
 
     def __init__(self, provider: Any, scope: int) -> None:
@@ -162,6 +166,7 @@ class ProviderCore:
         self.guard = None
         self.awaits = False
         self.keywords = False
+        self.scoped = ()
         self.suspends = False
 
     def set_plan(self, plan: tuple[tuple[str | None, int, Any, ProviderCore | None], ...]) -> None:
@@ -169,11 +174,15 @@ class ProviderCore:
         self.plan = plan
         self.awaits = False
         self.keywords = False
-        for key, how, _, _ in plan:
+        scoped: list[ProviderCore] = []
+        for key, how, _, core in plan:
             if how in (CALL, SCOPED):
                 self.awaits = True
+            if how == SCOPED and core is not None:
+                scoped.append(core)
             if key is not None:
                 self.keywords = True
+        self.scoped = tuple(scoped)
 
 
 def will_create(provider: ScopedProvider[Any], state: ScopeState, frame: ActiveFrame) -> None:
@@ -290,6 +299,8 @@ def create(
     if core.is_async and not args and not kwargs:
         if not frame[_ASYNC]:
             raise AsyncScopeRequiredError(provider.name, state.level)
+        if core.suspends:  # tested here too: pure, a call into begin_acreate costs ~600
+            return acreate(core, state, frame)
         return begin_acreate(core, state, frame)
     session = state.session
     lock = session.lock
@@ -369,10 +380,24 @@ def create(
     except BaseException as error:
         _abandon(state, provider, error)
         raise
-    if not _publish(state, frame, provider, value, finalizer, False):
+    # publish (inline, not `_publish`: the sync hot path, and pure a call costs ~600)
+    lock.acquire()
+    if state.closed:  # closed while it was built: its waiters already got ScopeClosedError
+        session.instances -= 1
+        lock.release()
         if finalizer is not None:
             run_cleanups_sync([finalizer], None)
         raise _closed(state, provider)
+    state.cache[provider] = value
+    if finalizer is not None:
+        state.finalizers.append(finalizer)
+    pending = state.pending
+    entry = pending.pop(provider)  # type: ignore[union-attr]
+    lock.release()
+    if type(entry) is PendingCreation:
+        _settle_entry(entry, value, None)
+    if _observing and frame[SESSIONS].observer is not None:
+        frame[SESSIONS].notify_created(state, provider)
     return ready(value) if core.is_async else value
 
 
@@ -382,13 +407,13 @@ def _publish(
     provider: object,
     value: Any,
     finalizer: Finalizer | None,
-    in_loop: bool,
 ) -> bool:
-    """Publish a built instance: cache it (and its finalizer) and hand it to the
-    creation's waiters. False, with the budget given back, when its scope closed while it
-    was built (its waiters already got ScopeClosedError): the creator then cleans the
-    instance up and raises. ``in_loop``: built by an async creation, so a USER instance
-    with an async cleanup records the loop that cleanup can run on."""
+    """Publish an instance an async creation built (:func:`acreate`,
+    :func:`begin_acreate`; :func:`create` does the same inline, without the loop): cache
+    it (and its finalizer) and hand it to the creation's waiters. False, with the budget
+    given back, when its scope closed while it was built (its waiters already got
+    ScopeClosedError): the creator then cleans the instance up and raises. A USER
+    instance with an async cleanup records the loop that cleanup can run on."""
     session = state.session
     lock = session.lock
     lock.acquire()
@@ -399,13 +424,12 @@ def _publish(
     state.cache[provider] = value
     if finalizer is not None:
         state.finalizers.append(finalizer)
-        if (
-            in_loop
-            and state.level is _USER
-            and (finalizer[0] == AGEN or (finalizer[0] == CLOSE and is_async_close(finalizer[1])))
+        if state.level is _USER and (
+            finalizer[0] == AGEN or (finalizer[0] == CLOSE and is_async_close(finalizer[1]))
         ):  # where this user's async cleanups can run if the last scope exits off-loop
             state.loop = _running_loop()
-    entry = state.pending.pop(provider)  # type: ignore[union-attr]
+    pending = state.pending
+    entry = pending.pop(provider)  # type: ignore[union-attr]
     lock.release()
     if type(entry) is PendingCreation:
         _settle_entry(entry, value, None)
@@ -440,23 +464,14 @@ def begin_acreate(core: ProviderCore, state: ScopeState, frame: ActiveFrame) -> 
     """
     if core.suspends:
         return acreate(core, state, frame)
-    for step in core.plan:  # read-only checks: nothing is resolved yet
-        how = step[1]
-        if how == _SCOPED:
-            dependency_core = step[3]
-            assert dependency_core is not None  # plan_entry gives every scoped dependency one
-            dependency_state: ScopeState | None = frame[dependency_core.scope]  # type: ignore[assignment]
-            if (
-                dependency_state is None
-                or dependency_core.overridden
-                or step[2] not in dependency_state.cache
-            ):
-                return acreate(core, state, frame)
-        elif how == _CONTEXT:
-            dependency_core = step[3]
-            assert dependency_core is not None
-            if dependency_core.overridden:
-                return acreate(core, state, frame)
+    for dependency_core in core.scoped:  # read-only checks: nothing is resolved yet
+        dependency_state: ScopeState | None = frame[dependency_core.scope]  # type: ignore[assignment]
+        if (
+            dependency_state is not None
+            and not dependency_core.overridden
+            and dependency_core.provider not in dependency_state.cache
+        ):  # to be created first: that may suspend
+            return acreate(core, state, frame)
     provider = core.provider
     session = state.session
     lock = session.lock
@@ -515,7 +530,7 @@ def begin_acreate(core: ProviderCore, state: ScopeState, frame: ActiveFrame) -> 
     except BaseException as error:
         _abandon(state, provider, error)
         return _raise(error)
-    if not _publish(state, frame, provider, value, finalizer, True):
+    if not _publish(state, frame, provider, value, finalizer):
         return _built_too_late(state, frame, provider, finalizer)
     return ready(value)
 
@@ -677,7 +692,7 @@ async def acreate(
     except BaseException as error:
         _abandon(state, provider, error)
         raise
-    if not _publish(state, frame, provider, value, finalizer, True):
+    if not _publish(state, frame, provider, value, finalizer):
         await _built_too_late(state, frame, provider, finalizer)
     return value
 

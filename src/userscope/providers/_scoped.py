@@ -30,7 +30,7 @@ from userscope.container._scope import ACTIVE, ASYNC, CTX, ActiveFrame, Scope, i
 from userscope.container._state import CLOSE, Finalizer, ScopeState
 from userscope.context import UserExecutionContext
 from userscope.errors import FactoryProtocolError, OutOfScopeError
-from userscope.providers._creation import ProviderCore, begin_acreate, create
+from userscope.providers._creation import ProviderCore, acreate, begin_acreate, create
 from userscope.providers._plan import (
     MISSING,
     PLAIN_TYPES,
@@ -410,6 +410,8 @@ class ScopedProvider(_Named, _Resolve, providers.Provider[T], Generic[T, R]):
                     if core.is_async:
                         if not frame[_ASYNC]:
                             return self._async_resolve(args, kwargs)  # raises on await
+                        if core.suspends:
+                            return acreate(core, state, frame)
                         return begin_acreate(core, state, frame)
         return self._async_resolve(args, kwargs)
 
