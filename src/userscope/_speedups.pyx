@@ -53,7 +53,7 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetObject
 from cpython.object cimport PyObject, PyObject_Call
 from cpython.pythread cimport PyThread_get_thread_ident
-from cpython.ref cimport Py_DECREF
+from cpython.ref cimport Py_DECREF, Py_INCREF
 
 cdef extern from *:
     """
@@ -98,8 +98,17 @@ cdef extern from *:
 cdef extern from "Python.h":
     object PyObject_GenericGetDict(object obj, void* context)
     ctypedef PyObject* (*_iternextfunc "iternextfunc")(PyObject*)
+    ctypedef enum PySendResult:
+        PYGEN_RETURN
+        PYGEN_ERROR
+        PYGEN_NEXT
+    ctypedef PySendResult (*_sendfunc "sendfunc")(PyObject*, PyObject*, PyObject**)
+    ctypedef struct _AsyncMethods "PyAsyncMethods":
+        _sendfunc am_send
     ctypedef struct _TypeObject "PyTypeObject":
         _iternextfunc tp_iternext
+        _AsyncMethods* tp_as_async
+    void PyType_Modified(_TypeObject* type)
 
 __all__ = [
     "DONE",
@@ -272,7 +281,18 @@ cdef PyObject* _ready_next(PyObject* self) noexcept:
     return NULL
 
 
+cdef PySendResult _ready_send(PyObject* self, PyObject* arg, PyObject** result) noexcept:
+    # am_send of Ready: what `await` calls first (`PyIter_Send`, and Cython's own
+    # coroutines): return the value directly, no StopIteration raised and caught per await
+    value = (<Ready>self).value
+    Py_INCREF(value)
+    result[0] = <PyObject*>value
+    return PYGEN_RETURN
+
+
 (<_TypeObject*>Ready).tp_iternext = _ready_next
+(<_TypeObject*>Ready).tp_as_async.am_send = _ready_send
+PyType_Modified(<_TypeObject*>Ready)
 
 
 cpdef object ready(object value):
