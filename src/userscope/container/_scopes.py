@@ -120,7 +120,10 @@ class ScopeCM(ScopeState):
         frame = var_get(ACTIVE)
         if frame is not None and frame[SESSIONS] is owner:
             session = frame[USER_STATE].session
-            if session.user_id != ctx.user_id or session.tenant_id != ctx.tenant_id:
+            user_id, tenant_id = ctx.user_id, ctx.tenant_id
+            if (session.user_id is not user_id and session.user_id != user_id) or (
+                session.tenant_id is not tenant_id and session.tenant_id != tenant_id
+            ):  # identity first: a message's context shares its connection's strings
                 _refuse_other_user(frame, ctx)
             if request:
                 conn = frame[CONNECTION_STATE]
