@@ -164,8 +164,12 @@ class ExpiryDeadline:
     (the counting `asyncio.timeout` does) and ends as the expiry. A cancellation from
     anyone else (server shutdown, the client gone, the app's own timeout), alone or
     together with the expiry, propagates unchanged. When no receive is pending at expiry
-    (a message is being handled) the timer does nothing: the next receive, send and
-    `message_scope` see the expiry by the clock, as they always did.
+    (a message is being handled) the timer only drops its handle: the next receive
+    sees that and, like sends and `message_scope`, finds the expiry by the wall clock.
+
+    A receive follows the loop's monotonic clock from the connect on (as a pending
+    ``anyio.move_on_after`` did); the timer re-checks the wall clock when it fires and
+    waits on if that is behind. Sends and `message_scope` read the wall clock each time.
 
     `cancel` drops the timer; the middleware calls it on every exit of the connection.
     """
@@ -449,12 +453,14 @@ class UserscopeMiddleware:
                 message = await receive()
             elif (
                 deadline is not None
+                and deadline.handle is not None
                 and deadline.waiter is None
-                and time.time() < deadline.expires_at
                 and (task := current_task()) is not None
             ):
-                # expiring credentials: the same plain receive, this task registered with
-                # the connection's deadline (see ExpiryDeadline)
+                # expiring credentials, timer still pending: the same plain receive, this
+                # task registered with the connection's deadline (see ExpiryDeadline). Once
+                # the timer ran (or with a second receive pending) the fallback below
+                # answers by the wall clock.
                 base = task.cancelling()
                 deadline.waiter = task
                 try:
