@@ -591,3 +591,81 @@ async def test_the_timer_is_armed_once_per_connection_not_per_message(
     assert scopes == []
     assert len(timers) == 1
     harness.assert_nothing_outlived("deadline", 1)
+
+
+async def test_a_reader_task_of_the_app_and_a_second_concurrent_receive_both_end_at_expiry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The app reads in child tasks of its own task group (two at once: the second receive
+    is bounded by the fallback). At expiry each reader gets the ``1008`` disconnect; the
+    connection's own task is not cancelled and returns."""
+
+    async def endpoint(websocket: WebSocket, outcome: Outcome) -> None:
+        await websocket.accept()
+
+        async def reader() -> None:
+            message = await websocket.receive()
+            outcome.received.append(f"{message['type']} {message.get('code')}")
+            outcome.cancelling_seen.append(_cancelling())
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(reader)
+            group.start_soon(reader)
+        outcome.disconnect = 1008 if outcome.received else None
+
+    harness = Harness(endpoint)
+    harness.record_deadlines(monkeypatch, "deadline")
+    peer = Peer()
+    with hang_guard():
+        async with asyncio.timeout(GUARD):
+            await harness.serve(peer, SHORT)
+    outcome = harness.outcomes[0]
+    assert outcome.received == ["websocket.disconnect 1008"] * 2
+    assert outcome.cancelling_seen == [0, 0]
+    assert peer.closes() == [1008]
+    assert outcome.cleanups == ["endpoint", "channel"]
+    harness.assert_nothing_outlived("deadline", 1)
+
+
+async def test_the_timer_waits_for_the_wall_clock_when_it_fires_early(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The credentials are in wall-clock time, the timer in the loop's: when the timer
+    fires while the wall clock is still before ``exp`` (it lags, or was set back), it
+    re-arms itself and cancels nothing; once the wall clock is past ``exp`` it cancels
+    the waiting receive."""
+    clock = {"now": 1_000.0}
+    monkeypatch.setattr(_middleware, "time", type("Clock", (), {"time": lambda: clock["now"]}))
+    release = asyncio.Event()
+    waiter = asyncio.create_task(release.wait())
+    deadline = ExpiryDeadline(asyncio.get_running_loop(), expires_at=1_000.0)
+
+    def fire() -> None:
+        """What the loop does when the timer is due: the handle runs (here, by hand)."""
+        assert deadline.handle is not None
+        deadline.handle.cancel()
+        deadline._expire()
+
+    try:
+        deadline.waiter = waiter
+        clock["now"] = 999.9  # the wall clock went back before the loop's timer fired
+        fire()
+        assert deadline.handle is not None  # re-armed for the 0.1 s left
+        assert deadline.fired is None
+        assert not waiter.cancelled()
+        clock["now"] = 1_000.0
+        fire()
+        assert deadline.handle is None
+        assert deadline.fired is waiter
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+    finally:
+        deadline.cancel()
+        waiter.cancel()
+    assert pending_expiry_timers() == []
+
+
+def test_off_asyncio_there_is_no_deadline_and_receives_take_the_fallback() -> None:
+    """No running asyncio loop (anyio's trio backend, say): no timer is armed, and each
+    receive is bounded by its own ``anyio.move_on_after``."""
+    assert _middleware.start_deadline(time.time() + LONG) is None
