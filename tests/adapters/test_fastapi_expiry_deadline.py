@@ -669,3 +669,43 @@ def test_off_asyncio_there_is_no_deadline_and_receives_take_the_fallback() -> No
     """No running asyncio loop (anyio's trio backend, say): no timer is armed, and each
     receive is bounded by its own ``anyio.move_on_after``."""
     assert _middleware.start_deadline(time.time() + LONG) is None
+
+
+def test_on_uvloop_expiry_and_cancellation_end_the_way_they_do_on_asyncio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvicorn runs on uvloop when it is installed: its timers and tasks carry the same
+    deadline (an idle receive at expiry ends with 1008, a cancelled connection propagates
+    its cancellation; no timer is left either way)."""
+    uvloop = pytest.importorskip("uvloop")
+    harness = Harness(receive_until_disconnect)
+    harness.record_deadlines(monkeypatch, "deadline")
+
+    async def scenario() -> tuple[Peer, Peer, asyncio.Task[None]]:
+        async with asyncio.timeout(GUARD):
+            expiring = Peer()
+            await harness.serve(expiring, SHORT)
+            cancelled = Peer()
+            task = asyncio.create_task(harness.serve(cancelled, LONG))
+            await cancelled.waiting.wait()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return expiring, cancelled, task
+
+    loop = uvloop.new_event_loop()
+    try:
+        with hang_guard():
+            expiring, cancelled, task = loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+    assert [o.disconnect for o in harness.outcomes] == [1008, None]
+    assert expiring.closes() == [1008]
+    assert cancelled.closes() == []
+    assert task.cancelled()
+    assert [o.cleanups for o in harness.outcomes] == [["endpoint", "channel"]] * 2
+    assert len(harness.deadlines) == 2
+    for deadline, _ in harness.deadlines:
+        assert deadline.handle is None
+        assert deadline.waiter is None
+        assert deadline.fired is None
+    assert harness.sessions.stats().connections == 0
