@@ -709,3 +709,59 @@ def test_on_uvloop_expiry_and_cancellation_end_the_way_they_do_on_asyncio(
         assert deadline.waiter is None
         assert deadline.fired is None
     assert harness.sessions.stats().connections == 0
+
+
+class SwallowingPeer(Peer):
+    """A server whose ``receive`` does not let a cancellation out: it answers with a
+    message instead (``swallow``), or raises an error of its own (``convert``)."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+
+    async def receive(self) -> dict[str, Any]:
+        try:
+            return await super().receive()
+        except asyncio.CancelledError:
+            if self.mode == "swallow":
+                return text("handed over although cancelled")
+            raise RuntimeError("the server's receive failed") from None
+
+
+async def test_a_server_receive_that_swallows_the_cancellation_still_ends_at_expiry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The expiry does not depend on the server letting the cancellation through: the
+    receive still ends as the expiry, and the task keeps no cancellation request."""
+    harness = Harness(receive_until_disconnect)
+    harness.record_deadlines(monkeypatch, "deadline")
+    peer = SwallowingPeer("swallow")
+    with hang_guard():
+        async with asyncio.timeout(GUARD):
+            await harness.serve(peer, SHORT)
+    outcome = harness.outcomes[0]
+    assert outcome.received == []  # the message handed over at expiry is not the app's
+    assert outcome.disconnect == 1008
+    assert outcome.cancelling_seen == [0]
+    assert peer.closes() == [1008]
+    harness.assert_nothing_outlived("deadline", 1)
+
+
+async def test_a_server_receive_that_fails_on_the_cancellation_fails_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server error raised instead of the cancellation propagates as that error (the
+    connection ends with 1011 as for any failure), with the expiry's cancellation
+    request taken back."""
+    harness = Harness(receive_until_disconnect)
+    harness.record_deadlines(monkeypatch, "deadline")
+    peer = SwallowingPeer("convert")
+    with hang_guard():
+        async with asyncio.timeout(GUARD):
+            task = asyncio.create_task(harness.serve(peer, SHORT))
+            await task
+    assert task.cancelling() == 0
+    assert harness.outcomes[0].disconnect is None
+    assert peer.closes() == [1011]
+    assert harness.outcomes[0].cleanups == ["endpoint", "channel"]
+    harness.assert_nothing_outlived("deadline", 1)
