@@ -49,8 +49,10 @@ __all__ = [
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "ConnectionState",
+    "ExpiryDeadline",
     "StatsGuard",
     "UserscopeMiddleware",
+    "start_deadline",
 ]
 
 logger = logging.getLogger("userscope.adapters.fastapi")
@@ -158,7 +160,8 @@ class ExpiryDeadline:
     """The expiry of one connection's credentials as a single timer on its asyncio loop.
 
     Armed once per connection (at the connect message), not once per message: a receive
-    registers its task as the `waiter` (two attribute writes, no timer, no cancel scope).
+    registers its task as the `waiter` and notes the task's `Task.cancelling` count (no
+    timer, no cancel scope).
     When the credentials expire while a receive is pending, the timer cancels that task
     with `Task.cancel`; the receive takes its own cancellation back with `Task.uncancel`
     (the counting `asyncio.timeout` does) and ends as the expiry. A cancellation from
