@@ -33,7 +33,9 @@ hand-written floor (the endpoint wires the graph itself, no scope); ``ws:wireup`
 ``container.enter_scope({WebSocketBridge: bridge})`` per message (wireup has one scope
 level, so the connection's bridge is handed to the message's scope); ``ws:dishka`` enters
 the REQUEST scope nested in the connection's SESSION scope; ``ws:userscope`` uses
-``async with message_scope(websocket):`` and ``await container.agent.async_()``.
+``async with message_scope(websocket):`` and ``await container.agent.async_()``;
+``ws:userscope-exp`` is the same app with credentials that expire in an hour (what every
+JWT deployment has: each message is received under the connection's expiry deadline).
 """
 
 import argparse
@@ -42,6 +44,7 @@ import gc
 import json
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -480,9 +483,19 @@ def ws_wireup_app() -> BenchApp:
 def ws_userscope_app() -> BenchApp:
     """userscope: the middleware opens CONNECTION per socket; ``message_scope`` opens
     REQUEST per message (for a fresh ``ctx.for_request()``)."""
+    return _ws_userscope("ws:userscope", expires_in=None)
+
+
+def ws_userscope_exp_app() -> BenchApp:
+    """``ws:userscope`` with credentials that expire (in an hour, as a JWT's ``exp`` does):
+    every message is received under the connection's expiry deadline."""
+    return _ws_userscope("ws:userscope-exp", expires_in=3600.0)
+
+
+def _ws_userscope(name: str, expires_in: float | None) -> BenchApp:
     from dependency_injector import containers, providers
 
-    from userscope.adapters.fastapi import install, message_scope
+    from userscope.adapters.fastapi import install, message_scope, set_credentials_expiry
 
     us = g.us
     assert us is not None
@@ -500,6 +513,8 @@ def ws_userscope_app() -> BenchApp:
     sessions = us.UserSessions()
 
     async def authenticate(conn: Any) -> Any:
+        if expires_in is not None:
+            set_credentials_expiry(conn, time.time() + expires_in)
         return ctx_from(conn)
 
     app = FastAPI()
@@ -514,7 +529,7 @@ def ws_userscope_app() -> BenchApp:
                 await websocket.send_json(agent.answer())
 
     install(app, container, sessions, authenticate=authenticate)
-    return BenchApp("ws:userscope", app, counter)
+    return BenchApp(name, app, counter)
 
 
 APP_BUILDERS: dict[str, tuple[Callable[[], BenchApp], str]] = {
@@ -531,6 +546,7 @@ WS_APP_BUILDERS: dict[str, tuple[Callable[[], BenchApp], str]] = {
     "ws:dishka": (ws_dishka_app, "dishka.integrations.fastapi"),
     "ws:wireup": (ws_wireup_app, "wireup.integration.fastapi"),
     "ws:userscope": (ws_userscope_app, "userscope.adapters.fastapi"),
+    "ws:userscope-exp": (ws_userscope_exp_app, "userscope.adapters.fastapi"),
 }
 
 

@@ -16,6 +16,9 @@ from adapter_support import AdapterApp, build_adapter_app, make_token, serve
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from userscope.adapters.fastapi import _middleware
+from userscope.adapters.fastapi._middleware import ExpiryDeadline
+
 
 def bearer(sub: str = "alice", **kw: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {make_token(sub, **kw)}"}
@@ -129,7 +132,18 @@ async def test_websocket_with_subprotocol_token_and_message_scopes() -> None:
     assert app.probe.opened["channel"] == app.probe.closed["channel"] == 1
 
 
-async def test_token_expiry_closes_open_socket_with_1008() -> None:
+async def test_token_expiry_closes_open_socket_with_1008(monkeypatch: pytest.MonkeyPatch) -> None:
+    # uvicorn runs on asyncio: the connection gets the one-timer deadline (recorded here)
+    deadlines: list[ExpiryDeadline] = []
+    start = _middleware.start_deadline
+
+    def recording(expires_at: float) -> ExpiryDeadline | None:
+        deadline = start(expires_at)
+        if deadline is not None:
+            deadlines.append(deadline)
+        return deadline
+
+    monkeypatch.setattr(_middleware, "start_deadline", recording)
     app = build_adapter_app()
     with serve(app.app) as server:
         # long enough for the handshake and one echo on a loaded box (a 1 s token failed
@@ -147,6 +161,10 @@ async def test_token_expiry_closes_open_socket_with_1008() -> None:
         await wait_until_idle(app)
     assert app.probe.opened["worker"] == 1  # no message scope after exp
     assert app.probe.opened["channel"] == app.probe.closed["channel"] == 1
+    assert len(deadlines) == 1
+    assert deadlines[0].handle is None  # it fired, and nothing of it is left
+    assert deadlines[0].waiter is None
+    assert deadlines[0].fired is None
 
 
 async def test_message_scope_refuses_after_expiry() -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
 import time
 import traceback
+from asyncio import CancelledError, current_task
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from itertools import chain
+from typing import Any
 
 import anyio
 from dependency_injector import containers
@@ -46,8 +49,10 @@ __all__ = [
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "ConnectionState",
+    "ExpiryDeadline",
     "StatsGuard",
     "UserscopeMiddleware",
+    "start_deadline",
 ]
 
 logger = logging.getLogger("userscope.adapters.fastapi")
@@ -149,6 +154,75 @@ class ConnectionState:
         """Close the socket with 1008 because its token expired."""
         refusal = refusal_for(CredentialsExpiredError(self.expires_at), authenticated=True)
         await self.close(refusal.close_code, refusal.close_reason)
+
+
+class ExpiryDeadline:
+    """The expiry of one connection's credentials as a single timer on its asyncio loop.
+
+    Armed once per connection (at the connect message), not once per message: a receive
+    registers its task as the `waiter` and notes the task's `Task.cancelling` count (no
+    timer, no cancel scope).
+    When the credentials expire while a receive is pending, the timer cancels that task
+    with `Task.cancel`; the receive takes its own cancellation back with `Task.uncancel`
+    (the counting `asyncio.timeout` does) and ends as the expiry. A cancellation from
+    anyone else (server shutdown, the client gone, the app's own timeout), alone or
+    together with the expiry, propagates unchanged. When no receive is pending at expiry
+    (a message is being handled) the timer only drops its handle: the next receive
+    sees that and, like sends and `message_scope`, finds the expiry by the wall clock.
+
+    A receive follows the loop's monotonic clock from the connect on (as a pending
+    ``anyio.move_on_after`` did); the timer re-checks the wall clock when it fires and
+    waits on if that is behind. Sends and `message_scope` read the wall clock each time.
+
+    `cancel` drops the timer; the middleware calls it on every exit of the connection.
+    """
+
+    __slots__ = ("expires_at", "fired", "handle", "loop", "waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, expires_at: float) -> None:
+        self.loop = loop
+        #: Unix time (the wall clock the credentials are stated in)
+        self.expires_at = expires_at
+        #: the task waiting in `receive` right now, if any
+        self.waiter: asyncio.Task[Any] | None = None
+        #: the waiter this deadline cancelled, until that receive has taken it back
+        self.fired: asyncio.Task[Any] | None = None
+        self.handle: asyncio.TimerHandle | None = loop.call_later(
+            max(0.0, expires_at - time.time()), self._expire
+        )
+
+    def _expire(self) -> None:
+        remaining = self.expires_at - time.time()
+        if remaining > 0:
+            # the loop's monotonic clock ran ahead of the wall clock (or the wall clock
+            # was set back): wait for the wall clock, which the credentials are in
+            self.handle = self.loop.call_later(remaining, self._expire)
+            return
+        self.handle = None
+        task = self.waiter
+        if task is not None and self.fired is None:
+            self.fired = task
+            task.cancel()
+
+    def cancel(self) -> None:
+        """Drop the timer (idempotent): the connection is over."""
+        handle, self.handle = self.handle, None
+        if handle is not None:
+            handle.cancel()
+        self.waiter = None
+
+
+def start_deadline(expires_at: float) -> ExpiryDeadline | None:
+    """An `ExpiryDeadline` on the running asyncio loop, or ``None`` where it does not apply
+    (not on asyncio, e.g. anyio's trio backend, or not in an `asyncio.Task`): then each
+    receive is bounded by its own `anyio.move_on_after`."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    if not isinstance(current_task(loop), asyncio.Task):
+        return None
+    return ExpiryDeadline(loop, expires_at)
 
 
 class UserscopeMiddleware:
@@ -372,12 +446,41 @@ class UserscopeMiddleware:
         # connected, with credentials that never expire: each message is received as it is,
         # with no deadline (set once the connect message came through)
         steady = False
+        # connected, with credentials that expire, on asyncio: the connection's one timer
+        deadline: ExpiryDeadline | None = None
 
         async def guarded_receive() -> Message:
             # One coroutine per message, kept short: in the steady state a small text
             # message is the whole path. Only `websocket.receive` carries "text" (ASGI).
             if steady:
                 message = await receive()
+            elif (
+                deadline is not None
+                and deadline.handle is not None
+                and deadline.waiter is None
+                and (task := current_task()) is not None
+            ):
+                # expiring credentials, timer still pending: the same plain receive, this
+                # task registered with the connection's deadline (see ExpiryDeadline). Once
+                # the timer ran (or with a second receive pending) the fallback below
+                # answers by the wall clock.
+                base = task.cancelling()
+                deadline.waiter = task
+                try:
+                    message = await receive()
+                except BaseException as exc:
+                    deadline.waiter = None
+                    if deadline.fired is not task:
+                        raise  # not the expiry: someone else's cancellation, or an error
+                    deadline.fired = None
+                    if task.uncancel() > base or not isinstance(exc, CancelledError):
+                        raise  # another cancellation came too: it wins over the expiry
+                    return await expired()
+                deadline.waiter = None
+                if deadline.fired is task:  # the server's receive swallowed the cancel
+                    deadline.fired = None
+                    task.uncancel()
+                    return await expired()
             else:
                 message = await receive_until_expiry()
             text = message.get("text")
@@ -391,7 +494,7 @@ class UserscopeMiddleware:
 
         async def receive_until_expiry() -> Message:
             """The next message, or (the credentials expired first) a disconnect after
-            closing the socket with 1008."""
+            closing the socket with 1008. The per-receive fallback of `ExpiryDeadline`."""
             if not state.connect_received or state.expires_at is None:
                 return await receive()
             message: Message | None = None
@@ -400,14 +503,17 @@ class UserscopeMiddleware:
                 with anyio.move_on_after(remaining):
                     message = await receive()
             if message is None:
-                await state.close_expired()
-                return {"type": "websocket.disconnect", "code": WS_POLICY_VIOLATION}
+                return await expired()
             return message
+
+        async def expired() -> Message:
+            await state.close_expired()
+            return {"type": "websocket.disconnect", "code": WS_POLICY_VIOLATION}
 
         def screen(message: Message) -> Refusal | None:
             """Track the connection's state from ``message``; the refusal when it is a
             message over the limit (never handed to the app, never echoed)."""
-            nonlocal steady
+            nonlocal steady, deadline
             kind = message["type"]
             if kind == "websocket.receive":
                 if message_limit is not None:
@@ -419,6 +525,8 @@ class UserscopeMiddleware:
             elif kind == "websocket.connect":
                 state.connect_received = True
                 steady = state.expires_at is None
+                if state.expires_at is not None and deadline is None:
+                    deadline = start_deadline(state.expires_at)
             elif kind == "websocket.disconnect":
                 state.closed = True
             return None
@@ -471,6 +579,8 @@ class UserscopeMiddleware:
                 await guarded_send({"type": "websocket.accept"})
             await state.close(refusal.close_code, refusal.close_reason)
         finally:
+            if deadline is not None:
+                deadline.cancel()
             scope.pop(STATE_KEY, None)
 
 
