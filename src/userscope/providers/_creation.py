@@ -117,7 +117,7 @@ class ProviderCore:
             call or a scoped dependency).
         keywords: whether the plan has keyword injections.
         scoped: the cores of the plan's scoped dependencies (the ones read from a scope's
-            cache), in plan order.
+            cache), innermost level first.
         suspends: whether building it may suspend by itself: an async factory, or one
             whose call (or a provider it calls) was seen to return an awaitable. While
             false, :func:`begin_acreate` builds it in the call when its scoped
@@ -182,7 +182,13 @@ class ProviderCore:
                 scoped.append(core)
             if key is not None:
                 self.keywords = True
-        self.scoped = tuple(scoped)
+        # innermost level first: a request-level dependency is the one most often still to
+        # create, so `begin_acreate`'s check stops at the first look
+        self.scoped = tuple(sorted(scoped, key=_level))
+
+
+def _level(core: ProviderCore) -> int:
+    return core.scope
 
 
 def will_create(provider: ScopedProvider[Any], state: ScopeState, frame: ActiveFrame) -> None:
