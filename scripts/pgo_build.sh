@@ -21,6 +21,7 @@ PY="${PYTHON:-$ROOT/.venv/bin/python}"
 wheel_dir=""
 if [ "${1:-}" = "--wheel" ]; then wheel_dir="${2:?--wheel needs a directory}"; fi
 cd "$ROOT"
+export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"  # train and check this tree's build
 check_compiled() {
   "$PY" -c "import userscope, sys; sys.exit(0 if userscope.COMPILED else 'userscope: the $1 build is not compiled')"
 }
