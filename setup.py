@@ -11,6 +11,12 @@ project is in ``pyproject.toml``.
 * A free-threaded CPython (``Py_GIL_DISABLED``, 3.13t and later) gets the pure runtime
   too, and the build says so: the compiled core's lock and tables rely on the GIL to
   make a test-and-set of a C field atomic.
+* Code locality (GCC and Clang on Linux): every extension is compiled with
+  ``LOCALITY_FLAGS`` (calls into libpython through the GOT instead of a PLT stub, only
+  ``PyInit_*`` exported); a compiler that refuses them builds without them.
+* ``USERSCOPE_PGO=generate`` / ``USERSCOPE_PGO=use``: a profile-guided build, opt-in for
+  wheel builders (``scripts/pgo_build.sh`` runs both steps with the benchmarks as the
+  training run); the default build never depends on it. See docs/compiled.md.
 * Editable installs (``pip install -e .``) and ``python setup.py build_ext --inplace``
   put the extensions next to the sources in ``src/``; the build records each source's
   SHA-256 in ``_extensions.json`` so an extension built from an older source is skipped
@@ -38,6 +44,22 @@ HERE = Path(__file__).resolve().parent
 MODE_FILE = Path("src", "userscope", "_mode.py")
 STAMP_FILE = "_extensions.json"
 PURE_BUILD_ENV = "USERSCOPE_BUILD_PURE"
+PGO_ENV = "USERSCOPE_PGO"
+
+#: Compiler flags for the compiled core's code locality (docs/compiled.md, measured per
+#: WebSocket message with ``benchmarks/ws_instructions.py --simulate``): ``-fno-plt``
+#: calls libpython through the GOT, without a PLT stub per call (a cache line of stubs
+#: per few functions called, and an indirect jump each); ``-fvisibility=hidden`` exports
+#: nothing but ``PyInit_*`` (Cython's own functions are ``static`` already).
+LOCALITY_FLAGS: tuple[str, ...] = ("-fno-plt", "-fvisibility=hidden")
+
+#: ``USERSCOPE_PGO`` step -> (compile flags, link flags). The profile (``.gcda`` files)
+#: is written next to each object file under ``build/``, which the ``use`` build
+#: compiles to again; ``-fprofile-update=single``: the runtime is one thread at a time.
+PGO_FLAGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "generate": (("-fprofile-generate", "-fprofile-update=single"), ("-fprofile-generate",)),
+    "use": (("-fprofile-use", "-fprofile-correction", "-Wno-missing-profile"), ()),
+}
 
 # Cython directives: Python semantics wherever they differ from C speed.
 DIRECTIVES: dict[str, Any] = {
@@ -101,6 +123,28 @@ def _switch(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def pgo_step() -> str | None:
+    """The profile-guided step asked for by ``USERSCOPE_PGO`` (``None``: an ordinary build)."""
+    step = os.environ.get(PGO_ENV, "").strip().lower()
+    if step in {"", "0", "off", "no", "false"}:
+        return None
+    if step not in PGO_FLAGS:
+        raise SystemExit(f"setup.py: {PGO_ENV}={step!r}: use `generate`, `use` or leave it unset")
+    return step
+
+
+def compile_flags(
+    compiler_type: str, platform: str, pgo: str | None
+) -> tuple[list[str], list[str]]:
+    """Extra (compile, link) flags for the extensions on this compiler and platform:
+    ``LOCALITY_FLAGS`` and the PGO step's, for GCC/Clang on Linux only (elsewhere a PLT
+    and symbol visibility work differently, and the flags may not exist)."""
+    if compiler_type != "unix" or not platform.startswith("linux"):
+        return [], []
+    compile_args, link_args = PGO_FLAGS[pgo] if pgo else ((), ())
+    return [*LOCALITY_FLAGS, *compile_args], list(link_args)
+
+
 class BuildCompiledCore(build_ext):
     """``build_ext`` that cythonizes the listed ``.py`` modules and never fails the install.
 
@@ -111,6 +155,7 @@ class BuildCompiledCore(build_ext):
     def run(self) -> None:
         if not self.extensions:
             return
+        self._pgo = pgo_step()  # a bad value stops the build before anything compiles
         self._failed: list[tuple[str, str]] = self._cythonize()
         if not self._failed:
             super().run()
@@ -151,8 +196,24 @@ class BuildCompiledCore(build_ext):
         return []
 
     def build_extension(self, ext: Extension) -> None:
+        kind = self.compiler.compiler_type
+        compile_args, link_args = compile_flags(kind, sys.platform, self._pgo)
+        base_compile, base_link = list(ext.extra_compile_args), list(ext.extra_link_args)
+        ext.extra_compile_args = base_compile + compile_args
+        ext.extra_link_args = base_link + link_args
         try:
-            super().build_extension(ext)
+            try:
+                super().build_extension(ext)
+            except Exception:
+                if not compile_args and not link_args:
+                    raise
+                # a compiler that refuses one of the extra flags: build without them
+                ext.extra_compile_args, ext.extra_link_args = base_compile, base_link
+                super().build_extension(ext)
+                sys.stderr.write(
+                    f"userscope: {ext.name} built without {' '.join(compile_args + link_args)}"
+                    " (the compiler refused them)\n"
+                )
         except Exception as exc:  # compiler missing or failing: CompileError, LinkError, ...
             compiler = os.environ.get("CC") or "the default C compiler"
             self._failed.append(

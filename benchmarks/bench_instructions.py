@@ -100,6 +100,7 @@ def callgrind(
     env: dict[str, str] | None = None,
     simulate: bool = False,
     exclude: str | None = None,
+    inside: str | None = None,
 ) -> dict[str, int]:
     """Run ``script --inner *inner`` under callgrind and return its event totals.
 
@@ -107,8 +108,10 @@ def callgrind(
     ``PYTHONHASHSEED=0`` (same dict layouts, same count every run) and ``env`` are added
     to this process's environment. ``exclude`` names a C function whose inclusive ``Ir``
     is taken off the total (ws_instructions: the driver's own ``gc.collect()``);
-    ``simulate`` adds the cache and branch simulation. Shared by bench_instructions and
-    ws_instructions, so that both count the same way.
+    ``simulate`` adds the cache and branch simulation. ``inside`` adds, as
+    ``inside:EVENT``, the events spent in code of the shared objects whose path contains
+    it (ws_instructions: ``/userscope/``, the compiled core's own machine code). Shared
+    by bench_instructions and ws_instructions, so that both count the same way.
     """
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
@@ -132,13 +135,63 @@ def callgrind(
         )
         text = out.read_text() if out.exists() else ""
         excluded = _inclusive_ir(out, exclude) if exclude and out.exists() else 0
+        in_objects = object_totals(text, inside) if inside else {}
     events = re.search(r"^events: (.+)$", text, re.MULTILINE)
     totals = re.search(r"^summary: (.+)$", text, re.MULTILINE)
     if proc.returncode != 0 or events is None or totals is None:
         raise RuntimeError(f"{label} failed under callgrind:\n{proc.stderr[-2000:]}")
     result = dict(zip(events.group(1).split(), map(int, totals.group(1).split()), strict=True))
     result["Ir"] -= excluded
+    result.update({f"inside:{event}": value for event, value in in_objects.items()})
     return result
+
+
+_POSITION = re.compile(r"^[0-9+*-]")
+_NAMED = re.compile(r"^(c?ob)=(?:\((\d+)\))?\s*(.*)$")
+
+
+def object_totals(text: str, needle: str) -> dict[str, int]:
+    r"""Self cost of every event in the objects (``.so`` files, the executable) of callgrind
+    output ``text`` whose path contains ``needle``.
+
+    Reads callgrind's format directly: ``ob=`` names (or, compressed, numbers) the object
+    of the cost lines that follow; the line after a ``calls=`` line is the call's inclusive
+    cost, charged to the caller, so it is skipped (the callee's own lines count it once).
+
+    Example:
+        >>> text = "events: Ir I1mr\nob=(1) /x/userscope/a.so\nfn=(1) f\n3 10 2\n"
+        >>> text += "calls=1 0\n4 99 9\nob=(2) /lib/libc.so\nfn=(2) g\n5 7 1\n"
+        >>> text += "ob=(1)\nfn=(1)\n6 5 1\n"
+        >>> object_totals(text, "/userscope/")
+        {'Ir': 15, 'I1mr': 3}
+    """
+    events: list[str] = []
+    objects: dict[str, str] = {}
+    totals: list[int] = []
+    current = ""
+    after_call = False
+    for line in text.splitlines():
+        if _POSITION.match(line):
+            if after_call:
+                after_call = False
+            elif needle in current:
+                costs = [int(cost) for cost in line.split()[1:]]
+                totals.extend([0] * (len(costs) - len(totals)))
+                for index, cost in enumerate(costs):
+                    totals[index] += cost
+            continue
+        if line.startswith("calls="):
+            after_call = True
+        elif line.startswith("events:"):
+            events = line.split()[1:]
+        elif line.startswith(("ob=", "cob=")) and (named := _NAMED.match(line)):
+            kind, number, name = named.groups()
+            if number is not None:  # name compression: "(3) path" once, then "(3)"
+                name = objects.setdefault(number, name) if name else objects.get(number, "")
+            if kind == "ob":
+                current = name
+    totals.extend([0] * (len(events) - len(totals)))
+    return dict(zip(events, totals, strict=True))
 
 
 def _inclusive_ir(out: Path, function: str) -> int:

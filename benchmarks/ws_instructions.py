@@ -3,7 +3,7 @@ counted instead of timed.
 
 Run::
 
-    .venv/bin/python benchmarks/ws_instructions.py [--n N] [--app APP ...] [--smoke]
+    .venv/bin/python benchmarks/ws_instructions.py [--n N] [--app APP ...] [--smoke] [--simulate]
 
 Each app runs in its own ``valgrind --tool=callgrind`` process (``PYTHONHASHSEED=0``)
 driving one connection of ``N`` text messages through bench_fastapi's own driver
@@ -13,6 +13,12 @@ measured connection is collected, minus the driver's own ``gc.collect()``. The c
 message includes the connection's set-up and tear-down spread over ``N`` messages (one
 connection each), so use a large ``N`` (the default 2,000 leaves ~1 %). Quote these as
 the steady signal next to bench_fastapi's noisy microseconds.
+
+``--simulate`` adds callgrind's cache and branch simulation, as bench_instructions'
+does: instruction-cache misses per message (and, for userscope, how many of them are in
+the compiled core's own extension modules), data-cache read misses, and mispredicted
+branches (conditional plus indirect). A message that runs fewer instructions can still
+take longer when its code is cold: this is where that shows.
 
 Needs valgrind; without it the script says so and exits 2.
 """
@@ -35,6 +41,17 @@ import bench_instructions as bi
 #: callgrind function whose cost is the driver's gc.collect(), not the app's
 GC_FUNCTION = "gc_collect_main"
 
+#: what ``--simulate`` adds: heading -> events summed (``inside:`` the compiled core's)
+SIMULATED = {
+    "I1 misses / msg": ("I1mr",),
+    "of which in userscope's extensions": ("inside:I1mr",),
+    "D1 read misses / msg": ("D1mr",),
+    "mispredicts / msg": ("Bcm", "Bim"),
+}
+
+#: path fragment of the compiled core's extension modules (the ``.so`` files)
+CORE_OBJECTS = "/userscope/"
+
 
 def inner(name: str, n: int) -> int:
     """The measured process: one warm-up connection, then ``n`` messages in one step."""
@@ -55,10 +72,19 @@ def inner(name: str, n: int) -> int:
     return 0
 
 
-def count(valgrind: str, name: str, n: int) -> int:
-    """Instructions of ``n`` messages of app ``name`` (the driver's gc excluded)."""
-    events = bi.callgrind(valgrind, __file__, [name, str(n)], label=name, exclude=GC_FUNCTION)
-    return events["Ir"]
+def count(valgrind: str, name: str, n: int, *, simulate: bool = False) -> dict[str, int]:
+    """callgrind's events for ``n`` messages of app ``name``: ``Ir`` (the driver's gc
+    excluded) and, with ``simulate``, the cache and branch simulation's (``inside:`` the
+    same events in userscope's own extension modules)."""
+    return bi.callgrind(
+        valgrind,
+        __file__,
+        [name, str(n)],
+        label=name,
+        exclude=GC_FUNCTION,
+        simulate=simulate,
+        inside=CORE_OBJECTS if simulate else None,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=2_000, help="messages per connection")
     parser.add_argument("--app", action="append", help="ws apps (default: all importable)")
     parser.add_argument("--smoke", action="store_true", help="ws:bare and ws:userscope, tiny N")
+    parser.add_argument(
+        "--simulate",
+        action="store_true",
+        help="also simulate caches and branch prediction (I1/D1 misses, mispredicts; slower)",
+    )
     parser.add_argument("--inner", nargs=2, metavar=("APP", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.inner:
@@ -86,15 +117,23 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes:
         print(f"note: {note}")
     print()
-    print("| app | instructions / message | over ws:bare |")
-    print("|---|---:|---:|")
+    extra = list(SIMULATED) if args.simulate else []
+    print("| app | instructions / message | over ws:bare |" + "".join(f" {e} |" for e in extra))
+    print("|---|---:|---:|" + "---:|" * len(extra))
     with ThreadPoolExecutor(max_workers=2) as pool:  # one valgrind process per app
-        totals = list(pool.map(lambda name: count(valgrind, name, n), names))
-    per_message = {name: total / n for name, total in zip(names, totals, strict=True)}
-    floor = per_message.get("ws:bare")
-    for name, value in per_message.items():
-        over = f"{value - floor:,.0f}" if floor is not None else "n/a"
-        print(f"| {name} | {value:,.0f} | {over} |")
+        totals = list(pool.map(lambda app: count(valgrind, app, n, simulate=args.simulate), names))
+    per_message = {
+        name: {event: value / n for event, value in events.items()}
+        for name, events in zip(names, totals, strict=True)
+    }
+    floor = per_message.get("ws:bare", {}).get("Ir")
+    for name, events in per_message.items():
+        over = f"{events['Ir'] - floor:,.0f}" if floor is not None else "n/a"
+        cells = "".join(
+            f" {sum(events.get(event, 0.0) for event in SIMULATED[heading]):,.0f} |"
+            for heading in extra
+        )
+        print(f"| {name} | {events['Ir']:,.0f} | {over} |{cells}")
     return 0
 
 

@@ -14,12 +14,14 @@ import importlib.util
 import json
 import os
 import re
+import runpy
 import shutil
 import subprocess
 import sys
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -450,3 +452,105 @@ def test_a_free_threaded_python_builds_pure_and_says_why_once(tmp_path: Path) ->
     assert [p for p in tmp_path.rglob("*") if p.suffix in {".so", ".pyd", ".c"}] == []
     stamps = json.loads((lib / "userscope" / _mode.STAMP_FILE).read_text(encoding="utf-8"))
     assert stamps == {}  # nothing recorded as built: the import loads the .py twins
+
+
+# -- compiler flags: code locality, and the opt-in profile-guided build -------------------
+
+
+@pytest.fixture
+def setup_script(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """``setup.py``'s globals, without running the build (``setup()`` made a no-op)."""
+    import setuptools
+
+    monkeypatch.setattr(setuptools, "setup", lambda **_: None)
+    return runpy.run_path(str(ROOT / "setup.py"), run_name="setup_under_test")
+
+
+def test_locality_flags_go_to_gcc_and_clang_on_linux_only(setup_script: dict[str, Any]) -> None:
+    flags = setup_script["compile_flags"]
+    locality = list(setup_script["LOCALITY_FLAGS"])
+    assert "-fno-plt" in locality
+    assert flags("unix", "linux", None) == (locality, [])
+    assert flags("unix", "darwin", None) == ([], [])
+    assert flags("msvc", "win32", None) == ([], [])
+
+
+def test_profile_guided_steps_add_their_flags(setup_script: dict[str, Any]) -> None:
+    flags = setup_script["compile_flags"]
+    compile_args, link_args = flags("unix", "linux", "generate")
+    assert "-fprofile-generate" in compile_args
+    assert link_args == ["-fprofile-generate"]
+    compile_args, link_args = flags("unix", "linux", "use")
+    assert "-fprofile-use" in compile_args
+    assert link_args == []
+
+
+@pytest.mark.parametrize(("value", "step"), [("", None), ("off", None), (" Use ", "use")])
+def test_pgo_switch_values(
+    setup_script: dict[str, Any], monkeypatch: pytest.MonkeyPatch, value: str, step: str | None
+) -> None:
+    monkeypatch.setenv("USERSCOPE_PGO", value)
+    assert setup_script["pgo_step"]() == step
+
+
+def test_a_bad_pgo_switch_stops_the_build_and_says_what_to_use(
+    setup_script: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("USERSCOPE_PGO", "yes")
+    with pytest.raises(SystemExit) as stopped:
+        setup_script["pgo_step"]()
+    assert "USERSCOPE_PGO='yes'" in str(stopped.value)
+    assert "`generate`, `use`" in str(stopped.value)
+
+
+# Builds one tiny module with setup.py's own build command, through a C compiler that
+# refuses -fno-plt (a stand-in wrapper around the real one).
+REFUSING_BUILD = """
+import runpy, sys, setuptools
+from setuptools import Distribution
+setuptools.setup = lambda **_: None
+script = runpy.run_path("setup.py", run_name="setup_under_test")
+lib, temp, source = sys.argv[1:4]
+dist = Distribution({"ext_modules": [setuptools.Extension("tinymod", [source])]})
+command = script["BuildCompiledCore"](dist)
+command.build_lib, command.build_temp = lib, temp
+command.ensure_finalized()
+command.run()
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or shutil.which("gcc") is None,
+    reason="the locality flags are for GCC/Clang on Linux",
+)
+def test_a_compiler_refusing_the_locality_flags_still_builds_compiled(tmp_path: Path) -> None:
+    if importlib.util.find_spec("Cython") is None:
+        pytest.skip("Cython is not installed in this environment (dev extra)")
+    calls = tmp_path / "calls.log"
+    wrapper = tmp_path / "cc"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {calls}\n'
+        'for arg in "$@"; do [ "$arg" = "-fno-plt" ] && exit 1; done\n'
+        'exec gcc "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    source = tmp_path / "tinymod.py"
+    source.write_text("def answer():\n    return 42\n")
+    lib = tmp_path / "lib"
+    proc = subprocess.run(
+        [sys.executable, "-c", REFUSING_BUILD, str(lib), str(tmp_path / "temp"), str(source)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CC": str(wrapper), "LDSHARED": f"{wrapper} -shared"},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "-fno-plt" in calls.read_text()  # asked for first
+    assert "tinymod built without -fno-plt -fvisibility=hidden" in proc.stderr
+    assert "compiled core not built" not in proc.stderr
+    [built] = lib.glob("tinymod*.so")
+    stamps = json.loads((lib / "userscope" / _mode.STAMP_FILE).read_text(encoding="utf-8"))
+    assert stamps["tinymod"]["file"] == built.name

@@ -138,6 +138,31 @@ def test_bench_instructions_simulate_reads_callgrinds_totals(tmp_path: Path) -> 
     assert _sync_rows(output) == {"floor": [100, 3, 2, 1], "userscope": [100, 3, 2, 1]}, output
 
 
+def test_ws_instructions_simulate_splits_off_userscopes_own_misses(tmp_path: Path) -> None:
+    # A stand-in valgrind writing a callgrind file with costs in two objects: one of
+    # userscope's extensions and libpython. The "in userscope's extensions" column must
+    # count only the first (20 messages per app in --smoke).
+    fake = tmp_path / "valgrind"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'for arg in "$@"; do case "$arg" in --callgrind-out-file=*) out="${arg#*=}";; esac; done\n'
+        'printf "events: Ir I1mr D1mr Bcm Bim\\n'
+        "ob=(1) /site/userscope/providers/_scoped.so\\nfn=(1) f\\n1 400 20 40 20 20\\n"
+        "calls=1 0\\n2 999 999 999 999 999\\n"
+        "ob=(2) /usr/lib/libpython3.so\\nfn=(2) g\\n1 1600 40 20 20 20\\n"
+        'summary: 2000 60 60 40 40\\n" > "$out"\n'
+    )
+    fake.chmod(0o755)
+    path = f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}"
+    output = _run("ws_instructions.py", "--simulate", env={**os.environ, "PATH": path})
+    assert "of which in userscope's extensions" in output
+    rows = {cells[0]: cells[1:] for cells in _table(output)[2:]}
+    assert set(rows) == {"ws:bare", "ws:userscope"}, output
+    # per message: 100 instructions, 3 I1 misses of which 1 in userscope's .so (the
+    # call's inclusive line is not counted twice), 3 D1 read misses, 2 + 2 mispredicts
+    assert rows["ws:userscope"] == ["100", "0", "3", "1", "3", "4"], output
+
+
 def test_bench_fastapi_prints_every_app() -> None:
     output = _run("bench_fastapi.py")
     apps = ["bare", "fastapi-depends", "dishka", "wireup"]
