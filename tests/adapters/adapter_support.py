@@ -34,6 +34,25 @@ AUDIENCE = "userscope-tests"
 ISSUER = "https://issuer.test"
 
 
+def websocket_scope(headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
+    """The ASGI scope of a WebSocket to ``/ws`` (for tests that drive the app directly);
+    ``headers`` after the host header."""
+    return {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "ws",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"test"), *(headers or [])],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "subprotocols": [],
+        "state": {},
+    }
+
+
 @dataclass(frozen=True)
 class LiveServer:
     """A running uvicorn server: where to reach it over HTTP and WebSocket."""

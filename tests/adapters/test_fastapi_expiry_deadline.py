@@ -31,6 +31,7 @@ from typing import Any
 
 import anyio
 import pytest
+from adapter_support import websocket_scope
 from dependency_injector import containers
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
@@ -91,24 +92,9 @@ class Peer:
 
 
 def ws_scope(expires_in: float, conn: str) -> dict[str, Any]:
-    return {
-        "type": "websocket",
-        "asgi": {"version": "3.0"},
-        "scheme": "ws",
-        "path": "/ws",
-        "raw_path": b"/ws",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"test"),
-            (b"x-expires-in", str(expires_in).encode()),
-            (b"x-conn", conn.encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "subprotocols": [],
-        "state": {},
-    }
+    return websocket_scope(
+        [(b"x-expires-in", str(expires_in).encode()), (b"x-conn", conn.encode())]
+    )
 
 
 @dataclass

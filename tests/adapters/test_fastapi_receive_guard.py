@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from adapter_support import websocket_scope
 from dependency_injector import containers
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
@@ -74,20 +75,7 @@ async def converse(app: FastAPI, messages: list[dict[str, Any]]) -> list[dict[st
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "websocket",
-        "asgi": {"version": "3.0"},
-        "scheme": "ws",
-        "path": "/ws",
-        "raw_path": b"/ws",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"test")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "subprotocols": [],
-        "state": {},
-    }
+    scope = websocket_scope()
     async with asyncio.timeout(GUARD):
         await app(scope, receive, send)
     return sent
