@@ -462,11 +462,11 @@ def begin_acreate(core: ProviderCore, state: ScopeState, frame: ActiveFrame) -> 
     needs can suspend: the instance comes back as a ready awaitable (no coroutine to run,
     the common case of a request or message scope over its connection's async
     resources). Everything else is :func:`acreate`'s coroutine, as before: a factory that
-    suspends, a dependency still to create or overridden, a creation under way, a full
-    budget or a closed scope (it raises on ``await``). A factory (or a provider it
-    calls) found here to return an awaitable marks the provider ``suspends`` and hands
-    its reserved creation to :func:`acreate`. A failure comes back as an awaitable that
-    raises it.
+    suspends, a scoped dependency still to create, a creation under way, a full budget
+    or a closed scope (it raises on ``await``). An overridden dependency is called, as
+    in any creation. A factory, or a provider or override it calls, found here to
+    return an awaitable marks the provider ``suspends`` and hands its reserved creation
+    to :func:`acreate`. A failure comes back as an awaitable that raises it.
     """
     if core.suspends:
         return acreate(core, state, frame)
