@@ -121,40 +121,42 @@ def test_bench_instructions_counts_floor_and_userscope() -> None:
     assert 1_000 < counts["floor"][0] < counts["userscope"][0], counts
 
 
-def test_bench_instructions_simulate_reads_callgrinds_totals(tmp_path: Path) -> None:
-    # A stand-in for valgrind that writes a callgrind file with known totals: checks the
-    # --simulate columns without the minute a real cache simulation takes.
+def _fake_valgrind(tmp_path: Path, callgrind_file: str) -> dict[str, str]:
+    """An environment whose ``valgrind`` is a stand-in writing ``callgrind_file`` (printf
+    escapes) as its callgrind output: the --simulate columns are checked without the
+    minute a real cache simulation takes."""
     fake = tmp_path / "valgrind"
     fake.write_text(
         "#!/bin/sh\n"
         'for arg in "$@"; do case "$arg" in --callgrind-out-file=*) out="${arg#*=}";; esac; done\n'
-        'printf "events: Ir I1mr D1mr Bim\\nsummary: 2000 60 40 20\\n" > "$out"\n'
+        f'printf "{callgrind_file}" > "$out"\n'
     )
     fake.chmod(0o755)
-    path = f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}"
-    output = _run("bench_instructions.py", "--simulate", env={**os.environ, "PATH": path})
+    return {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def test_bench_instructions_simulate_reads_callgrinds_totals(tmp_path: Path) -> None:
+    # known totals in the stand-in's callgrind file
+    env = _fake_valgrind(tmp_path, "events: Ir I1mr D1mr Bim\\nsummary: 2000 60 40 20\\n")
+    output = _run("bench_instructions.py", "--simulate", env=env)
     assert "I1 misses / op" in output
     # --smoke runs 20 cycles: 2000 / 20 instructions, 60 / 20 I1 misses, and so on
     assert _sync_rows(output) == {"floor": [100, 3, 2, 1], "userscope": [100, 3, 2, 1]}, output
 
 
 def test_ws_instructions_simulate_splits_off_userscopes_own_misses(tmp_path: Path) -> None:
-    # A stand-in valgrind writing a callgrind file with costs in two objects: one of
-    # userscope's extensions and libpython. The "in userscope's extensions" column must
-    # count only the first (20 messages per app in --smoke).
-    fake = tmp_path / "valgrind"
-    fake.write_text(
-        "#!/bin/sh\n"
-        'for arg in "$@"; do case "$arg" in --callgrind-out-file=*) out="${arg#*=}";; esac; done\n'
-        'printf "events: Ir I1mr D1mr Bcm Bim\\n'
+    # A stand-in callgrind file with costs in two objects: one of userscope's extensions
+    # and libpython. The "in userscope's extensions" column must count only the first
+    # (20 messages per app in --smoke).
+    env = _fake_valgrind(
+        tmp_path,
+        "events: Ir I1mr D1mr Bcm Bim\\n"
         "ob=(1) /site/userscope/providers/_scoped.so\\nfn=(1) f\\n1 400 20 40 20 20\\n"
         "calls=1 0\\n2 999 999 999 999 999\\n"
         "ob=(2) /usr/lib/libpython3.so\\nfn=(2) g\\n1 1600 40 20 20 20\\n"
-        'summary: 2000 60 60 40 40\\n" > "$out"\n'
+        "summary: 2000 60 60 40 40\\n",
     )
-    fake.chmod(0o755)
-    path = f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}"
-    output = _run("ws_instructions.py", "--simulate", env={**os.environ, "PATH": path})
+    output = _run("ws_instructions.py", "--simulate", env=env)
     assert "of which in userscope's extensions" in output
     rows = {cells[0]: cells[1:] for cells in _table(output)[2:]}
     assert set(rows) == {"ws:bare", "ws:userscope"}, output
