@@ -65,7 +65,7 @@ cdef bint _publish(
 cpdef object begin_acreate(ProviderCore core, ScopeState state, tuple frame)
 
 @cython.locals(session=UserSession, lock=Lock)
-cdef object _abandon(ScopeState state, object provider, object error)
+cdef object _abandon(ScopeState state, object provider, object error, object locked=*)
 
 @cython.locals(state=ScopeState)
 cdef inline object _injected(

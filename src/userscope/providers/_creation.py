@@ -23,7 +23,9 @@ loop on a creation owned by a task of that same loop is a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import contextlib
+import threading
+from collections.abc import Awaitable, Coroutine, Generator
 from types import AsyncGeneratorType, GeneratorType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -48,6 +50,7 @@ from userscope.errors import (
     BlockingWaitError,
     DependencyCycleError,
     FactoryProtocolError,
+    LockOrderError,
     ScopeClosedError,
     ScopeLimitError,
 )
@@ -378,7 +381,7 @@ def create(
                 raise AsyncScopeRequiredError(provider.name, state.level)
             core.is_async = True  # from now on `acreate` builds it in one coroutine
             provider.enable_async_mode()
-            return acreate(core, state, frame, True, result)
+            return Handover(core, state, frame, result)
         else:
             value = result
             if core.closing:
@@ -528,7 +531,7 @@ def begin_acreate(core: ProviderCore, state: ScopeState, frame: ActiveFrame) -> 
             finalizer = (GEN, result, provider)
         elif kind not in _PLAIN and (kind is AsyncGeneratorType or is_awaitable(result)):
             core.suspends = True  # from now on `acreate` builds it in one coroutine
-            return acreate(core, state, frame, True, result)
+            return Handover(core, state, frame, result)
         else:
             value = result
             if core.closing:
@@ -552,10 +555,14 @@ async def _await_retry(
     return value
 
 
-def _abandon(state: ScopeState, provider: ScopedProvider[Any], error: BaseException) -> None:
-    """A creation failed: give its budget back and hand the failure to its waiters."""
+def _abandon(
+    state: ScopeState, provider: ScopedProvider[Any], error: BaseException, locked: bool = False
+) -> None:
+    """A creation failed: give its budget back and hand the failure to its waiters
+    (``locked``: the caller took the session lock; it is released here)."""
     lock = state.session.lock
-    lock.acquire()
+    if not locked:
+        lock.acquire()
     state.session.instances -= 1
     entry = None
     if not state.closed:  # else the scope closed first and told the waiters
@@ -565,6 +572,99 @@ def _abandon(state: ScopeState, provider: ScopedProvider[Any], error: BaseExcept
         _settle_entry(entry, RETRY, None)  # the creator's cancellation: a waiter retries
     else:
         _settle_entry(entry, None, error)
+
+
+class Handover(Coroutine[Any, Any, Any]):
+    """The rest of a creation whose factory was found to return an awaitable after it
+    was called (:func:`create`, :func:`begin_acreate`), handed to the caller with the
+    reservation it holds; a coroutine to asyncio (internal).
+
+    Run (``await``, or a task's first step), it is :func:`acreate`'s coroutine. Dropped
+    before it ran (a task cancelled before its first step, ``close()``, never awaited
+    and collected) it gives the reservation and the budget back, closes the factory's
+    awaitable, and lets a waiting creation retry: otherwise every later resolve of the
+    provider in that scope would wait for a creation that never ends.
+    """
+
+    __slots__ = ("_handed", "_running")
+
+    def __init__(self, core: ProviderCore, state: ScopeState, frame: ActiveFrame, started: Any):
+        self._handed: tuple[ProviderCore, ScopeState, ActiveFrame, Any] | None = (
+            core,
+            state,
+            frame,
+            started,
+        )
+        self._running: Coroutine[Any, Any, Any] | None = None
+
+    def _run(self) -> Coroutine[Any, Any, Any]:
+        running = self._running
+        if running is None:
+            if self._handed is None:
+                raise RuntimeError("cannot reuse a creation that was dropped or awaited")
+            core, state, frame, started = self._handed
+            self._handed = None
+            running = self._running = acreate(core, state, frame, True, started)
+        return running
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._run().__await__()
+
+    def send(self, value: Any) -> Any:
+        return self._run().send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        if self._running is not None:
+            return self._running.throw(typ, val, tb)
+        self._drop(False)  # thrown into before it ran: the exception comes straight back
+        error = typ if val is None else val
+        if isinstance(error, type):
+            error = error()
+        raise error.with_traceback(tb) if tb is not None else error
+
+    def close(self) -> None:
+        if self._running is not None:
+            self._running.close()
+        else:
+            self._drop(False)
+
+    def __del__(self) -> None:
+        if self._handed is not None:
+            self._drop(True)
+
+    def _drop(self, finalizing: bool) -> None:
+        """Give the reservation back (no-op once run or dropped). ``finalizing``: from
+        ``__del__``, which the cyclic GC may run inside one of our critical sections: the
+        session lock is then only tried, and a helper thread waits for it otherwise."""
+        handed, self._handed = self._handed, None
+        if handed is None:
+            return
+        core, state, _, started = handed
+        _discard(started)
+        error = asyncio.CancelledError()  # the creator gave up: a waiter retries
+        if not finalizing:
+            _abandon(state, core.provider, error)
+            return
+        try:
+            locked = state.session.lock.acquire(False)
+        except LockOrderError:  # the checker: this thread holds a lock ranked after it
+            locked = False
+        if locked:
+            _abandon(state, core.provider, error, True)
+            return
+        with contextlib.suppress(RuntimeError):  # interpreter shutdown: nobody waits now
+            threading.Thread(
+                target=_abandon_later,
+                args=(state, core.provider, error),
+                name="userscope-dropped-creation",
+                daemon=True,
+            ).start()
+
+
+def _abandon_later(state: ScopeState, provider: ScopedProvider[Any], error: BaseException) -> None:
+    """:func:`_abandon` on a helper thread, for a finalizer that could not take the lock
+    (a Python function: compiled, ``_abandon`` is a C function)."""
+    _abandon(state, provider, error)
 
 
 @cython.locals(
@@ -590,9 +690,10 @@ async def acreate(
     """Create the instance of ``core.provider`` in ``state`` asynchronously, in this one
     coroutine (the plan's injections are awaited here too, compiled).
 
-    ``reserved`` and ``started`` come from :func:`create` when the factory turned out
-    to be async (the budget is reserved and the factory called); without them this
-    reserves (or waits for the task already creating the instance) and builds.
+    ``reserved`` and ``started`` come from a :class:`Handover` (:func:`create` or
+    :func:`begin_acreate` found the factory async: the budget is reserved and the
+    factory called); without them this reserves (or waits for the task already
+    creating the instance) and builds.
     """
     provider = core.provider
     session = state.session
@@ -632,7 +733,7 @@ async def acreate(
             pending[provider] = owner
         lock.release()
         break
-    else:  # handed over by `create`: the entry names this task from now on (cycles)
+    else:  # handed over (`Handover`): the entry names this task from now on (cycles)
         with lock:
             entry = state.pending.get(provider) if state.pending else None
             if type(entry) is PendingCreation:
