@@ -43,6 +43,7 @@ import asyncio
 import gc
 import json
 import os
+import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -736,21 +737,28 @@ def format_table(results: dict[str, list[float]]) -> str:
 
 
 def format_ws_table(results: dict[str, list[float]]) -> str:
-    """Microseconds per message, their ratio to ``ws:bare``, and the cost over it.
+    """Microseconds per message, their ratio to ``ws:bare``, the cost over it, and the
+    difference to ``ws:wireup``.
 
     The cost over the floor is given twice: the difference of the medians, and the
     median of the per-repetition differences (each repetition runs every app back to
     back, so the paired one cancels the machine's drift between repetitions: the column
-    to compare apps by on a loaded box).
+    to compare apps by on a loaded box). The last column pairs each app with wireup the
+    same way: the median of the per-repetition differences to ``ws:wireup`` and their
+    quartiles. Many short repetitions resolve it best (``--only ws --reps 300 --n 1000``:
+    about 0.05 us between runs on a quiet box, where the medians of a few long
+    repetitions move by 0.5 us).
     """
     lines = [
         (
             "| app | median us/msg | min us/msg | median / floor | min / floor "
-            "| median cost over floor (us) | paired cost over floor (us) |"
+            "| median cost over floor (us) | paired cost over floor (us) "
+            "| paired vs ws:wireup (us) [quartiles] |"
         ),
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     floor = results.get("ws:bare")
+    wireup = results.get("ws:wireup")
     f_med = 1e6 / g.median(floor) if floor else None
     f_min = 1e6 / max(floor) if floor else None
     for name, samples in results.items():
@@ -760,8 +768,19 @@ def format_ws_table(results: dict[str, list[float]]) -> str:
             cells = f"{med / f_med:.2f}x | {best / f_min:.2f}x | {med - f_med:,.1f} | {paired:,.1f}"
         else:
             cells = "n/a | n/a | n/a | n/a"
-        lines.append(f"| {name} | {med:,.1f} | {best:,.1f} | {cells} |")
+        versus = _versus(samples, wireup)
+        lines.append(f"| {name} | {med:,.1f} | {best:,.1f} | {cells} | {versus} |")
     return "\n".join(lines)
+
+
+def _versus(samples: list[float], peer: list[float] | None) -> str:
+    """``samples`` against ``peer`` (operations per second, one per repetition): the
+    median of the per-repetition differences in us per operation, with its quartiles."""
+    if not peer or len(samples) < 2:
+        return "n/a"
+    diffs = [1e6 / a - 1e6 / b for a, b in zip(samples, peer, strict=True)]
+    low, _, high = statistics.quantiles(diffs, n=4)
+    return f"{g.median(diffs):+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
 async def run_all(

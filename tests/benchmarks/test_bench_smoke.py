@@ -4,6 +4,7 @@ cleanup checks really fail when a library's cleanup does not run. No timing asse
 import asyncio
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -176,6 +177,32 @@ def test_bench_fastapi_prints_every_app() -> None:
     names = {first for first, _ in _rows(output)}
     for app in apps:
         assert app in names, f"missing {app}:\n{output}"
+
+
+def test_the_ws_table_pairs_every_app_with_wireup_per_repetition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bench = _load("bench_fastapi", monkeypatch)
+    # messages per second, one per repetition: 1e6 / rate is us per message
+    us_per_msg = {
+        "ws:bare": [8.0, 9.0, 10.0, 11.0, 9.0],
+        "ws:wireup": [10.0, 12.0, 11.0, 20.0, 10.0],  # one repetition hit by the drift
+        "ws:userscope": [10.5, 12.25, 11.75, 19.0, 10.25],
+    }
+    results = {name: [1e6 / t for t in times] for name, times in us_per_msg.items()}
+
+    def versus(name: str) -> list[float]:
+        table = {cells[0]: cells for cells in _table(bench.format_ws_table(results))}
+        return [float(x) for x in re.findall(r"[-+]\d+\.\d+", table[name][-1])]
+
+    # per repetition: +0.5, +0.25, +0.75, -1.0, +0.25: median +0.25, quartiles
+    # -0.375 and +0.625 (the drifting repetition moves a quartile, not the median)
+    assert versus("ws:userscope") == pytest.approx([0.25, -0.38, 0.62], abs=0.011)
+    assert versus("ws:wireup") == [0.0, 0.0, 0.0]
+    assert versus("ws:bare")[0] == pytest.approx(-2.0)
+    del results["ws:wireup"]  # no wireup in the run: nothing to pair with
+    table = {cells[0]: cells for cells in _table(bench.format_ws_table(results))}
+    assert table["ws:userscope"][-1] == "n/a"
 
 
 def test_bench_memory_prints_every_row() -> None:
