@@ -480,3 +480,150 @@ def test_the_runtime_on_its_own_locks_shares_nothing_and_closes_everything_once(
     assert (stats.open_scopes, stats.requests, stats.connections) == (0, 0, 0)
     assert stats.users == 3
     sessions.close()
+
+
+# -- screened: the WebSocket receive guard's steady path --------------------------------
+
+TEXT = {"type": "websocket.receive", "text": "hello", "bytes": None}
+BIG = {"type": "websocket.receive", "text": "x" * 100, "bytes": None}
+REFUSED = {"type": "websocket.disconnect", "code": 1009}
+
+
+class Receive:
+    """A server's receive: hands out ``messages``, suspending ``pauses`` times first."""
+
+    def __init__(self, *messages: Any, pauses: int = 0) -> None:
+        self.messages = list(messages)
+        self.pauses = pauses
+        self.cancelled = 0
+
+    async def __call__(self) -> Any:
+        try:
+            for _ in range(self.pauses):
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return self.messages.pop(0)
+
+
+class Slow:
+    """The slow path: records what it was given and refuses it."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    async def __call__(self, message: Any) -> Any:
+        self.seen.append(message)
+        await asyncio.sleep(0)  # it may suspend too
+        return REFUSED
+
+
+@pytest.mark.parametrize("pauses", [0, 2])
+async def test_screened_hands_back_a_small_text_as_it_is(pauses: int) -> None:
+    slow = Slow()
+    message = await _speedups.screened(Receive(TEXT, pauses=pauses)(), 5, slow)
+    assert message is TEXT
+    assert slow.seen == []
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        BIG,  # a text over the limit
+        {"type": "websocket.receive", "bytes": b"hi", "text": None},  # binary
+        {"type": "websocket.disconnect", "code": 1000},  # no text at all
+        OrderedDict(TEXT),  # not a dict exactly: the slow path decides
+        {"type": "websocket.receive", "text": b"hello"},  # not a str
+    ],
+)
+@pytest.mark.parametrize("pauses", [0, 2])
+async def test_screened_sends_anything_else_to_the_slow_path(message: Any, pauses: int) -> None:
+    slow = Slow()
+    assert await _speedups.screened(Receive(message, pauses=pauses)(), 5, slow) is REFUSED
+    assert slow.seen == [message]
+
+
+async def test_screened_limit_is_inclusive() -> None:
+    slow = Slow()
+    assert await _speedups.screened(Receive(TEXT)(), len("hello"), slow) is TEXT
+    assert await _speedups.screened(Receive(TEXT)(), len("hello") - 1, slow) is REFUSED
+
+
+async def test_screened_is_a_coroutine_to_asyncio_and_runs_as_a_task() -> None:
+    awaitable = _speedups.screened(Receive(TEXT, pauses=1)(), 5, Slow())
+    assert asyncio.iscoroutine(awaitable)
+    # compiled, the C awaitable (no coroutine frame); pure, the coroutine it stands for
+    assert (type(awaitable).__name__ == "Screened") is userscope.COMPILED
+    assert await asyncio.create_task(awaitable) is TEXT
+    big = asyncio.create_task(_speedups.screened(Receive(BIG, pauses=1)(), 5, Slow()))
+    assert await big is REFUSED
+
+
+async def test_a_cancellation_reaches_the_receive_and_propagates() -> None:
+    receive, slow = Receive(TEXT, pauses=5), Slow()
+    task = asyncio.create_task(_speedups.screened(receive(), 5, slow))
+    await asyncio.sleep(0)  # suspended in the receive
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert receive.cancelled == 1
+    assert slow.seen == []
+
+
+class Pause:
+    """Suspends once (yields ``"paused"``), with no event loop needed."""
+
+    def __await__(self) -> Generator[str, None, None]:
+        yield "paused"
+
+
+def test_a_message_returned_despite_a_throw_is_screened() -> None:
+    # a receive that swallows what is thrown in and returns a message: screened as any
+    async def swallowing() -> Any:
+        try:
+            await Pause()
+        except asyncio.CancelledError:
+            return BIG
+        raise AssertionError("not reached")
+
+    slow = Slow()
+    awaitable = _speedups.screened(swallowing(), 5, slow)
+    assert awaitable.send(None) == "paused"  # suspended in the receive
+    assert awaitable.throw(asyncio.CancelledError()) is None  # now suspended in `slow`
+    assert slow.seen == [BIG]
+    with pytest.raises(StopIteration) as stopped:
+        awaitable.send(None)
+    assert stopped.value.value is REFUSED
+
+
+async def test_errors_of_the_receive_and_of_the_slow_path_propagate() -> None:
+    async def broken() -> Any:
+        raise OSError("the connection broke")
+
+    async def failing(message: Any) -> Any:
+        raise ValueError("slow path failed")
+
+    with pytest.raises(OSError, match="connection broke"):
+        await _speedups.screened(broken(), 5, Slow())
+    with pytest.raises(ValueError, match="slow path failed"):
+        await _speedups.screened(Receive(BIG)(), 5, failing)
+
+
+def test_closing_screened_closes_the_receive() -> None:
+    steps: list[str] = []
+
+    async def receive() -> Any:
+        try:
+            await Pause()
+        finally:
+            steps.append("receive closed")
+        return TEXT
+
+    slow = Slow()
+    awaitable = _speedups.screened(receive(), 5, slow)
+    assert awaitable.send(None) == "paused"
+    awaitable.close()
+    assert steps == ["receive closed"]
+    awaitable.close()  # again: nothing left to close
+    assert slow.seen == []

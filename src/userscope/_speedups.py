@@ -17,6 +17,9 @@ in step: a name added here is added there.
 * :func:`var_get`, :func:`var_set`, :func:`var_reset` — ``ContextVar.get``/``set``/
   ``reset`` called with the variable first (here: the methods themselves; compiled:
   C calls).
+* :func:`screened` — the FastAPI adapter's WebSocket receive guard in its steady state:
+  a small text message comes back as it is, anything else goes to a slow path
+  (compiled: a C awaitable, no coroutine frame per message);
 * :func:`agen_step` — an async generator finalizer's first step, run until it suspends
   (compiled: through the C slots, no bound method calls);
 * :func:`monotonic` — :func:`time.monotonic` (compiled: ``clock_gettime`` in C, the same
@@ -54,6 +57,7 @@ __all__ = [
     "dict_get",
     "monotonic",
     "ready",
+    "screened",
     "thread_ident",
     "var_get",
     "var_reset",
@@ -195,6 +199,33 @@ def dict_get(mapping: Any, key: object) -> Any:
         (1, None)
     """
     return mapping.get(key)
+
+
+async def screened(
+    awaitable: Awaitable[Any], small: int, slow: Callable[[Any], Awaitable[Any]]
+) -> Any:
+    """Await ``awaitable`` (a server's ``receive()``): its message itself when it is a
+    dict whose ``"text"`` is a str of at most ``small`` characters, else what ``await
+    slow(message)`` gives.
+
+    Example:
+        >>> import asyncio
+        >>> from userscope._speedups import screened
+        >>> async def receive():
+        ...     return {"type": "websocket.receive", "text": "hi"}
+        >>> async def slow(message):
+        ...     return {"type": "websocket.disconnect", "code": 1009}
+        >>> asyncio.run(screened(receive(), 2, slow))["text"]
+        'hi'
+        >>> asyncio.run(screened(receive(), 1, slow))["code"]
+        1009
+    """
+    message = await awaitable
+    if type(message) is dict:
+        text = message.get("text")
+        if type(text) is str and len(text) <= small:
+            return message
+    return await slow(message)
 
 
 def agen_step(agen: Any, exc: BaseException | None) -> tuple[bool, Any, Any] | None:

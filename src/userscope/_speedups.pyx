@@ -19,6 +19,11 @@
 * ``var_get``/``var_set``/``var_reset``: ``ContextVar.get()``/``.set()``/``.reset()``
   as C calls (the scope classes switch the active frame with them; a Python-level call
   of the bound method costs about three times as much).
+* ``screened(awaitable, small, slow)``: await ``awaitable`` (a server's ``receive()``) and
+  hand back its message when it is a text of at most ``small`` characters, else what
+  ``slow(message)`` gives: the FastAPI adapter's WebSocket receive guard in its steady
+  state, as a C awaitable (no coroutine frame per message; ``await`` goes through its
+  ``am_send`` slot).
 * ``agen_step(agen, exc)``: an async generator finalizer's step (``__anext__()`` or
   ``athrow(exc)``) run until it first suspends, through the C slots (no bound methods).
 * ``monotonic()``: ``time.monotonic()`` as a C call (``clock_gettime``, the same clock
@@ -95,6 +100,31 @@ cdef extern from *:
     """
     object userscope_agen_step(object agen, object exc)
 
+cdef extern from *:
+    """
+    /* the result of an am_send step as a Python-level `send()` gives it: the yielded
+       value, or NULL with StopIteration(value) (or the step's error) set */
+    static PyObject *userscope_send_result(int status, PyObject *result) {
+        PyObject *stop;
+        if (status == PYGEN_NEXT)
+            return result;
+        if (status == PYGEN_RETURN) {
+            if (result == Py_None) {
+                PyErr_SetNone(PyExc_StopIteration);
+            } else {
+                stop = PyObject_CallOneArg(PyExc_StopIteration, result);
+                if (stop != NULL) {
+                    PyErr_SetObject(PyExc_StopIteration, stop);
+                    Py_DECREF(stop);
+                }
+            }
+            Py_DECREF(result);
+        }
+        return NULL;
+    }
+    """
+    object userscope_send_result(int status, PyObject* result)
+
 cdef extern from "Python.h":
     object PyObject_GenericGetDict(object obj, void* context)
     ctypedef PyObject* (*_iternextfunc "iternextfunc")(PyObject*)
@@ -109,6 +139,15 @@ cdef extern from "Python.h":
         _iternextfunc tp_iternext
         _AsyncMethods* tp_as_async
     void PyType_Modified(_TypeObject* type)
+    PySendResult PyIter_Send(PyObject* iter, PyObject* arg, PyObject** presult)
+    PyObject* _dict_item "PyDict_GetItemWithError"(PyObject* mapping, PyObject* key)
+    PyObject* _call_one "PyObject_CallOneArg"(PyObject* function, PyObject* arg)
+    bint _is_dict "PyDict_CheckExact"(PyObject* obj)
+    bint _is_str "PyUnicode_CheckExact"(PyObject* obj)
+    bint _is_coroutine "PyCoro_CheckExact"(PyObject* obj)
+    Py_ssize_t _str_length "PyUnicode_GET_LENGTH"(PyObject* obj)
+    PyObject* _error_set "PyErr_Occurred"()
+    void _decref "Py_DECREF"(PyObject* obj)
 
 __all__ = [
     "DONE",
@@ -120,6 +159,7 @@ __all__ = [
     "dict_get",
     "monotonic",
     "ready",
+    "screened",
     "thread_ident",
     "var_get",
     "var_reset",
@@ -305,6 +345,126 @@ cpdef object ready(object value):
 Coroutine.register(Ready)
 
 DONE = ready(None)
+
+
+cdef str _TEXT = "text"
+
+
+@cython.freelist(8)
+cdef class Screened:
+    """What ``screened()`` returns: an awaitable of the screened message.
+
+    Its own iterator (``__await__`` returns it); ``await`` steps it through its
+    ``am_send`` slot. It delegates every step to the awaitable it screens, then to the
+    slow path's, and has a coroutine's ``send``/``throw``/``close`` (registered as a
+    ``collections.abc.Coroutine``, so ``asyncio.create_task()`` takes it).
+    """
+
+    cdef object _inner  # the iterator stepped now: the receive's, then the slow path's
+    cdef Py_ssize_t _small
+    cdef object _slow  # None once the message went to the slow path
+
+    def __await__(self):
+        return self
+
+    def __next__(self):
+        return self.send(None)
+
+    def send(self, value):
+        """One step, ``value`` sent into the awaitable stepped now."""
+        cdef PyObject* result = NULL
+        status = _screened_send(<PyObject*>self, <PyObject*>value, &result)
+        return userscope_send_result(status, result)
+
+    def throw(self, typ, val=None, tb=None):
+        """Throw into the awaitable stepped now (a cancellation reaches the server's
+        receive); a message it still returns is screened as any other."""
+        if val is None:
+            error = typ() if isinstance(typ, type) else typ
+        else:
+            error = val if isinstance(val, BaseException) else typ(val)
+        if tb is not None:
+            error = error.with_traceback(tb)
+        try:
+            return self._inner.throw(error)
+        except StopIteration as stop:
+            message = stop.value
+        return self._settled(message)
+
+    def close(self):
+        """Close the awaitable stepped now; nothing more is screened."""
+        self._slow = None
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
+
+    cdef object _settled(self, object message):
+        # the receive (or the slow path) returned `message`: the next step's outcome
+        if self._slow is not None and not _passes(message, self._small):
+            slow, self._slow = self._slow, None
+            self._inner = _await_iter(slow(message))
+            return self.send(None)
+        raise StopIteration(message)
+
+
+cdef inline bint _passes(object message, Py_ssize_t small):
+    # a dict whose "text" is a str of at most `small` characters: the fast path's test
+    if not _is_dict(<PyObject*>message):
+        return False
+    text = message.get(_TEXT)
+    return type(text) is str and len(<str>text) <= small
+
+
+cdef object _await_iter(object awaitable):
+    # what `await awaitable` steps: a coroutine itself, else its `__await__()`
+    if _is_coroutine(<PyObject*>awaitable):
+        return awaitable
+    return awaitable.__await__()
+
+
+cdef PySendResult _screened_send(
+    PyObject* self, PyObject* arg, PyObject** result
+) except PYGEN_ERROR:
+    # am_send of Screened (an error is PYGEN_ERROR with the exception set, as the slot
+    # wants): step the awaitable; on the receive's return the message comes back when
+    # it passes, else the slow path takes over and is started here
+    cdef Screened screened = <Screened>self
+    cdef PyObject* value = NULL
+    cdef PyObject* text
+    cdef PySendResult status = PyIter_Send(<PyObject*>screened._inner, arg, &value)
+    if status != PYGEN_RETURN or screened._slow is None:
+        result[0] = value
+        return status
+    if _is_dict(value):
+        text = _dict_item(value, <PyObject*>_TEXT)
+        if text != NULL:
+            if _is_str(text) and _str_length(text) <= screened._small:
+                result[0] = value  # PyIter_Send's reference goes to the caller
+                return PYGEN_RETURN
+        elif _error_set() != NULL:
+            _decref(value)
+            return PYGEN_ERROR
+    message = <object>value
+    _decref(value)  # `message` holds its own reference
+    slow, screened._slow = screened._slow, None
+    screened._inner = _await_iter(slow(message))
+    return PyIter_Send(<PyObject*>screened._inner, <PyObject*>None, result)
+
+
+(<_TypeObject*>Screened).tp_as_async.am_send = <_sendfunc>_screened_send
+PyType_Modified(<_TypeObject*>Screened)
+Coroutine.register(Screened)
+
+
+cpdef object screened(object awaitable, Py_ssize_t small, object slow):
+    """An awaitable of ``awaitable``'s message (a server's ``receive()``): the message
+    itself when it is a dict whose ``"text"`` is a str of at most ``small`` characters,
+    else what ``await slow(message)`` gives."""
+    cdef Screened guard = Screened.__new__(Screened)
+    guard._inner = _await_iter(awaitable)
+    guard._small = small
+    guard._slow = slow
+    return guard
 
 
 cpdef object var_get(object var):

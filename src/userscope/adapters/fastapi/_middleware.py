@@ -23,6 +23,7 @@ from starlette.websockets import WebSocketDisconnect
 
 import userscope as us
 from userscope._log import fields as log_fields
+from userscope._speedups import screened
 from userscope.adapters.identity._errors import IdentityProviderUnavailableError
 from userscope.container._sessions import table_of
 from userscope.container._table import SessionTable
@@ -449,12 +450,17 @@ class UserscopeMiddleware:
         # connected, with credentials that expire, on asyncio: the connection's one timer
         deadline: ExpiryDeadline | None = None
 
-        async def guarded_receive() -> Message:
-            # One coroutine per message, kept short: in the steady state a small text
-            # message is the whole path. Only `websocket.receive` carries "text" (ASGI).
+        def guarded_receive() -> Awaitable[Message]:
+            # In the steady state (connected, credentials that never expire) a plain
+            # function: the server's receive, screened by `screened` (compiled: a C
+            # awaitable, no coroutine of ours per message); a small text message passes
+            # unmeasured. Only `websocket.receive` carries "text" (ASGI).
             if steady:
-                message = await receive()
-            elif (
+                return screened(receive(), small_text, settle)
+            return guarded_receive_slow()
+
+        async def guarded_receive_slow() -> Message:
+            if (
                 deadline is not None
                 and deadline.handle is not None
                 and deadline.waiter is None
@@ -486,6 +492,10 @@ class UserscopeMiddleware:
             text = message.get("text")
             if text is not None and len(text) <= small_text:
                 return message
+            return await settle(message)
+
+        async def settle(message: Message) -> Message:
+            """A message that is not a small text: tracked, and refused when too big."""
             refusal = screen(message)
             if refusal is None:
                 return message
