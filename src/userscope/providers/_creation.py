@@ -540,6 +540,13 @@ def begin_acreate(core: ProviderCore, state: ScopeState, frame: ActiveFrame) -> 
         _abandon(state, provider, error)
         return _raise(error)
     if not _publish(state, frame, provider, value, finalizer):
+        # its scope closed while it was built: cleaned up here, in the call, so that a
+        # caller that drops the awaitable leaks nothing (only an `aclose()` waits for it)
+        if finalizer is not None and (finalizer[0] == GEN or not is_async_close(finalizer[1])):
+            run_cleanups_sync([finalizer], None)
+            finalizer = None
+        if finalizer is None:
+            return _raise(_closed(state, provider))
         return _built_too_late(state, frame, provider, finalizer)
     return ready(value)
 
