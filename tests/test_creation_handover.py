@@ -63,6 +63,13 @@ def _containers(made: list[str], finished: list[str]) -> list[Any]:
     return [OverBridge, Plain]
 
 
+def _container(kind: str) -> tuple[Any, list[str], list[str]]:
+    """One of `_containers`' two, with the lists its factories record into."""
+    made: list[str] = []
+    finished: list[str] = []
+    return _containers(made, finished)[0 if kind == "over a bridge" else 1], made, finished
+
+
 async def _prime(sessions: Any, alice: Any, C: Any) -> Callable[[], Any]:
     """Bring ``C.made`` to its hand-over and return how to resolve it there.
 
@@ -105,9 +112,7 @@ DROPS: dict[str, Callable[[Any], None]] = {
 async def test_a_handed_over_creation_dropped_before_it_ran_gives_its_reservation_back(
     sessions: Any, alice: Any, kind: str, drop: str
 ) -> None:
-    made: list[str] = []
-    finished: list[str] = []
-    C = _containers(made, finished)[0 if kind == "over a bridge" else 1]
+    C, made, finished = _container(kind)
     async with sessions.connection(alice):
         resolve = await _prime(sessions, alice, C)
         async with sessions.request(alice.for_request()):
@@ -129,9 +134,7 @@ async def test_a_handed_over_creation_dropped_before_it_ran_gives_its_reservatio
 async def test_a_handed_over_creation_cancelled_before_it_started_wakes_its_waiter(
     sessions: Any, alice: Any, kind: str
 ) -> None:
-    made: list[str] = []
-    finished: list[str] = []
-    C = _containers(made, finished)[0 if kind == "over a bridge" else 1]
+    C, made, _ = _container(kind)
     async with sessions.connection(alice):
         resolve = await _prime(sessions, alice, C)
         async with sessions.request(alice.for_request()):
@@ -151,9 +154,7 @@ async def test_a_handed_over_creation_cancelled_before_it_started_wakes_its_wait
 async def test_a_handed_over_creation_under_a_deadline_already_past(
     sessions: Any, alice: Any, kind: str
 ) -> None:
-    made: list[str] = []
-    finished: list[str] = []
-    C = _containers(made, finished)[0 if kind == "over a bridge" else 1]
+    C, _, _ = _container(kind)
     async with sessions.connection(alice):
         resolve = await _prime(sessions, alice, C)
         async with sessions.request(alice.for_request()):

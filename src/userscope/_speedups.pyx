@@ -295,16 +295,21 @@ cdef class Ready:
     def throw(self, typ, val=None, tb=None):
         """An exception thrown in before the first step propagates, as from a coroutine
         that never started."""
-        if val is None:
-            error = typ() if isinstance(typ, type) else typ
-        else:
-            error = val if isinstance(val, BaseException) else typ(val)
-        if tb is not None:
-            error = error.with_traceback(tb)
-        raise error
+        raise _thrown(typ, val, tb)
 
     def close(self):
         """Nothing to close: it holds no frame."""
+
+
+cdef object _thrown(object typ, object val, object tb):
+    # the exception a coroutine's `throw(typ, val, tb)` raises (any of its call forms)
+    if val is None:
+        error = typ() if isinstance(typ, type) else typ
+    else:
+        error = val if isinstance(val, BaseException) else typ(val)
+    if tb is not None:
+        error = error.with_traceback(tb)
+    return error
 
 
 cdef PyObject* _ready_next(PyObject* self) noexcept:
@@ -379,14 +384,8 @@ cdef class Screened:
     def throw(self, typ, val=None, tb=None):
         """Throw into the awaitable stepped now (a cancellation reaches the server's
         receive); a message it still returns is screened as any other."""
-        if val is None:
-            error = typ() if isinstance(typ, type) else typ
-        else:
-            error = val if isinstance(val, BaseException) else typ(val)
-        if tb is not None:
-            error = error.with_traceback(tb)
         try:
-            return self._inner.throw(error)
+            return self._inner.throw(_thrown(typ, val, tb))
         except StopIteration as stop:
             message = stop.value
         return self._settled(message)
