@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import warnings
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -212,4 +213,26 @@ async def test_a_hand_over_collected_while_its_lock_is_held_gives_back_from_a_th
                 await asyncio.sleep(0.01)
             assert await asyncio.wait_for(C.made.async_(), BOUND) == "made for alice"
             assert len(made) == 3  # primed, dropped, built again
+    assert sessions.stats().instances == 0
+
+
+async def test_a_throw_into_a_started_hand_over_reaches_the_creation(
+    sessions: Any, alice: Any
+) -> None:
+    # a task cancelled after its first step: the cancellation is thrown into the running
+    # creation (one exception, passed on alone), which gives its reservation back
+    C, made, _ = _container("over a bridge")
+    async with sessions.connection(alice):
+        resolve = await _prime(sessions, alice, C)
+        async with sessions.request(alice.for_request()):
+            before, built = sessions.stats().instances, len(made)
+            handover = resolve()
+            assert handover.send(None) is None  # running: suspended in the factory's sleep
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # no deprecated throw() form on the way
+                with pytest.raises(asyncio.CancelledError):
+                    handover.throw(asyncio.CancelledError())
+            assert sessions.stats().instances == before
+            assert await asyncio.wait_for(C.made.async_(), BOUND) == "made for alice"
+            assert len(made) == built + 2
     assert sessions.stats().instances == 0

@@ -621,13 +621,17 @@ class Handover(Coroutine[Any, Any, Any]):
         return self._run().send(value)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        if self._running is not None:
-            return self._running.throw(typ, val, tb)
-        self._drop(False)  # thrown into before it ran: the exception comes straight back
+        # one exception, built here, passed on alone (the three-argument form of a
+        # coroutine's throw() is deprecated from Python 3.12 on)
         error = typ if val is None else val
         if isinstance(error, type):
             error = error()
-        raise error.with_traceback(tb) if tb is not None else error
+        if tb is not None:
+            error = error.with_traceback(tb)
+        if self._running is not None:
+            return self._running.throw(error)
+        self._drop(False)  # thrown into before it ran: the exception comes straight back
+        raise error
 
     def close(self) -> None:
         if self._running is not None:
