@@ -25,4 +25,13 @@ cpdef double monotonic() except? -1
 cpdef object context_slot(object ctx)
 cpdef object dict_get(object mapping, object key)
 cpdef object agen_step(object agen, object exc)
+cpdef object running_loop()
 cpdef object screened(object awaitable, Py_ssize_t small, object slow)
+cpdef object watched(
+    object deadline,
+    object awaitable,
+    Py_ssize_t small,
+    object slow,
+    object expired,
+    object fallback,
+)

@@ -19,7 +19,9 @@ in step: a name added here is added there.
   C calls).
 * :func:`screened` — the FastAPI adapter's WebSocket receive guard in its steady state:
   a small text message comes back as it is, anything else goes to a slow path
-  (compiled: a C awaitable, no coroutine frame per message);
+  (compiled: a C awaitable, no coroutine frame per message); :func:`watched` — the same
+  guard for credentials that expire: the receive also registers with the connection's
+  expiry deadline (compiled: the same C awaitable);
 * :func:`agen_step` — an async generator finalizer's first step, run until it suspends
   (compiled: through the C slots, no bound method calls);
 * :func:`monotonic` — :func:`time.monotonic` (compiled: ``clock_gettime`` in C, the same
@@ -43,12 +45,14 @@ from __future__ import annotations
 
 import threading
 import time
+from asyncio import CancelledError, _get_running_loop, current_task
 from collections.abc import Awaitable, Callable, Generator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 __all__ = [
     "DONE",
+    "DeadlineSlots",
     "Lock",
     "LockBase",
     "agen_step",
@@ -57,11 +61,13 @@ __all__ = [
     "dict_get",
     "monotonic",
     "ready",
+    "running_loop",
     "screened",
     "thread_ident",
     "var_get",
     "var_reset",
     "var_set",
+    "watched",
 ]
 
 T = TypeVar("T")
@@ -163,6 +169,20 @@ var_set: Callable[[ContextVar[Any], Any], Any] = ContextVar.set
 var_reset: Callable[[ContextVar[Any], Any], None] = ContextVar.reset
 """``var_reset(var, token)`` is ``var.reset(token)``."""
 
+running_loop: Callable[[], Any] = _get_running_loop
+"""``asyncio._get_running_loop()``: this thread's running event loop, or ``None``
+(compiled, on Python 3.11: cached per running-loop holder, which skips asyncio's
+``getpid()`` system call on each lookup).
+
+Example:
+    >>> import asyncio
+    >>> from userscope._speedups import running_loop
+    >>> async def main():
+    ...     return running_loop() is asyncio.get_running_loop()
+    >>> asyncio.run(main()), running_loop()
+    (True, None)
+"""
+
 monotonic: Callable[[], float] = time.monotonic
 """``time.monotonic()``.
 
@@ -221,6 +241,104 @@ async def screened(
         1009
     """
     message = await awaitable
+    if type(message) is dict:
+        text = message.get("text")
+        if type(text) is str and len(text) <= small:
+            return message
+    return await slow(message)
+
+
+class DeadlineSlots:
+    """The fields of a connection's expiry deadline that its watched receives read and
+    write (:func:`watched`): the timer's ``handle`` (``None`` once it ran or was
+    dropped), the ``waiter`` task registered by the pending receive, and the task the
+    deadline ``fired`` on, until that receive took its cancellation back. The FastAPI
+    adapter's ``ExpiryDeadline`` subclasses it (compiled: an extension type, whose
+    fields the C receive reads directly).
+
+    Example:
+        >>> from userscope._speedups import DeadlineSlots
+        >>> class Deadline(DeadlineSlots):
+        ...     __slots__ = ()
+        >>> deadline = Deadline()
+        >>> deadline.handle = deadline.waiter = deadline.fired = None
+        >>> deadline.waiter is None
+        True
+    """
+
+    __slots__ = ("fired", "handle", "waiter")
+
+    handle: Any
+    waiter: Any
+    fired: Any
+
+
+async def watched(
+    deadline: DeadlineSlots,
+    awaitable: Awaitable[Any],
+    small: int,
+    slow: Callable[[Any], Awaitable[Any]],
+    expired: Callable[[], Awaitable[Any]],
+    fallback: Callable[[], Awaitable[Any]],
+) -> Any:
+    """Await ``awaitable`` (a server's ``receive()``) watched by ``deadline`` (the
+    connection's expiry deadline, an ``ExpiryDeadline`` of the FastAPI adapter), then
+    screen the message as :func:`screened` does.
+
+    When the deadline's timer is pending (``deadline.handle``) and no other receive is
+    registered (``deadline.waiter``), the current task registers as the waiter, noting
+    its ``cancelling()`` count. If the timer fires meanwhile it cancels this task and
+    marks it ``deadline.fired``: the receive takes its own cancellation back
+    (``Task.uncancel``) and the outcome is ``await expired()``. A cancellation from
+    anyone else, alone or together with the expiry, and any other error propagate.
+    Otherwise (the timer already ran, another receive is pending) ``awaitable`` is
+    closed unstarted and the message is ``await fallback()``'s, screened. Nothing is
+    registered before the first step; closed (or thrown into) before it, it leaves
+    ``awaitable`` as it is, as any coroutine that never started leaves its arguments.
+
+    Example:
+        >>> import asyncio
+        >>> from userscope._speedups import watched
+        >>> from userscope._speedups import DeadlineSlots
+        >>> deadline = DeadlineSlots()  # a timer still pending, no receive registered
+        >>> deadline.handle, deadline.waiter, deadline.fired = object(), None, None
+        >>> async def receive():
+        ...     return {"type": "websocket.receive", "text": "hi"}
+        >>> async def slow(message):
+        ...     return {"type": "websocket.disconnect", "code": 1009}
+        >>> async def expired():
+        ...     return {"type": "websocket.disconnect", "code": 1008}
+        >>> asyncio.run(watched(deadline, receive(), 2, slow, expired, receive))["text"]
+        'hi'
+    """
+    task: Any
+    if (
+        deadline.handle is not None
+        and deadline.waiter is None
+        and (task := current_task()) is not None
+    ):
+        base = task.cancelling()
+        deadline.waiter = task
+        try:
+            message = await awaitable
+        except BaseException as exc:
+            deadline.waiter = None
+            if deadline.fired is not task:
+                raise  # not the expiry: someone else's cancellation, or an error
+            deadline.fired = None
+            if task.uncancel() > base or not isinstance(exc, CancelledError):
+                raise  # another cancellation came too: it wins over the expiry
+            return await expired()
+        deadline.waiter = None
+        if deadline.fired is task:  # the server's receive swallowed the cancellation
+            deadline.fired = None
+            task.uncancel()
+            return await expired()
+    else:
+        close = getattr(awaitable, "close", None)
+        if close is not None:
+            close()  # never started: the fallback receives instead
+        message = await fallback()
     if type(message) is dict:
         text = message.get("text")
         if type(text) is str and len(text) <= small:

@@ -23,7 +23,9 @@
   hand back its message when it is a text of at most ``small`` characters, else what
   ``slow(message)`` gives: the FastAPI adapter's WebSocket receive guard in its steady
   state, as a C awaitable (no coroutine frame per message; ``await`` goes through its
-  ``am_send`` slot).
+  ``am_send`` slot). ``watched(deadline, receive, small, slow, expired, fallback)``: the
+  same awaitable for credentials that expire, the receive registered with the
+  connection's expiry deadline (the protocol is the pure twin's).
 * ``agen_step(agen, exc)``: an async generator finalizer's step (``__anext__()`` or
   ``athrow(exc)``) run until it first suspends, through the C slots (no bound methods).
 * ``monotonic()``: ``time.monotonic()`` as a C call (``clock_gettime``, the same clock
@@ -55,10 +57,19 @@ cdef extern from "pythread.h":
 from cpython.contextvars cimport PyContextVar_Get, PyContextVar_Reset, PyContextVar_Set
 from cpython.dict cimport PyDict_Check, PyDict_CheckExact, PyDict_GetItemWithError
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
-from cpython.exc cimport PyErr_CheckSignals, PyErr_SetObject
+from cpython.exc cimport (
+    PyErr_CheckSignals,
+    PyErr_Fetch,
+    PyErr_NormalizeException,
+    PyErr_Restore,
+    PyErr_SetObject,
+)
 from cpython.object cimport PyObject, PyObject_Call
 from cpython.pythread cimport PyThread_get_thread_ident
-from cpython.ref cimport Py_DECREF, Py_INCREF
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
+
+from asyncio import CancelledError
+from asyncio import current_task as _current_task
 
 cdef extern from *:
     """
@@ -125,6 +136,32 @@ cdef extern from *:
     """
     object userscope_send_result(int status, PyObject* result)
 
+cdef extern from *:
+    """
+    /* `iter.throw(error)` as an am_send step: PYGEN_NEXT with what it yielded,
+       PYGEN_RETURN with StopIteration's value, or PYGEN_ERROR with the error set */
+    static PySendResult userscope_throw(PyObject *iter, PyObject *error, PyObject **result) {
+        PyObject *kind, *stop, *trace, *value;
+        value = PyObject_CallMethod(iter, "throw", "O", error);
+        if (value != NULL) {
+            *result = value;
+            return PYGEN_NEXT;
+        }
+        if (!PyErr_ExceptionMatches(PyExc_StopIteration)) {
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+        PyErr_Fetch(&kind, &stop, &trace);
+        PyErr_NormalizeException(&kind, &stop, &trace);
+        value = stop != NULL ? PyObject_GetAttrString(stop, "value") : Py_NewRef(Py_None);
+        Py_XDECREF(kind);
+        Py_XDECREF(stop);
+        Py_XDECREF(trace);
+        *result = value;
+        return value != NULL ? PYGEN_RETURN : PYGEN_ERROR;
+    }
+    """
+
 cdef extern from "Python.h":
     object PyObject_GenericGetDict(object obj, void* context)
     ctypedef PyObject* (*_iternextfunc "iternextfunc")(PyObject*)
@@ -148,9 +185,12 @@ cdef extern from "Python.h":
     Py_ssize_t _str_length "PyUnicode_GET_LENGTH"(PyObject* obj)
     PyObject* _error_set "PyErr_Occurred"()
     void _decref "Py_DECREF"(PyObject* obj)
+    PyObject* PyThreadState_GetDict()
+    PySendResult userscope_throw(PyObject* iter, PyObject* error, PyObject** result)
 
 __all__ = [
     "DONE",
+    "DeadlineSlots",
     "Lock",
     "LockBase",
     "agen_step",
@@ -159,11 +199,13 @@ __all__ = [
     "dict_get",
     "monotonic",
     "ready",
+    "running_loop",
     "screened",
     "thread_ident",
     "var_get",
     "var_reset",
     "var_set",
+    "watched",
 ]
 
 
@@ -355,19 +397,39 @@ DONE = ready(None)
 cdef str _TEXT = "text"
 
 
+cdef class DeadlineSlots:
+    """The fields of a connection's expiry deadline that its watched receives read and
+    write (``watched()``): the timer's ``handle`` (``None`` once it ran or was dropped),
+    the ``waiter`` task registered by the pending receive, and the task the deadline
+    ``fired`` on, until that receive took its cancellation back. The FastAPI adapter's
+    ``ExpiryDeadline`` subclasses it."""
+
+    cdef public object handle
+    cdef public object waiter
+    cdef public object fired
+
+
 @cython.freelist(8)
 cdef class Screened:
-    """What ``screened()`` returns: an awaitable of the screened message.
+    """What ``screened()`` and ``watched()`` return: an awaitable of the screened message.
 
     Its own iterator (``__await__`` returns it); ``await`` steps it through its
     ``am_send`` slot. It delegates every step to the awaitable it screens, then to the
-    slow path's, and has a coroutine's ``send``/``throw``/``close`` (registered as a
+    slow path's (or, a watched receive that expired, to ``expired()``'s), and has a
+    coroutine's ``send``/``throw``/``close`` (registered as a
     ``collections.abc.Coroutine``, so ``asyncio.create_task()`` takes it).
     """
 
-    cdef object _inner  # the iterator stepped now: the receive's, then the slow path's
+    cdef object _inner  # the iterator stepped now; None: a watched receive not started
     cdef Py_ssize_t _small
-    cdef object _slow  # None once the message went to the slow path
+    cdef object _slow  # None once the message went to the slow path (or expired)
+    # a watched receive (`watched()`; all None for `screened()`):
+    cdef DeadlineSlots _deadline  # the deadline, until the receive ended
+    cdef object _task  # the task registered as the deadline's waiter, while it is
+    cdef object _base  # that task's `cancelling()` count when it registered
+    cdef object _receive  # the receive's awaitable, until it is stepped
+    cdef object _expired
+    cdef object _fallback
 
     def __await__(self):
         return self
@@ -384,26 +446,195 @@ cdef class Screened:
     def throw(self, typ, val=None, tb=None):
         """Throw into the awaitable stepped now (a cancellation reaches the server's
         receive); a message it still returns is screened as any other."""
-        try:
-            return self._inner.throw(_thrown(typ, val, tb))
-        except StopIteration as stop:
-            message = stop.value
-        return self._settled(message)
+        cdef PyObject* value = NULL
+        cdef PyObject* result = NULL
+        error = _thrown(typ, val, tb)
+        if self._inner is None:  # a watched receive not started: raised as it stands
+            self._drop_watch()
+            self._inner = _DONE_ITER
+            raise error
+        status = userscope_throw(<PyObject*>self._inner, <PyObject*>error, &value)
+        status = _screened_after(self, status, value, &result)
+        return userscope_send_result(status, result)
 
     def close(self):
-        """Close the awaitable stepped now; nothing more is screened."""
+        """Close the awaitable stepped now; nothing more is screened (a watched
+        receive leaves its deadline, as the coroutine it stands for does)."""
         self._slow = None
         close = getattr(self._inner, "close", None)
         if close is not None:
             close()
+        cdef DeadlineSlots deadline
+        task = self._task
+        if task is not None:
+            self._task = None
+            deadline = self._deadline
+            deadline.waiter = None
+            if deadline.fired is task:
+                deadline.fired = None
+                task.uncancel()
+        self._drop_watch()
 
-    cdef object _settled(self, object message):
-        # the receive (or the slow path) returned `message`: the next step's outcome
-        if self._slow is not None and not _passes(message, self._small):
-            slow, self._slow = self._slow, None
-            self._inner = _await_iter(slow(message))
-            return self.send(None)
-        raise StopIteration(message)
+    cdef void _drop_watch(self) noexcept:
+        self._deadline = None
+        self._receive = None
+        self._expired = None
+        self._fallback = None
+
+    cdef int _start(self) except -1:
+        # a watched receive's first step: register with the deadline and step the
+        # receive, or (the deadline cannot watch it) close that and start the fallback
+        cdef DeadlineSlots deadline = self._deadline
+        awaitable = self._receive
+        self._receive = None
+        if deadline.handle is not None and deadline.waiter is None:
+            task = _task_now()
+            if task is not None:
+                self._base = task.cancelling()
+                deadline.waiter = task
+                self._task = task
+                try:
+                    self._inner = _await_iter(awaitable)
+                except BaseException:
+                    deadline.waiter = None
+                    self._task = None
+                    self._drop_watch()
+                    self._inner = _DONE_ITER
+                    raise
+                return 0
+        fallback = self._fallback
+        self._drop_watch()
+        self._inner = _DONE_ITER
+        close = getattr(awaitable, "close", None)
+        if close is not None:
+            close()  # never started: the fallback receives instead
+        self._inner = _await_iter(fallback())
+        return 0
+
+    cdef PySendResult _unwatch(
+        self, PySendResult status, PyObject* value, PyObject** result
+    ) except PYGEN_ERROR:
+        # the watched receive ended (returned `value`, or raised: the error is set):
+        # leave the deadline; when it was the deadline that cancelled it, the outcome is
+        # `expired()`'s, else the message is screened or the error propagates
+        cdef PyObject* kind = NULL
+        cdef PyObject* error = NULL
+        cdef PyObject* trace = NULL
+        cdef DeadlineSlots deadline = self._deadline
+        task, self._task = self._task, None
+        expired = self._expired
+        self._drop_watch()
+        deadline.waiter = None
+        if status == PYGEN_RETURN:
+            if deadline.fired is not task:
+                return _screened_after(self, status, value, result)
+            _decref(value)  # the server's receive swallowed the cancellation
+            deadline.fired = None
+            task.uncancel()
+        else:
+            if deadline.fired is not task:
+                return PYGEN_ERROR  # not the expiry: someone else's cancellation, or an error
+            deadline.fired = None
+            PyErr_Fetch(&kind, &error, &trace)
+            PyErr_NormalizeException(&kind, &error, &trace)
+            try:
+                counted = task.uncancel()
+            except BaseException:
+                Py_XDECREF(kind)
+                Py_XDECREF(error)
+                Py_XDECREF(trace)
+                raise
+            if counted > self._base or not isinstance(<object>error, CancelledError):
+                PyErr_Restore(kind, error, trace)  # another cancellation came too: it wins
+                return PYGEN_ERROR
+            Py_XDECREF(kind)
+            Py_XDECREF(error)
+            Py_XDECREF(trace)
+        self._slow = None
+        self._inner = _await_iter(expired())
+        return PyIter_Send(<PyObject*>self._inner, <PyObject*>None, result)
+
+
+cdef object _DONE_ITER = iter(())  # what a receive that failed to start steps: nothing
+
+import asyncio.tasks
+import os
+import sys
+from asyncio import _get_running_loop
+
+# the running task of each loop (what `asyncio.current_task()` reads), where this
+# Python keeps it in a dict
+_tasks_by_loop = getattr(asyncio.tasks, "_current_tasks", None)
+cdef dict _TASKS = _tasks_by_loop if type(_tasks_by_loop) is dict else None
+
+
+# Python 3.11 keeps the running loop in a holder object in the thread's state dict, and
+# checks the holder's process id against getpid() -- a system call -- on every lookup;
+# 3.12 on keep it without that check (no cache needed there)
+cdef bint _HOLDERS = (
+    sys.version_info < (3, 12) and getattr(_get_running_loop, "__module__", None) == "_asyncio"
+)
+cdef str _LOOP_KEY = "__asyncio_running_event_loop__"
+# (holder, its loop): the holder last looked up (a strong reference, so that its
+# address is never another holder's) and the loop asyncio found in it; one tuple,
+# replaced whole
+cdef tuple _last_loop = (None, None)
+
+
+def _forget_loop():
+    # in a child process after fork(): the parent's holder is not running here
+    global _last_loop
+    _last_loop = (None, None)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_loop)
+
+
+cpdef object running_loop():
+    """``asyncio._get_running_loop()``: this thread's running event loop, or ``None``.
+
+    On Python 3.11 the answer is cached per holder (what ``asyncio._set_running_loop()``
+    puts in the thread's state): the same holder as last time gives the same loop without
+    asyncio's ``getpid()`` system call (about 200 ns each). A child process forgets the
+    cache at fork. Elsewhere, asyncio's own call.
+    """
+    global _last_loop
+    cdef PyObject* state
+    cdef PyObject* holder
+    if not _HOLDERS:
+        return _get_running_loop()
+    state = PyThreadState_GetDict()
+    if state == NULL:
+        return _get_running_loop()
+    holder = _dict_item(state, <PyObject*>_LOOP_KEY)
+    if holder == NULL:
+        if _error_set() != NULL:
+            raise
+        _last_loop = (None, None)  # no loop runs here: let the last one go
+        return None
+    last = _last_loop
+    if <object>holder is last[0]:
+        return last[1]
+    loop = _get_running_loop()
+    _last_loop = (<object>holder, loop)
+    return loop
+
+
+cdef object _task_now():
+    # `asyncio.current_task()` as C calls, ``None`` off a running loop
+    cdef PyObject* task
+    loop = running_loop()
+    if loop is None:
+        return None
+    if _TASKS is None:
+        return _current_task(loop)
+    task = PyDict_GetItemWithError(_TASKS, loop)
+    if task == NULL:
+        if _error_set() != NULL:
+            raise
+        return None
+    return <object>task
 
 
 cdef inline bint _passes(object message, Py_ssize_t small):
@@ -425,12 +656,30 @@ cdef PySendResult _screened_send(
     PyObject* self, PyObject* arg, PyObject** result
 ) except PYGEN_ERROR:
     # am_send of Screened (an error is PYGEN_ERROR with the exception set, as the slot
-    # wants): step the awaitable; on the receive's return the message comes back when
-    # it passes, else the slow path takes over and is started here
+    # wants): step the awaitable, then see to its outcome
     cdef Screened screened = <Screened>self
     cdef PyObject* value = NULL
-    cdef PyObject* text
+    if screened._inner is None:
+        screened._start()
     cdef PySendResult status = PyIter_Send(<PyObject*>screened._inner, arg, &value)
+    if status == PYGEN_NEXT:
+        result[0] = value
+        return status
+    return _screened_after(screened, status, value, result)
+
+
+cdef inline PySendResult _screened_after(
+    Screened screened, PySendResult status, PyObject* value, PyObject** result
+) except PYGEN_ERROR:
+    # the outcome of one step (`value`: what it yielded or returned, NULL on an error,
+    # whose reference goes on): a watched receive leaves its deadline; a returned message
+    # comes back when it passes, else the slow path takes over and is started here
+    cdef PyObject* text
+    if status == PYGEN_NEXT:
+        result[0] = value
+        return status
+    if screened._task is not None:
+        return screened._unwatch(status, value, result)
     if status != PYGEN_RETURN or screened._slow is None:
         result[0] = value
         return status
@@ -438,7 +687,7 @@ cdef PySendResult _screened_send(
         text = _dict_item(value, <PyObject*>_TEXT)
         if text != NULL:
             if _is_str(text) and _str_length(text) <= screened._small:
-                result[0] = value  # PyIter_Send's reference goes to the caller
+                result[0] = value  # the step's reference goes to the caller
                 return PYGEN_RETURN
         elif _error_set() != NULL:
             _decref(value)
@@ -463,6 +712,27 @@ cpdef object screened(object awaitable, Py_ssize_t small, object slow):
     guard._inner = _await_iter(awaitable)
     guard._small = small
     guard._slow = slow
+    return guard
+
+
+cpdef object watched(
+    object deadline,
+    object awaitable,
+    Py_ssize_t small,
+    object slow,
+    object expired,
+    object fallback,
+):
+    """``await awaitable`` (a server's ``receive()``) watched by ``deadline`` (the
+    connection's expiry deadline), screened as ``screened()`` does; see the pure twin for
+    the protocol. Nothing is registered before the first step."""
+    cdef Screened guard = Screened.__new__(Screened)
+    guard._small = small
+    guard._slow = slow
+    guard._deadline = deadline
+    guard._receive = awaitable
+    guard._expired = expired
+    guard._fallback = fallback
     return guard
 
 

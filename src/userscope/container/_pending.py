@@ -16,12 +16,12 @@ import contextlib
 import threading
 from typing import Any, Final
 
+from userscope._speedups import running_loop
+
 __all__ = ["RETRY", "PendingCreation"]
 
 RETRY: Final[Any] = object()
 """Outcome of a creation whose creator was cancelled: the waiter creates it again."""
-
-_running_loop = asyncio._get_running_loop
 
 
 class PendingCreation:
@@ -84,7 +84,7 @@ class PendingCreation:
         if self.event is not None:
             self.event.set()
         futures, self.futures = self.futures or [], None
-        here = _running_loop()
+        here = running_loop()
         for loop, future in futures:
             if loop is here:
                 _deliver(future, self.value, self.error)

@@ -37,7 +37,7 @@ else:
     except ImportError:  # pragma: no cover - a pure install: no Cython, no-op declarations
         from userscope import _nocython as cython
 
-from userscope._speedups import Lock, call, ready, thread_ident
+from userscope._speedups import Lock, call, ready, running_loop, thread_ident
 from userscope.container import _flags, _guard, _locks
 from userscope.container._cleanup import run_cleanups_async, run_cleanups_sync
 from userscope.container._guard import check as guard_check
@@ -71,7 +71,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ProviderCore", "acreate", "begin_acreate", "create", "will_create"]
 
-_running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
 # the loop -> current task dict asyncio's C tasks keep (a Python function looks it up
 # before 3.12): read with a C dict lookup compiled (typed in the .pxd); None without it
@@ -277,7 +276,7 @@ def _wait_error(
         if pending.thread == thread_ident():
             return DependencyCycleError(provider.name, provider.scope)
         return None
-    if pending.task.get_loop() is not _running_loop():
+    if pending.task.get_loop() is not running_loop():
         return None  # owned by a task of another loop (another thread): it can finish
     if pending.task is _current_task():
         return DependencyCycleError(provider.name, provider.scope)
@@ -436,7 +435,7 @@ def _publish(
         if state.level is _USER and (
             finalizer[0] == AGEN or (finalizer[0] == CLOSE and is_async_close(finalizer[1]))
         ):  # where this user's async cleanups can run if the last scope exits off-loop
-            state.loop = _running_loop()
+            state.loop = running_loop()
     pending = state.pending
     entry = pending.pop(provider)  # type: ignore[union-attr]
     lock.release()
@@ -496,7 +495,7 @@ def begin_acreate(core: ProviderCore, state: ScopeState, frame: ActiveFrame) -> 
         lock.release()
         return acreate(core, state, frame)
     session.instances += 1
-    loop = _running_loop()
+    loop = running_loop()
     if loop is None:  # called off-loop (a thread of `asyncio.to_thread`): the thread owns it
         task = None
     elif _tasks is not None:
@@ -709,7 +708,7 @@ async def acreate(
     provider = core.provider
     session = state.session
     lock = session.lock
-    loop = _running_loop()
+    loop = running_loop()
     task = _tasks.get(loop) if _tasks is not None else _current_task(loop)
     owner: Any = thread_ident() if task is None else task
     while not reserved:

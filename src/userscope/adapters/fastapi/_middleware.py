@@ -8,7 +8,7 @@ import logging
 import sys
 import time
 import traceback
-from asyncio import CancelledError, current_task
+from asyncio import current_task
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from itertools import chain
@@ -23,7 +23,7 @@ from starlette.websockets import WebSocketDisconnect
 
 import userscope as us
 from userscope._log import fields as log_fields
-from userscope._speedups import screened
+from userscope._speedups import DeadlineSlots, screened, watched
 from userscope.adapters.identity._errors import IdentityProviderUnavailableError
 from userscope.container._sessions import table_of
 from userscope.container._table import SessionTable
@@ -157,7 +157,7 @@ class ConnectionState:
         await self.close(refusal.close_code, refusal.close_reason)
 
 
-class ExpiryDeadline:
+class ExpiryDeadline(DeadlineSlots):
     """The expiry of one connection's credentials as a single timer on its asyncio loop.
 
     Armed once per connection (at the connect message), not once per message: a receive
@@ -178,7 +178,9 @@ class ExpiryDeadline:
     `cancel` drops the timer; the middleware calls it on every exit of the connection.
     """
 
-    __slots__ = ("expires_at", "fired", "handle", "loop", "waiter")
+    # `handle`, `waiter` and `fired` are `DeadlineSlots`' (compiled: read in C by the
+    # watched receive)
+    __slots__ = ("expires_at", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, expires_at: float) -> None:
         self.loop = loop
@@ -451,48 +453,20 @@ class UserscopeMiddleware:
         deadline: ExpiryDeadline | None = None
 
         def guarded_receive() -> Awaitable[Message]:
-            # In the steady state (connected, credentials that never expire) a plain
-            # function: the server's receive, screened by `screened` (compiled: a C
-            # awaitable, no coroutine of ours per message); a small text message passes
-            # unmeasured. Only `websocket.receive` carries "text" (ASGI).
-            if steady:
+            # A plain function: the server's receive, screened (compiled: a C awaitable,
+            # no coroutine of ours per message); a small text message passes unmeasured,
+            # anything else goes to `settle`. Only `websocket.receive` carries "text".
+            if steady:  # connected, credentials that never expire
                 return screened(receive(), small_text, settle)
-            return guarded_receive_slow()
-
-        async def guarded_receive_slow() -> Message:
-            if (
-                deadline is not None
-                and deadline.handle is not None
-                and deadline.waiter is None
-                and (task := current_task()) is not None
-            ):
-                # expiring credentials, timer still pending: the same plain receive, this
-                # task registered with the connection's deadline (see ExpiryDeadline). Once
-                # the timer ran (or with a second receive pending) the fallback below
-                # answers by the wall clock.
-                base = task.cancelling()
-                deadline.waiter = task
-                try:
-                    message = await receive()
-                except BaseException as exc:
-                    deadline.waiter = None
-                    if deadline.fired is not task:
-                        raise  # not the expiry: someone else's cancellation, or an error
-                    deadline.fired = None
-                    if task.uncancel() > base or not isinstance(exc, CancelledError):
-                        raise  # another cancellation came too: it wins over the expiry
-                    return await expired()
-                deadline.waiter = None
-                if deadline.fired is task:  # the server's receive swallowed the cancel
-                    deadline.fired = None
-                    task.uncancel()
-                    return await expired()
-            else:
-                message = await receive_until_expiry()
-            text = message.get("text")
-            if text is not None and len(text) <= small_text:
-                return message
-            return await settle(message)
+            if deadline is not None:
+                # expiring credentials: the same receive, its task registered with the
+                # connection's deadline while the timer is pending (see ExpiryDeadline);
+                # once the timer ran (or with a second receive pending) the fallback
+                # answers by the wall clock
+                return watched(
+                    deadline, receive(), small_text, settle, expired, receive_until_expiry
+                )
+            return screened(receive_until_expiry(), small_text, settle)
 
         async def settle(message: Message) -> Message:
             """A message that is not a small text: tracked, and refused when too big."""
