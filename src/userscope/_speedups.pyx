@@ -186,6 +186,8 @@ cdef extern from "Python.h":
     PyObject* _error_set "PyErr_Occurred"()
     void _decref "Py_DECREF"(PyObject* obj)
     PyObject* PyThreadState_GetDict()
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    void* PyUnicode_DATA(object text)
     PySendResult userscope_throw(PyObject* iter, PyObject* error, PyObject** result)
 
 __all__ = [
@@ -199,6 +201,7 @@ __all__ = [
     "dict_get",
     "monotonic",
     "ready",
+    "request_id",
     "running_loop",
     "screened",
     "thread_ident",
@@ -581,14 +584,55 @@ cdef str _LOOP_KEY = "__asyncio_running_event_loop__"
 cdef tuple _last_loop = (None, None)
 
 
-def _forget_loop():
-    # in a child process after fork(): the parent's holder is not running here
-    global _last_loop
+# random bytes for request ids, drawn from os.urandom() 4 KiB at a time (one system call
+# per 256 ids instead of one per id); taken 16 at a time with the GIL held
+cdef Py_ssize_t _POOL_SIZE = 4096
+cdef bytes _pool = b""
+cdef Py_ssize_t _pool_at = 0
+
+
+def _after_fork():
+    # in a child process after fork(): the parent's running-loop holder is not running
+    # here, and the bytes left in the pool are the parent's next request ids
+    global _last_loop, _pool, _pool_at
     _last_loop = (None, None)
+    _pool = b""
+    _pool_at = 0
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_loop)
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+cdef char* _HEX = b"0123456789abcdef"
+
+
+cpdef str request_id():
+    """A random UUID4 as 32 lowercase hex digits (what ``uuid.uuid4().hex`` gives), from
+    a pool of ``os.urandom()`` bytes refilled 4 KiB at a time; a forked child starts a
+    pool of its own."""
+    global _pool, _pool_at
+    cdef unsigned char byte
+    cdef Py_ssize_t at, i
+    if _pool_at + 16 > len(_pool):
+        fresh = os.urandom(_POOL_SIZE)  # may let other threads run: they may refill too
+        _pool = fresh
+        _pool_at = 0
+    pool = _pool  # held here: the bytes stay valid whatever replaces the pool
+    at = _pool_at  # reserved before anything else can run: no other thread takes them
+    _pool_at = at + 16
+    cdef const unsigned char* raw = <const unsigned char*><char*>pool
+    text = PyUnicode_New(32, 127)
+    cdef unsigned char* out = <unsigned char*>PyUnicode_DATA(text)
+    for i in range(16):
+        byte = raw[at + i]
+        if i == 6:
+            byte = (byte & 0x0F) | 0x40  # version 4
+        elif i == 8:
+            byte = (byte & 0x3F) | 0x80  # RFC 4122 variant
+        out[2 * i] = _HEX[byte >> 4]
+        out[2 * i + 1] = _HEX[byte & 0x0F]
+    return text
 
 
 cpdef object running_loop():
