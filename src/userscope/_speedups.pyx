@@ -674,11 +674,12 @@ cdef object _task_now():
     if _TASKS is None:
         return _current_task(loop)
     task = PyDict_GetItemWithError(_TASKS, loop)
-    if task == NULL:
-        if _error_set() != NULL:
-            raise
-        return None
-    return <object>task
+    if task != NULL:
+        return <object>task
+    if _error_set() != NULL:
+        raise
+    return _current_task(loop)  # no task of this loop there (a callback, or a Python
+    # whose asyncio no longer keeps that dict): asyncio's own answer
 
 
 cdef inline bint _passes(object message, Py_ssize_t small):
