@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
@@ -75,3 +78,17 @@ async def open_async_bridge(ctx: us.UserExecutionContext) -> AsyncIterator[Bridg
 
 def ctx_for(user: str, request: str = "r-1") -> us.UserExecutionContext:
     return us.UserExecutionContext(user_id=user, thread_id=f"t-{user}", request_id=request)
+
+
+def run_fork_script(script: str, timeout: float) -> None:
+    """Run ``script`` (dedented) in a fresh interpreter in this test's mode and assert it
+    exited 0, its stderr as the message. For tests that fork: forking the test process
+    itself would copy its threads' locks (3.12+ warns of it)."""
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr

@@ -10,15 +10,13 @@ from __future__ import annotations
 import faulthandler
 import os
 import re
-import subprocess
-import sys
-import textwrap
 import threading
 import uuid
 
 import pytest
 
 import userscope as us
+from support import run_fork_script
 from userscope._speedups import request_id
 
 GUARD = 30.0
@@ -72,8 +70,7 @@ def test_a_forked_child_never_repeats_its_parents_next_ids() -> None:
     """The pool is filled before the fork; parent and child then draw 100 ids each: none
     in common (a child that kept the parent's pool would give the same ones). In a fresh
     interpreter: forking the test process would copy its threads' locks."""
-    script = textwrap.dedent(
-        """
+    script = """
         import os, sys
         from userscope._speedups import request_id
 
@@ -93,12 +90,4 @@ def test_a_forked_child_never_repeats_its_parents_next_ids() -> None:
         theirs = set(b"".join(chunks).decode().split())
         sys.exit(0 if len(theirs) == 100 and not mine & theirs else 3)
         """
-    )
-    done = subprocess.run(
-        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=GUARD,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    run_fork_script(script, GUARD)

@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import os
-import subprocess
-import sys
-import textwrap
 import threading
 
 import pytest
 
+from support import run_fork_script
 from userscope._speedups import running_loop
 
 #: bound of every wait here; faulthandler turns a hang into a failure with the stacks
@@ -106,8 +104,7 @@ def test_a_forked_child_answers_as_asyncio_does() -> None:
     3.11, "no loop": the holder belongs to the parent's process; the cache is dropped at
     fork). Run in a fresh interpreter: forking the test process itself would copy its
     threads' locks."""
-    script = textwrap.dedent(
-        """
+    script = """
         import asyncio, os, sys
         from userscope._speedups import running_loop
 
@@ -122,12 +119,4 @@ def test_a_forked_child_answers_as_asyncio_does() -> None:
 
         asyncio.run(main())
         """
-    )
-    done = subprocess.run(
-        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=GUARD,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    run_fork_script(script, GUARD)
