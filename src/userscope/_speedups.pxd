@@ -27,6 +27,7 @@ cpdef object dict_get(object mapping, object key)
 cpdef object agen_step(object agen, object exc)
 cpdef object running_loop()
 cpdef str request_id()
+cpdef object child_context(object ctx)
 cpdef object screened(object awaitable, Py_ssize_t small, object slow)
 cpdef object watched(
     object deadline,

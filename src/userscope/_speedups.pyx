@@ -23,9 +23,10 @@
   hand back its message when it is a text of at most ``small`` characters, else what
   ``slow(message)`` gives: the FastAPI adapter's WebSocket receive guard in its steady
   state, as a C awaitable (no coroutine frame per message; ``await`` goes through its
-  ``am_send`` slot). ``watched(deadline, receive, small, slow, expired, fallback)``: the
-  same awaitable for credentials that expire, the receive registered with the
-  connection's expiry deadline (the protocol is the pure twin's).
+  ``am_send`` slot). ``watched(deadline, awaitable, small, slow, expired, fallback)``:
+  the same awaitable for credentials that expire, its task registered with the
+  connection's expiry deadline (``DeadlineSlots``) while it waits (the protocol is the
+  pure twin's).
 * ``agen_step(agen, exc)``: an async generator finalizer's step (``__anext__()`` or
   ``athrow(exc)``) run until it first suspends, through the C slots (no bound methods).
 * ``monotonic()``: ``time.monotonic()`` as a C call (``clock_gettime``, the same clock
@@ -33,6 +34,11 @@
   from the model's fields directly (a pydantic model's attribute access goes through
   its ``__getattr__`` hook); ``dict_get(mapping, key)``: ``mapping.get(key)`` as a C
   lookup (the session table is an ``OrderedDict``, whose ``get`` is a method call).
+* ``running_loop()``: ``asyncio._get_running_loop()`` without, on 3.11, its
+  ``getpid()`` system call per lookup (cached per running-loop holder, forgotten at
+  fork); ``request_id()``: a random UUID4's hex from a pool of ``os.urandom()`` bytes
+  (one system call per 256 ids, a new pool in a forked child); ``child_context(ctx)``:
+  ``ctx.for_request()``'s copy with a fresh id, its steps as C calls.
 """
 
 cimport cython
@@ -55,7 +61,7 @@ cdef extern from "pythread.h":
     ) nogil
 
 from cpython.contextvars cimport PyContextVar_Get, PyContextVar_Reset, PyContextVar_Set
-from cpython.dict cimport PyDict_Check, PyDict_CheckExact, PyDict_GetItemWithError
+from cpython.dict cimport PyDict_Check, PyDict_CheckExact, PyDict_Copy, PyDict_GetItemWithError
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from cpython.exc cimport (
     PyErr_CheckSignals,
@@ -164,6 +170,10 @@ cdef extern from *:
 
 cdef extern from "Python.h":
     object PyObject_GenericGetDict(object obj, void* context)
+    int PyObject_GenericSetDict(object obj, object value, void* context) except -1
+    object PyObject_GenericGetAttr(object obj, object name)
+    int PyObject_GenericSetAttr(object obj, object name, object value) except -1
+    object PyNumber_Or(object left, object right)
     ctypedef PyObject* (*_iternextfunc "iternextfunc")(PyObject*)
     ctypedef enum PySendResult:
         PYGEN_RETURN
@@ -197,6 +207,7 @@ __all__ = [
     "LockBase",
     "agen_step",
     "call",
+    "child_context",
     "context_slot",
     "dict_get",
     "monotonic",
@@ -560,136 +571,6 @@ cdef class Screened:
 
 cdef object _DONE_ITER = iter(())  # what a receive that failed to start steps: nothing
 
-import asyncio.tasks
-import os
-import sys
-from asyncio import _get_running_loop
-
-# the running task of each loop (what `asyncio.current_task()` reads), where this
-# Python keeps it in a dict
-_tasks_by_loop = getattr(asyncio.tasks, "_current_tasks", None)
-cdef dict _TASKS = _tasks_by_loop if type(_tasks_by_loop) is dict else None
-
-
-# Python 3.11 keeps the running loop in a holder object in the thread's state dict, and
-# checks the holder's process id against getpid() -- a system call -- on every lookup;
-# 3.12 on keep it without that check (no cache needed there)
-cdef bint _HOLDERS = (
-    sys.version_info < (3, 12) and getattr(_get_running_loop, "__module__", None) == "_asyncio"
-)
-cdef str _LOOP_KEY = "__asyncio_running_event_loop__"
-# (holder, its loop): the holder last looked up (a strong reference, so that its
-# address is never another holder's) and the loop asyncio found in it; one tuple,
-# replaced whole
-cdef tuple _last_loop = (None, None)
-
-
-# random bytes for request ids, drawn from os.urandom() 4 KiB at a time (one system call
-# per 256 ids instead of one per id); taken 16 at a time with the GIL held
-cdef Py_ssize_t _POOL_SIZE = 4096
-cdef bytes _pool = b""
-cdef Py_ssize_t _pool_at = 0
-
-
-def _after_fork():
-    # in a child process after fork(): the parent's running-loop holder is not running
-    # here, and the bytes left in the pool are the parent's next request ids
-    global _last_loop, _pool, _pool_at
-    _last_loop = (None, None)
-    _pool = b""
-    _pool_at = 0
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
-
-
-cdef char* _HEX = b"0123456789abcdef"
-
-
-cpdef str request_id():
-    """A random UUID4 as 32 lowercase hex digits (what ``uuid.uuid4().hex`` gives), from
-    a pool of ``os.urandom()`` bytes refilled 4 KiB at a time; a forked child starts a
-    pool of its own."""
-    global _pool, _pool_at
-    cdef unsigned char byte
-    cdef Py_ssize_t at, i
-    if _pool_at + 16 > len(_pool):
-        fresh = os.urandom(_POOL_SIZE)  # may let other threads run: they may refill too
-        _pool = fresh
-        _pool_at = 0
-    pool = _pool  # held here: the bytes stay valid whatever replaces the pool
-    at = _pool_at  # reserved before anything else can run: no other thread takes them
-    _pool_at = at + 16
-    cdef const unsigned char* raw = <const unsigned char*><char*>pool
-    text = PyUnicode_New(32, 127)
-    cdef unsigned char* out = <unsigned char*>PyUnicode_DATA(text)
-    for i in range(16):
-        byte = raw[at + i]
-        if i == 6:
-            byte = (byte & 0x0F) | 0x40  # version 4
-        elif i == 8:
-            byte = (byte & 0x3F) | 0x80  # RFC 4122 variant
-        out[2 * i] = _HEX[byte >> 4]
-        out[2 * i + 1] = _HEX[byte & 0x0F]
-    return text
-
-
-cpdef object running_loop():
-    """``asyncio._get_running_loop()``: this thread's running event loop, or ``None``.
-
-    On Python 3.11 the answer is cached per holder (what ``asyncio._set_running_loop()``
-    puts in the thread's state): the same holder as last time gives the same loop without
-    asyncio's ``getpid()`` system call (about 200 ns each). A child process forgets the
-    cache at fork. Elsewhere, asyncio's own call.
-    """
-    global _last_loop
-    cdef PyObject* state
-    cdef PyObject* holder
-    if not _HOLDERS:
-        return _get_running_loop()
-    state = PyThreadState_GetDict()
-    if state == NULL:
-        return _get_running_loop()
-    holder = _dict_item(state, <PyObject*>_LOOP_KEY)
-    if holder == NULL:
-        if _error_set() != NULL:
-            raise
-        _last_loop = (None, None)  # no loop runs here: let the last one go
-        return None
-    last = _last_loop
-    if <object>holder is last[0]:
-        return last[1]
-    loop = _get_running_loop()
-    _last_loop = (<object>holder, loop)
-    return loop
-
-
-cdef object _task_now():
-    # `asyncio.current_task()` as C calls, ``None`` off a running loop
-    cdef PyObject* task
-    loop = running_loop()
-    if loop is None:
-        return None
-    if _TASKS is None:
-        return _current_task(loop)
-    task = PyDict_GetItemWithError(_TASKS, loop)
-    if task != NULL:
-        return <object>task
-    if _error_set() != NULL:
-        raise
-    return _current_task(loop)  # no task of this loop there (a callback, or a Python
-    # whose asyncio no longer keeps that dict): asyncio's own answer
-
-
-cdef inline bint _passes(object message, Py_ssize_t small):
-    # a dict whose "text" is a str of at most `small` characters: the fast path's test
-    if not _is_dict(<PyObject*>message):
-        return False
-    text = message.get(_TEXT)
-    return type(text) is str and len(<str>text) <= small
-
-
 cdef object _await_iter(object awaitable):
     # what `await awaitable` steps: a coroutine itself, else its `__await__()`
     if _is_coroutine(<PyObject*>awaitable):
@@ -849,3 +730,154 @@ cpdef object agen_step(object agen, object exc):
     rest of ``step``, which yielded ``yielded``); ``(False, None, None)``: the generator
     yielded again. Anything else the step raised propagates."""
     return userscope_agen_step(agen, exc)
+
+
+import asyncio.tasks
+import os
+import sys
+from asyncio import _get_running_loop
+
+# the running task of each loop (what `asyncio.current_task()` reads), where this
+# Python keeps it in a dict
+_tasks_by_loop = getattr(asyncio.tasks, "_current_tasks", None)
+cdef dict _TASKS = _tasks_by_loop if type(_tasks_by_loop) is dict else None
+
+
+# Python 3.11 keeps the running loop in a holder object in the thread's state dict, and
+# checks the holder's process id against getpid() -- a system call -- on every lookup;
+# 3.12 on keep it without that check (no cache needed there)
+cdef bint _HOLDERS = (
+    sys.version_info < (3, 12) and getattr(_get_running_loop, "__module__", None) == "_asyncio"
+)
+cdef str _LOOP_KEY = "__asyncio_running_event_loop__"
+# (holder, its loop): the holder last looked up (a strong reference, so that its
+# address is never another holder's) and the loop asyncio found in it; one tuple,
+# replaced whole
+cdef tuple _last_loop = (None, None)
+
+
+# random bytes for request ids, drawn from os.urandom() 4 KiB at a time (one system call
+# per 256 ids instead of one per id); taken 16 at a time with the GIL held
+cdef Py_ssize_t _POOL_SIZE = 4096
+cdef bytes _pool = b""
+cdef Py_ssize_t _pool_at = 0
+
+
+def _after_fork():
+    # in a child process after fork(): the parent's running-loop holder is not running
+    # here, and the bytes left in the pool are the parent's next request ids
+    global _last_loop, _pool, _pool_at
+    _last_loop = (None, None)
+    _pool = b""
+    _pool_at = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+cdef char* _HEX = b"0123456789abcdef"
+
+
+cpdef str request_id():
+    """A random UUID4 as 32 lowercase hex digits (what ``uuid.uuid4().hex`` gives), from
+    a pool of ``os.urandom()`` bytes refilled 4 KiB at a time; a forked child starts a
+    pool of its own."""
+    global _pool, _pool_at
+    cdef unsigned char byte
+    cdef Py_ssize_t at, i
+    if _pool_at + 16 > len(_pool):
+        fresh = os.urandom(_POOL_SIZE)  # may let other threads run: they may refill too
+        _pool = fresh
+        _pool_at = 0
+    pool = _pool  # held here: the bytes stay valid whatever replaces the pool
+    at = _pool_at  # reserved before anything else can run: no other thread takes them
+    _pool_at = at + 16
+    cdef const unsigned char* raw = <const unsigned char*><char*>pool
+    text = PyUnicode_New(32, 127)
+    cdef unsigned char* out = <unsigned char*>PyUnicode_DATA(text)
+    for i in range(16):
+        byte = raw[at + i]
+        if i == 6:
+            byte = (byte & 0x0F) | 0x40  # version 4
+        elif i == 8:
+            byte = (byte & 0x3F) | 0x80  # RFC 4122 variant
+        out[2 * i] = _HEX[byte >> 4]
+        out[2 * i + 1] = _HEX[byte & 0x0F]
+    return text
+
+
+cpdef object running_loop():
+    """``asyncio._get_running_loop()``: this thread's running event loop, or ``None``.
+
+    On Python 3.11 the answer is cached per holder (what ``asyncio._set_running_loop()``
+    puts in the thread's state): the same holder as last time gives the same loop without
+    asyncio's ``getpid()`` system call (about 200 ns each). A child process forgets the
+    cache at fork. Elsewhere, asyncio's own call.
+    """
+    global _last_loop
+    cdef PyObject* state
+    cdef PyObject* holder
+    if not _HOLDERS:
+        return _get_running_loop()
+    state = PyThreadState_GetDict()
+    if state == NULL:
+        return _get_running_loop()
+    holder = _dict_item(state, <PyObject*>_LOOP_KEY)
+    if holder == NULL:
+        if _error_set() != NULL:
+            raise
+        _last_loop = (None, None)  # no loop runs here: let the last one go
+        return None
+    last = _last_loop
+    if <object>holder is last[0]:
+        return last[1]
+    loop = _get_running_loop()
+    _last_loop = (<object>holder, loop)
+    return loop
+
+
+cdef object _task_now():
+    # `asyncio.current_task()` as C calls, ``None`` off a running loop
+    cdef PyObject* task
+    loop = running_loop()
+    if loop is None:
+        return None
+    if _TASKS is None:
+        return _current_task(loop)
+    task = PyDict_GetItemWithError(_TASKS, loop)
+    if task != NULL:
+        return <object>task
+    if _error_set() != NULL:
+        raise
+    return _current_task(loop)  # no task of this loop there (a callback, or a Python
+    # whose asyncio no longer keeps that dict): asyncio's own answer
+
+
+cdef frozenset _COPIED = frozenset({"request_id", "metadata"})  # set anew in a child
+cdef str _REQUEST_ID = "request_id"
+cdef str _METADATA = "metadata"
+cdef str _FIELDS_SET = "__pydantic_fields_set__"
+cdef str _EXTRA = "__pydantic_extra__"
+cdef str _PRIVATE = "__pydantic_private__"
+
+
+cpdef object child_context(object ctx):
+    """``ctx`` copied with a fresh ``request_id()`` (``ctx.for_request()``): the pure
+    twin's steps as C calls (allocation, the field dict's copy, the model's slots set
+    past its frozen ``__setattr__``)."""
+    cdef type kind = type(ctx)
+    child = object.__new__(kind)  # as the pure twin: no subclass __new__ runs
+    fields = PyDict_Copy(PyObject_GenericGetDict(ctx, NULL))
+    fields[_REQUEST_ID] = request_id()
+    metadata = fields[_METADATA]
+    fields[_METADATA] = PyDict_Copy(metadata) if PyDict_CheckExact(metadata) else dict(metadata)
+    PyObject_GenericSetDict(child, fields, NULL)
+    PyObject_GenericSetAttr(
+        child, _FIELDS_SET, PyNumber_Or(PyObject_GenericGetAttr(ctx, _FIELDS_SET), _COPIED)
+    )
+    extra = PyObject_GenericGetAttr(ctx, _EXTRA)
+    PyObject_GenericSetAttr(child, _EXTRA, None if extra is None else dict(extra))
+    private = PyObject_GenericGetAttr(ctx, _PRIVATE)
+    PyObject_GenericSetAttr(child, _PRIVATE, None if private is None else dict(private))
+    return child

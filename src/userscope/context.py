@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from userscope._speedups import request_id
+from userscope._speedups import child_context
+from userscope._speedups import request_id as _new_request_id
 
 __all__ = ["MAX_ID_LENGTH", "UserExecutionContext"]
 
@@ -47,16 +48,6 @@ def _check_id(value: str) -> str:
 
 
 _Id = Annotated[str, AfterValidator(_check_id)]
-
-
-#: a random UUID4 as 32 hex digits (compiled: from a pool of urandom bytes, one system
-#: call per 256 ids; this runs once per WebSocket message)
-_new_request_id = request_id
-
-
-_new = object.__new__
-_set = object.__setattr__  # the frozen model refuses its own __setattr__
-_COPIED: frozenset[str] = frozenset({"request_id", "metadata"})  # set by for_request()
 
 
 class UserExecutionContext(BaseModel):
@@ -106,23 +97,9 @@ class UserExecutionContext(BaseModel):
             'r-2'
         """
         if request_id is None and thread_id is None:
-            # The hot path (one per WebSocket message): every field was validated when this
-            # context was built and a generated id is valid by construction, so copy
-            # rather than validate again (~6 us less). The metadata is copied, as
-            # validation would, so that a child never shares it with its parent.
-            # Built the way pydantic's own ``__copy__`` builds a copy (its documented
-            # instance attributes set directly), without ``model_copy``'s generic update
-            # machinery: ~3 us less per message.
-            child = _new(type(self))
-            fields = self.__dict__.copy()
-            fields["request_id"] = _new_request_id()
-            fields["metadata"] = dict(fields["metadata"])
-            _set(child, "__dict__", fields)
-            _set(child, "__pydantic_fields_set__", self.__pydantic_fields_set__ | _COPIED)
-            extra, private = self.__pydantic_extra__, self.__pydantic_private__
-            _set(child, "__pydantic_extra__", None if extra is None else dict(extra))
-            _set(child, "__pydantic_private__", None if private is None else dict(private))
-            return child
+            # The hot path (one per WebSocket message): a copy with a fresh id, no second
+            # validation (~6 us less; see `child_context`)
+            return child_context(self)
         return UserExecutionContext(
             user_id=self.user_id,
             thread_id=self.thread_id if thread_id is None else thread_id,
