@@ -322,7 +322,24 @@ def _describe_dict(d: dict[Any, Any], key: Any = None) -> str:
             names = [k for k, v in outer.items() if v is d]
             if names and _owner_of_dict(outer) is not None:
                 return f"dict in {_describe_dict(outer, names[0])}"
+        elif (attribute := _attribute_holding(outer, d)) is not None:
+            return f"dict in attribute {type(outer).__qualname__}.{attribute}"
     return "dict"
+
+
+def _attribute_holding(owner: object, value: object) -> str | None:
+    """The name of ``owner``'s instance attribute that is ``value``, if any. Python 3.13
+    keeps a plain instance's attributes inline: the instance itself, not a ``__dict__``,
+    is then what refers to them."""
+    if isinstance(owner, (type, ModuleType, FrameType)):
+        return None
+    attributes = getattr(owner, "__dict__", None)
+    if not isinstance(attributes, dict):
+        return None
+    for name, held in attributes.items():
+        if held is value and isinstance(name, str):
+            return name
+    return None
 
 
 def _referrers(obj: object, ignore: set[int]) -> list[str]:
@@ -337,6 +354,8 @@ def _referrers(obj: object, ignore: set[int]) -> list[str]:
                     key = k
                     break
             out.append(_describe_dict(ref, key))
+        elif (name := _attribute_holding(ref, obj)) is not None:
+            out.append(f"attribute {type(ref).__qualname__}.{name}")
         else:
             out.append(type(ref).__qualname__)
         if len(out) >= 4:
