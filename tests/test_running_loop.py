@@ -1,4 +1,5 @@
-"""`_speedups.running_loop`: always asyncio's own answer, however loops and threads change.
+"""`_speedups.running_loop` and `running_task`: always asyncio's own answer, however loops
+and threads change.
 
 Compiled on Python 3.11 it caches the loop per running-loop holder (asyncio checks the
 holder against ``getpid()``, a system call, on every lookup); these tests hold it to
@@ -16,7 +17,7 @@ import threading
 import pytest
 
 from support import run_fork_script
-from userscope._speedups import running_loop
+from userscope._speedups import running_loop, running_task
 
 #: bound of every wait here; faulthandler turns a hang into a failure with the stacks
 GUARD = 30.0
@@ -64,6 +65,27 @@ def test_a_callback_outside_any_task_sees_its_loop() -> None:
         loop.close()
 
 
+def test_the_running_task_is_asyncios_current_task_and_none_elsewhere() -> None:
+    assert running_task() is None  # no loop: None, not asyncio's RuntimeError
+
+    async def inside() -> None:
+        assert running_task() is asyncio.current_task()
+        child = asyncio.create_task(asyncio.sleep(0, result="child"))
+        assert running_task() is asyncio.current_task()  # still this task, not the child
+        await child
+
+    asyncio.run(inside())
+    loop = asyncio.new_event_loop()
+    try:
+        found: list[object] = []
+        loop.call_soon(lambda: found.append(running_task()))  # a callback: no task
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert found == [None]
+    finally:
+        loop.close()
+
+
 def test_threads_each_running_a_loop_always_see_their_own() -> None:
     """Two threads on their own loops, in lockstep: every lookup alternates between them,
     so a cache that answered for the wrong thread's holder would be caught."""
@@ -80,6 +102,9 @@ def test_threads_each_running_a_loop_always_see_their_own() -> None:
                 found = running_loop()
                 if found is not mine:
                     wrong.append((index, found, mine))
+                task = running_task()
+                if task is not asyncio.current_task():
+                    wrong.append((index, task, asyncio.current_task()))
                 if turn % 7 == 0:
                     await asyncio.sleep(0)
 

@@ -43,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio.tasks
 import os
 import threading
 import time
@@ -65,6 +66,7 @@ __all__ = [
     "ready",
     "request_id",
     "running_loop",
+    "running_task",
     "screened",
     "thread_ident",
     "var_get",
@@ -240,6 +242,35 @@ Example:
     (True, None)
 """
 
+# the running task of each loop (what `asyncio.current_task()` reads; a Python function
+# before 3.12), where this Python keeps it in a dict
+_tasks_by_loop = getattr(asyncio.tasks, "_current_tasks", None)
+_TASKS: dict[Any, Any] | None = _tasks_by_loop if isinstance(_tasks_by_loop, dict) else None
+
+
+def running_task() -> Any:
+    """``asyncio.current_task()``, but ``None`` off a running loop rather than an error:
+    the task of this thread's running loop, read from asyncio's loop-to-task dict where
+    it has an entry, else asyncio's own answer (a loop callback: ``None``).
+
+    Example:
+        >>> import asyncio
+        >>> from userscope._speedups import running_task
+        >>> async def main():
+        ...     return running_task() is asyncio.current_task()
+        >>> asyncio.run(main()), running_task()
+        (True, None)
+    """
+    loop = _get_running_loop()
+    if loop is None:
+        return None
+    if _TASKS is not None:
+        task = _TASKS.get(loop)
+        if task is not None:
+            return task
+    return current_task(loop)
+
+
 monotonic: Callable[[], float] = time.monotonic
 """``time.monotonic()``.
 
@@ -372,7 +403,7 @@ async def watched(
     if (
         deadline.handle is not None
         and deadline.waiter is None
-        and (task := current_task()) is not None
+        and (task := running_task()) is not None
     ):
         base = task.cancelling()
         deadline.waiter = task

@@ -36,7 +36,8 @@
   lookup (the session table is an ``OrderedDict``, whose ``get`` is a method call).
 * ``running_loop()``: ``asyncio._get_running_loop()`` without, on 3.11, its
   ``getpid()`` system call per lookup (cached per running-loop holder, forgotten at
-  fork); ``request_id()``: a random UUID4's hex from a pool of ``os.urandom()`` bytes
+  fork); ``running_task()``: ``asyncio.current_task()`` on top of it (``None`` off a
+  loop); ``request_id()``: a random UUID4's hex from a pool of ``os.urandom()`` bytes
   (one system call per 256 ids, a new pool in a forked child); ``child_context(ctx)``:
   ``ctx.for_request()``'s copy with a fresh id, its steps as C calls.
 """
@@ -214,6 +215,7 @@ __all__ = [
     "ready",
     "request_id",
     "running_loop",
+    "running_task",
     "screened",
     "thread_ident",
     "var_get",
@@ -502,7 +504,7 @@ cdef class Screened:
         awaitable = self._receive
         self._receive = None
         if deadline.handle is not None and deadline.waiter is None:
-            task = _task_now()
+            task = running_task()
             if task is not None:
                 self._base = task.cancelling()
                 deadline.waiter = task
@@ -837,21 +839,22 @@ cpdef object running_loop():
     return loop
 
 
-cdef object _task_now():
-    # `asyncio.current_task()` as C calls, ``None`` off a running loop
+cpdef object running_task():
+    """``asyncio.current_task()`` as C calls, ``None`` off a running loop (no error): the
+    task of this thread's running loop, read from asyncio's loop-to-task dict; asyncio's
+    own answer where the dict has no entry (a loop callback, or a Python whose asyncio
+    no longer keeps that dict)."""
     cdef PyObject* task
     loop = running_loop()
     if loop is None:
         return None
-    if _TASKS is None:
-        return _current_task(loop)
-    task = PyDict_GetItemWithError(_TASKS, loop)
-    if task != NULL:
-        return <object>task
-    if _error_set() != NULL:
-        raise
-    return _current_task(loop)  # no task of this loop there (a callback, or a Python
-    # whose asyncio no longer keeps that dict): asyncio's own answer
+    if _TASKS is not None:
+        task = PyDict_GetItemWithError(_TASKS, loop)
+        if task != NULL:
+            return <object>task
+        if _error_set() != NULL:
+            raise
+    return _current_task(loop)
 
 
 cdef frozenset _COPIED = frozenset({"request_id", "metadata"})  # set anew in a child

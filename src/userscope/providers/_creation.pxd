@@ -4,7 +4,7 @@
 cimport cython
 
 from userscope.container._cleanup cimport run_cleanups_sync
-from userscope._speedups cimport Lock, call, ready, running_loop, thread_ident
+from userscope._speedups cimport Lock, call, ready, running_loop, running_task, thread_ident
 from userscope.container._pending cimport PendingCreation
 from userscope.container._session cimport UserSession
 from userscope.container._state cimport ScopeState
@@ -15,8 +15,6 @@ cdef Py_ssize_t _ASYNC
 cdef object _generation
 cdef bint _observing
 cdef set _PLAIN
-cdef dict _tasks
-cdef object _current_task
 
 cdef class ProviderCore:
     cdef public object provider

@@ -37,7 +37,7 @@ else:
     except ImportError:  # pragma: no cover - a pure install: no Cython, no-op declarations
         from userscope import _nocython as cython
 
-from userscope._speedups import Lock, call, ready, running_loop, thread_ident
+from userscope._speedups import Lock, call, ready, running_loop, running_task, thread_ident
 from userscope.container import _flags, _guard, _locks
 from userscope.container._cleanup import run_cleanups_async, run_cleanups_sync
 from userscope.container._guard import check as guard_check
@@ -71,11 +71,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ProviderCore", "acreate", "begin_acreate", "create", "will_create"]
 
-_current_task = asyncio.current_task
-# the loop -> current task dict asyncio's C tasks keep (a Python function looks it up
-# before 3.12): read with a C dict lookup compiled (typed in the .pxd); None without it
-_tasks_by_loop = getattr(asyncio.tasks, "_current_tasks", None)
-_tasks: dict[Any, Any] | None = _tasks_by_loop if isinstance(_tasks_by_loop, dict) else None
 _anext = anext  # a global: compiled, a builtin Cython does not know is looked up per use
 _NO_ARGS: Final[tuple[Any, ...]] = ()
 _USER: Final = Scope.USER
@@ -278,7 +273,7 @@ def _wait_error(
         return None
     if pending.task.get_loop() is not running_loop():
         return None  # owned by a task of another loop (another thread): it can finish
-    if pending.task is _current_task():
+    if pending.task is running_task():
         return DependencyCycleError(provider.name, provider.scope)
     return BlockingWaitError(provider.name, provider.scope)
 
@@ -495,13 +490,7 @@ def begin_acreate(core: ProviderCore, state: ScopeState, frame: ActiveFrame) -> 
         lock.release()
         return acreate(core, state, frame)
     session.instances += 1
-    loop = running_loop()
-    if loop is None:  # called off-loop (a thread of `asyncio.to_thread`): the thread owns it
-        task = None
-    elif _tasks is not None:
-        task = _tasks.get(loop)
-    else:
-        task = _current_task(loop)
+    task = running_task()  # None off-loop (a thread of `asyncio.to_thread`): the thread owns it
     owner: Any = thread_ident() if task is None else task
     if pending is None:
         state.pending = {provider: owner}
@@ -708,8 +697,7 @@ async def acreate(
     provider = core.provider
     session = state.session
     lock = session.lock
-    loop = running_loop()
-    task = _tasks.get(loop) if _tasks is not None else _current_task(loop)
+    task = running_task()
     owner: Any = thread_ident() if task is None else task
     while not reserved:
         lock.acquire()
