@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
@@ -92,3 +95,22 @@ def run_fork_script(script: str, timeout: float) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+@contextlib.contextmanager
+def hang_guard(seconds: float = 60) -> Iterator[None]:
+    """Dump every thread's stack to stderr when the block runs longer than ``seconds``."""
+    faulthandler.dump_traceback_later(seconds, exit=False, file=sys.stderr)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+def run_threads(threads: list[threading.Thread], hang: str) -> None:
+    """Start ``threads`` and join them, failing with ``hang`` when one does not finish."""
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads), hang

@@ -7,7 +7,6 @@ pool, and to a forked child never repeating its parent's next ids. Runs in both 
 
 from __future__ import annotations
 
-import faulthandler
 import os
 import re
 import threading
@@ -16,7 +15,7 @@ import uuid
 import pytest
 
 import userscope as us
-from support import run_fork_script
+from support import hang_guard, run_fork_script, run_threads
 from userscope._speedups import request_id
 
 GUARD = 30.0
@@ -50,16 +49,9 @@ def test_threads_racing_for_the_pool_never_share_an_id() -> None:
         for _ in range(per_thread):
             out.append(request_id())
 
-    faulthandler.dump_traceback_later(GUARD, exit=True)
-    try:
+    with hang_guard():
         workers = [threading.Thread(target=take, args=(i,)) for i in range(threads)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(GUARD)
-        assert not any(worker.is_alive() for worker in workers)
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+        run_threads(workers, "a thread hung")
     every = [rid for ids in found for rid in ids]
     assert len(every) == per_thread * threads
     assert len(set(every)) == len(every)

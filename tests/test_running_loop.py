@@ -10,16 +10,15 @@ Runs in both modes (the pure twin is asyncio's function itself).
 from __future__ import annotations
 
 import asyncio
-import faulthandler
 import os
 import threading
 
 import pytest
 
-from support import run_fork_script
+from support import hang_guard, run_fork_script, run_threads
 from userscope._speedups import running_loop, running_task
 
-#: bound of every wait here; faulthandler turns a hang into a failure with the stacks
+#: bound of every wait here (`run_threads` joins within 30 s; `hang_guard` dumps the stacks)
 GUARD = 30.0
 
 
@@ -53,19 +52,19 @@ def test_each_new_loop_of_a_thread_is_seen_not_the_last_one() -> None:
     assert seen == [loop for loop in loops for _ in range(2)]
 
 
-def test_a_callback_outside_any_task_sees_its_loop() -> None:
+def test_a_callback_outside_any_task_sees_its_loop_and_no_task() -> None:
     loop = asyncio.new_event_loop()
     try:
         found: list[object] = []
-        loop.call_soon(lambda: found.append(running_loop()))
+        loop.call_soon(lambda: found.append((running_loop(), running_task())))
         loop.call_soon(loop.stop)
         loop.run_forever()
-        assert found == [loop]
+        assert found == [(loop, None)]
     finally:
         loop.close()
 
 
-def test_the_running_task_is_asyncios_current_task_and_none_elsewhere() -> None:
+def test_the_running_task_is_asyncios_current_task_and_none_off_a_loop() -> None:
     assert running_task() is None  # no loop: None, not asyncio's RuntimeError
 
     async def inside() -> None:
@@ -75,15 +74,7 @@ def test_the_running_task_is_asyncios_current_task_and_none_elsewhere() -> None:
         await child
 
     asyncio.run(inside())
-    loop = asyncio.new_event_loop()
-    try:
-        found: list[object] = []
-        loop.call_soon(lambda: found.append(running_task()))  # a callback: no task
-        loop.call_soon(loop.stop)
-        loop.run_forever()
-        assert found == [None]
-    finally:
-        loop.close()
+    assert running_task() is None
 
 
 def test_threads_each_running_a_loop_always_see_their_own() -> None:
@@ -110,16 +101,9 @@ def test_threads_each_running_a_loop_always_see_their_own() -> None:
 
         asyncio.run(main())
 
-    faulthandler.dump_traceback_later(GUARD, exit=True)
-    try:
+    with hang_guard():
         threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(GUARD)
-        assert not any(thread.is_alive() for thread in threads)
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+        run_threads(threads, "a thread hung")
     assert wrong == []
 
 

@@ -7,20 +7,18 @@ assertion here holds for the C lock and for ``threading.Lock`` alike.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
-import faulthandler
 import inspect
-import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import pytest
 
 import userscope
+from support import hang_guard, run_threads
 from userscope import _speedups
 from userscope.container import _locks
 from userscope.container._session import UserSession, table_slot
@@ -234,25 +232,6 @@ def test_dict_get_looks_up_dicts_and_ordered_dicts_like_get() -> None:
     assert _speedups.dict_get(Mapping(), "k") == ("got", "k")
 
 
-@contextlib.contextmanager
-def _hang_guard(seconds: float = 60) -> Iterator[None]:
-    """Dump every thread's stack to stderr when the block runs longer than ``seconds``."""
-    faulthandler.dump_traceback_later(seconds, exit=False, file=sys.stderr)
-    try:
-        yield
-    finally:
-        faulthandler.cancel_dump_traceback_later()
-
-
-def _run_threads(threads: list[threading.Thread], hang: str) -> None:
-    """Start ``threads`` and join them, failing with ``hang`` when one does not finish."""
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads), hang
-
-
 def test_contended_lock_keeps_mutual_exclusion_and_never_loses_a_waiter() -> None:
     # Threads that block (no timeout), time out (short timeouts), and try without
     # blocking, all on one lock. Nobody is ever inside twice, every thread finishes, and
@@ -290,9 +269,9 @@ def test_contended_lock_keeps_mutual_exclusion_and_never_loses_a_waiter() -> Non
         except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
-    with _hang_guard(60):
+    with hang_guard(60):
         threads = [threading.Thread(target=worker, args=(i % 3,)) for i in range(9)]
-        _run_threads(threads, "a waiter was lost")
+        run_threads(threads, "a waiter was lost")
     assert errors == []
     assert overlaps == []
     assert entered[0] >= 3 * 300  # every blocking acquire got the lock
@@ -310,7 +289,7 @@ def test_a_release_racing_with_a_waiters_timeout_hands_the_lock_over_or_frees_it
     # by nobody (until some later blocking acquire took the handover).
     lock = _speedups.Lock()
     outcomes: list[bool] = []
-    with _hang_guard(60):
+    with hang_guard(60):
         for _ in range(40):
             assert lock.acquire(timeout=5) is True
             ready = threading.Event()
@@ -353,7 +332,7 @@ def test_release_of_a_lock_being_handed_over_is_refused() -> None:
         got.append(lock.acquire(timeout=10))
         lock.release()
 
-    with _hang_guard(60):
+    with hang_guard(60):
         worker = threading.Thread(target=wait_for_it)
         worker.start()
         assert waiting.wait(10)
@@ -470,9 +449,9 @@ def test_the_runtime_on_its_own_locks_shares_nothing_and_closes_everything_once(
         except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
-    with _hang_guard(60):
+    with hang_guard(60):
         threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
-        _run_threads(threads, "a scope hung")
+        run_threads(threads, "a scope hung")
     assert errors == []
     assert len({id(agent) for agent in agents}) == len(agents) == 6 * 300  # all alive
     opened = sum(event.startswith("open bridge") for event in log.events)
